@@ -1,0 +1,100 @@
+"""Argument and input checks shared by every layer (exceptions, never assert)."""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+
+from .errors import ConfigError, InputError
+
+AlphaLike = Union[float, int, torch.Tensor, "list[float]", "tuple[float, ...]"]
+
+_P_NAMES = {"1": 1.0, "l1": 1.0, "2": 2.0, "l2": 2.0, "inf": math.inf, "linf": math.inf}
+
+
+def check_alpha(alpha: AlphaLike) -> torch.Tensor:
+    """Return alpha as a float64 tensor of rank 0 (one value) or 1 (k values).
+
+    Raises :class:`ConfigError` for NaN, values outside [0, 1], empty or
+    higher-rank input.
+    """
+    if isinstance(alpha, torch.Tensor):
+        a = alpha.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        try:
+            a = torch.as_tensor(alpha, dtype=torch.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"alpha must be a number in [0, 1] or a 1-D list/tensor of such numbers, got {alpha!r}") from exc
+    if a.ndim > 1:
+        raise ConfigError(f"alpha must be a scalar or a 1-D tensor of k values, got shape {tuple(a.shape)}; flatten it first")
+    if a.numel() == 0:
+        raise ConfigError("alpha is empty: give at least one value in [0, 1]")
+    if torch.isnan(a).any():
+        raise ConfigError("alpha contains NaN: give values in [0, 1] (0 = standard model only, 1 = robust model only)")
+    if (a < 0).any() or (a > 1).any():
+        bad = a[(a < 0) | (a > 1)].tolist()
+        raise ConfigError(f"alpha must lie in [0, 1] (0 = standard model only, 1 = robust model only), got {bad}")
+    return a
+
+
+def check_gamma(gamma: float) -> float:
+    """The paper's trade-off parameter gamma >= 0 (inf allowed: robust model only)."""
+    try:
+        g = float(gamma)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"gamma must be a number >= 0, got {gamma!r}") from exc
+    if math.isnan(g) or g < 0:
+        raise ConfigError(f"gamma must be >= 0 (alpha = gamma / (1 + gamma)), got {gamma!r}")
+    return g
+
+
+def check_p(p) -> float:
+    """Normalise an l_p norm name (1, 2, inf, 'l2', 'Linf', ...) to 1.0, 2.0 or math.inf."""
+    if isinstance(p, str):
+        key = p.strip().lower()
+        if key in _P_NAMES:
+            return _P_NAMES[key]
+    elif isinstance(p, (int, float)) and not isinstance(p, bool):
+        if float(p) in (1.0, 2.0, math.inf):
+            return float(p)
+    raise ConfigError(f"unknown norm p={p!r}: use 1, 2 or inf (also accepted: 'l1', 'l2', 'linf')")
+
+
+def dual_exponent(p) -> float:
+    """Dual exponent p* with 1/p + 1/p* = 1, for p in {1, 2, inf}."""
+    p = check_p(p)
+    return {1.0: math.inf, 2.0: 2.0, math.inf: 1.0}[p]
+
+
+def check_input(x, *, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
+    """Check that ``x`` is a finite floating-point batch of rank >= ``min_ndim``."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor(..., dtype=torch.float32)")
+    if not x.is_floating_point():
+        raise InputError(
+            f"{name} has integer dtype {x.dtype}; models take floats in [0, 1]: use x.float() / 255 for 8-bit images")
+    if x.ndim < min_ndim:
+        raise InputError(
+            f"{name} has rank {x.ndim} (shape {tuple(x.shape)}), expected a batch of rank >= {min_ndim} such as (n, C, H, W); "
+            "add a batch dimension with x.unsqueeze(0)")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name} contains NaN or inf values; clean the inputs before evaluating")
+    return x
+
+
+def check_eps(eps, *, name: str = "eps") -> float:
+    try:
+        e = float(eps)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number >= 0, got {eps!r}") from exc
+    if math.isnan(e) or e < 0 or math.isinf(e):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {eps!r}")
+    return e
+
+
+def check_positive_int(value, *, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
