@@ -1,0 +1,6 @@
+"""Datasets: Fashion-MNIST, MNIST (IDX) and CIFAR-10/100 (python pickles)."""
+
+from .datasets import DATASETS, dataset_info, find_dataset, load_dataset, split_indices
+from .readers import read_cifar_batch, read_idx
+
+__all__ = ["DATASETS", "dataset_info", "find_dataset", "load_dataset", "split_indices", "read_idx", "read_cifar_batch"]

@@ -1,0 +1,9 @@
+"""Architectures, safe checkpoints with model cards, and the shipped Fashion-MNIST zoo."""
+
+from .architectures import Normalize, PreActResNet18, SmallCNN, WideResNet
+from .checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
+from .lipschitz_net import LipschitzCNN
+from .registry import ARCHITECTURES, ZOO_NAMES, card, create_model, list_models, load
+
+__all__ = ["Normalize", "SmallCNN", "PreActResNet18", "WideResNet", "LipschitzCNN", "ModelCard", "save_checkpoint",
+           "load_checkpoint", "read_card", "ARCHITECTURES", "ZOO_NAMES", "card", "create_model", "list_models", "load"]

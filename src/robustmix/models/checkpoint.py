@@ -1,0 +1,147 @@
+"""Safe checkpoints: safetensors weights plus a JSON model card.
+
+``name.safetensors`` holds the tensors (and the card, as metadata, so a lone
+file is still self-describing); ``name.json`` holds the card with the
+SHA-256 of the weights file.  Nothing is ever unpickled.  Writes are atomic
+(temporary file in the same folder, then rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..errors import CheckpointError
+
+CARD_KEY = "robustmix_card"
+
+
+@dataclasses.dataclass
+class ModelCard:
+    """What a checkpoint is and how good it is."""
+
+    name: str
+    arch: str
+    arch_kwargs: dict
+    dataset: str
+    recipe: str = "unknown"
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+    seed: int | None = None
+    metrics: dict = dataclasses.field(default_factory=dict)   # e.g. {"clean": {...}, "pgd50": {...}}
+    lipschitz_l2: float | None = None                         # guaranteed bound, input -> logits
+    train_seconds: float | None = None
+    notes: str = ""
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown or not {"name", "arch", "arch_kwargs", "dataset"} <= set(data):
+            raise CheckpointError(f"not a robustmix model card (unknown keys {sorted(unknown)} or missing required ones)")
+        return cls(**data)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def card_path(weights_path: Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_checkpoint(model: torch.nn.Module, card: ModelCard, path) -> Path:
+    """Write ``path`` (.safetensors) and its card (.json) atomically; returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    card.sha256 = None
+    blob = st_save(state, metadata={CARD_KEY: json.dumps(card.to_dict(), sort_keys=True)})
+    atomic_write_bytes(path, blob)
+    card.sha256 = hashlib.sha256(blob).hexdigest()
+    atomic_write_bytes(card_path(path), (json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def read_card(path) -> ModelCard:
+    """The card of a checkpoint: the .json beside it, else the one inside the weights file."""
+    path = Path(path)
+    cp = card_path(path)
+    if cp.is_file():
+        try:
+            return ModelCard.from_dict(json.loads(cp.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise CheckpointError(f"model card {cp} is not valid JSON: {exc}; restore it from the original") from exc
+    _, card = _read_weights(path)
+    return card
+
+
+def _read_weights(path: Path):
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    blob = path.read_bytes()
+    try:
+        state = st_load(blob)
+        from safetensors import safe_open  # metadata lives in the header
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupted: "
+                              "download or re-save it") from exc
+    if CARD_KEY not in meta:
+        raise CheckpointError(f"{path} has no robustmix model card; save it with robustmix.models.save_checkpoint")
+    card = ModelCard.from_dict(json.loads(meta[CARD_KEY]))
+    return (state, blob), card
+
+
+def load_checkpoint(path, *, expected_dataset: str | None = None, verify_hash: bool = True):
+    """Build the model described by the card and load its weights. Returns ``(model, card)`` in eval mode."""
+    from .registry import create_model
+
+    path = Path(path)
+    (state, blob), inner = _read_weights(path)
+    card = read_card(path)
+    if verify_hash and card.sha256 is not None and hashlib.sha256(blob).hexdigest() != card.sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 in {card_path(path)}: the file was modified or "
+                              "corrupted; restore the original")
+    if expected_dataset is not None and card.dataset != expected_dataset:
+        raise CheckpointError(f"{path} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
+                              f"pick a checkpoint for {expected_dataset!r} or change --dataset")
+    model = create_model(card.arch, **card.arch_kwargs)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit architecture {card.arch!r} with {card.arch_kwargs}: {exc}") from exc
+    return model.eval(), card

@@ -1,0 +1,126 @@
+"""Architecture registry and the shipped model zoo.
+
+``list_models(pattern)`` lists loadable names (the shipped zoo and the
+architectures); ``create_model(arch, **kwargs)`` builds an untrained
+architecture; ``load(name)`` returns a trained zoo model (or a checkpoint
+path) in eval mode, ``card(name)`` its model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..errors import ModelError
+from .architectures import PreActResNet18, SmallCNN, WideResNet
+from .checkpoint import ModelCard, load_checkpoint, read_card
+from .lipschitz_net import LipschitzCNN
+
+ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, int, int]
+    description: str
+
+
+ARCHITECTURES = {
+    "cnn-small": ArchSpec("cnn-small", SmallCNN, (1, 28, 28), "4-conv VGG-style CNN for 28x28 inputs"),
+    "preact-resnet18": ArchSpec("preact-resnet18", PreActResNet18, (3, 32, 32), "pre-activation ResNet-18, 32x32"),
+    "wide-resnet": ArchSpec("wide-resnet", WideResNet, (3, 32, 32), "WideResNet-depth-width (default 28-10), 32x32"),
+    "lipschitz-cnn": ArchSpec("lipschitz-cnn", LipschitzCNN, (1, 28, 28),
+                              "l2-Lipschitz CNN from deel-torchlip layers, 28x28"),
+}
+
+ZOO_NAMES = (
+    "fmnist-std-cnn", "fmnist-at-linf-cnn", "fmnist-at-l2-cnn", "fmnist-trades-linf-cnn",
+    "fmnist-noise-0.12-cnn", "fmnist-noise-0.25-cnn", "fmnist-noise-0.50-cnn", "fmnist-lipschitz",
+)
+
+
+def _suggest(name: str, options) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def create_model(arch: str, **kwargs) -> nn.Module:
+    """Build an untrained architecture by registry name (see ``list_models(pretrained=False)``)."""
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}."
+                         + _suggest(arch, ARCHITECTURES))
+    spec = ARCHITECTURES[arch]
+    model = spec.factory(**kwargs)
+    model.input_shape = spec.input_shape
+    return model
+
+
+def zoo_path(name: str) -> Path:
+    return ZOO_DIR / f"{name}.safetensors"
+
+
+def available_zoo() -> list[str]:
+    return [n for n in ZOO_NAMES if zoo_path(n).is_file()]
+
+
+def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
+    """Names matching ``pattern``: trained zoo models (``pretrained=True``), architectures
+    (``False``) or both (``None``, the default)."""
+    names = []
+    if pretrained in (None, True):
+        names += available_zoo()
+    if pretrained in (None, False):
+        names += list(ARCHITECTURES)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)]
+
+
+def _resolve(name) -> Path:
+    path = Path(str(name))
+    if str(name) in ZOO_NAMES:
+        zp = zoo_path(str(name))
+        if not zp.is_file():
+            raise ModelError(f"zoo model {name!r} is not in this installation ({zp} missing); "
+                             "train it with 'robustmix train' or reinstall robustmix")
+        return zp
+    if path.suffix == ".safetensors" and path.is_file():
+        return path
+    if path.with_suffix(".safetensors").is_file() and path.suffix in ("", ".json"):
+        return path.with_suffix(".safetensors")
+    raise ModelError(f"unknown model {name!r}: not a zoo name ({', '.join(ZOO_NAMES)}) nor a .safetensors "
+                     "checkpoint." + _suggest(str(name), ZOO_NAMES))
+
+
+@lru_cache(maxsize=32)
+def _load_cached(path: str, mtime: float):
+    return load_checkpoint(Path(path))
+
+
+def load(name, *, expected_dataset: str | None = None) -> nn.Module:
+    """A trained model in eval mode, by zoo name or checkpoint path; takes inputs in [0, 1]."""
+    import copy
+
+    path = _resolve(name)
+    model, card = _load_cached(str(path.resolve()), path.stat().st_mtime)
+    if expected_dataset is not None and card.dataset != expected_dataset:
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"{name} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
+                              f"pick a model for {expected_dataset!r}")
+    model = copy.deepcopy(model)
+    model.card = card
+    return model.eval()
+
+
+def card(name) -> ModelCard:
+    """The model card of a zoo name or checkpoint path."""
+    return read_card(_resolve(name))

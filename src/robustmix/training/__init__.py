@@ -1,0 +1,6 @@
+"""Training recipes and the zoo's recipes."""
+
+from .recipes import RECIPES, TrainConfig, accuracy, robust_accuracy, train
+from .zoo import ZOO_RECIPES, train_zoo_model
+
+__all__ = ["RECIPES", "TrainConfig", "accuracy", "robust_accuracy", "train", "ZOO_RECIPES", "train_zoo_model"]
