@@ -86,7 +86,7 @@ class MixedClassifier(_BasePair):
 
     def __init__(self, std_model: nn.Module, rob_model: nn.Module, alpha=0.5, *, validate_inputs: bool = True):
         super().__init__(std_model, rob_model, validate_inputs)
-        self.register_buffer("alpha", check_alpha(alpha).to(torch.float32))
+        self.register_buffer("alpha", check_alpha(alpha))
 
     @classmethod
     def from_gamma(cls, std_model, rob_model, gamma, **kwargs) -> "MixedClassifier":
@@ -95,7 +95,7 @@ class MixedClassifier(_BasePair):
 
     def set_alpha(self, alpha) -> "MixedClassifier":
         """Replace alpha (a number or 1-D tensor), keeping the buffer's device."""
-        self.alpha = check_alpha(alpha).to(device=self.alpha.device, dtype=torch.float32)
+        self.alpha = check_alpha(alpha).to(device=self.alpha.device, dtype=self.alpha.dtype)
         return self
 
     @property
