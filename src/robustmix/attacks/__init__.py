@@ -1,5 +1,9 @@
 """Attacks: FGSM/PGD aimed at any target, and adapters over the AutoAttack package."""
 
-from .pgd import PGD, fgsm, pgd, project, random_start
+from .pgd import PGD, fgsm, pgd, project, random_start, random_start_per_example
 
-__all__ = ["PGD", "fgsm", "pgd", "project", "random_start"]
+__all__ = ["PGD", "fgsm", "pgd", "project", "random_start", "random_start_per_example"]
+
+from .autoattack import AutoAttackResult, run_autoattack  # noqa: E402
+
+__all__ += ["AutoAttackResult", "run_autoattack"]

@@ -51,6 +51,16 @@ def random_start(x: torch.Tensor, eps: float, p: float, generator: torch.Generat
     return (x + eps * radius * direction).clamp(0, 1)
 
 
+def example_generators(seeds, restart: int = 0) -> list[torch.Generator]:
+    """One CPU generator per example, seeded by (seed, restart): results do not depend on batching."""
+    return [torch.Generator().manual_seed(int(s) * 1_000_003 + restart) for s in seeds]
+
+
+def random_start_per_example(x: torch.Tensor, eps: float, p: float, generators) -> torch.Tensor:
+    """Like :func:`random_start`, with each example's noise drawn from its own generator."""
+    return torch.cat([random_start(x[i:i + 1].cpu(), eps, p, gen) for i, gen in enumerate(generators)]).to(x.device)
+
+
 def _ascent_step(grad: torch.Tensor, step: float, p: float) -> torch.Tensor:
     if p == math.inf:
         return step * grad.sign()
@@ -112,8 +122,14 @@ class PGD:
                              "for an alpha sweep attack one alpha at a time")
         return out
 
-    def _single(self, x, y, generator):
-        x_adv = random_start(x, self.eps, self.norm, generator) if self.random_init and self.eps > 0 else x.clone()
+    def _start(self, x, generator, seeds, restart):
+        if not self.random_init or self.eps == 0:
+            return x.clone()
+        if seeds is not None:
+            return random_start_per_example(x, self.eps, self.norm, example_generators(seeds, restart))
+        return random_start(x, self.eps, self.norm, generator)
+
+    def _single(self, x, y, x_adv):
         active = torch.arange(len(x), device=x.device)
         for _ in range(self.steps):
             xs, ys = (x[active], y[active]) if self.early_stop else (x, y)
@@ -134,19 +150,25 @@ class PGD:
                 break
         return x_adv.detach()
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Return adversarial examples for the batch ``(x, y)``."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, seeds=None) -> torch.Tensor:
+        """Return adversarial examples for the batch ``(x, y)``.
+
+        ``seeds`` (one integer per example, e.g. its dataset index) makes the
+        random starts independent of how the data is batched or sharded.
+        """
         check_input(x)
         if y.shape != (len(x),) or y.is_floating_point():
             raise InputError(f"labels must be an integer tensor of shape ({len(x)},), got {tuple(y.shape)} {y.dtype}")
         if self.eps == 0 or self.steps == 0:
             return x.clone()
         generator = None
-        if self.seed is not None:
+        if self.seed is not None and seeds is None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
         best = None
-        for _ in range(self.restarts):
-            cand = self._single(x, y, generator)
+        if seeds is not None and len(seeds) != len(x):
+            raise InputError(f"got {len(seeds)} seeds for {len(x)} examples")
+        for restart in range(self.restarts):
+            cand = self._single(x, y, self._start(x, generator, seeds, restart))
             if best is None:
                 best = cand
                 if self.restarts == 1:

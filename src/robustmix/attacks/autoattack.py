@@ -1,0 +1,118 @@
+"""AutoAttack (the ``pyautoattack`` package) against any model, the mixture included.
+
+AutoAttack's own sanity checks (softmax-like outputs, zero gradients,
+randomness, dynamic defenses, Square beating the white-box attacks) are
+caught from both ``warnings`` and its logger and returned in the result, and
+re-logged as robustmix warnings, so they reach the user instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import warnings
+from pathlib import Path
+
+import torch
+
+from .._validation import check_eps, check_input, check_p
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_NORMS = {1.0: "L1", 2.0: "L2", math.inf: "Linf"}
+VERSIONS = ("standard", "plus", "rand", "custom")
+
+
+@dataclasses.dataclass
+class AutoAttackResult:
+    x_adv: torch.Tensor
+    robust: torch.Tensor              # bool (n,): still correctly classified after every attack
+    accuracy_by_attack: dict          # cumulative accuracy after each attack ('clean' first)
+    warnings: list[str]
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust.float().mean())
+
+
+class _Collector(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+class _AccuracyCollector(logging.Handler):
+    """Reads AutoAttack's 'robust accuracy after X' debug lines."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", *, version: str = "standard",
+                   attacks: list[str] | None = None, seed: int = 0, batch_size: int = 250,
+                   state_path=None) -> AutoAttackResult:
+    """Run AutoAttack on ``model`` (logits or log-probabilities out) and return per-example robustness.
+
+    ``version``: "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus", "rand"
+    (EOT versions for randomized defenses) or "custom" with ``attacks`` (e.g.
+    ``["square"]`` for a black-box check against gradient masking).
+    ``state_path`` lets AutoAttack resume an interrupted evaluation.
+    """
+    from pyautoattack import AutoAttack
+
+    check_input(x)
+    eps = check_eps(eps)
+    p = check_p(norm)
+    if version not in VERSIONS:
+        raise ConfigError(f"unknown AutoAttack version {version!r}: use one of {', '.join(VERSIONS)}")
+    if version == "custom" and not attacks:
+        raise ConfigError("version='custom' needs attacks=[...], e.g. ['square'] or ['apgd-ce', 'apgd-t']")
+    device = x.device
+    adversary = AutoAttack(model, attacks=attacks if version == "custom" else None, device=device, eps=eps,
+                           norm=_NORMS[p], seed=seed, version=version)
+    with torch.no_grad():
+        n_classes = model(x[:1]).shape[-1]
+    # targeted attacks use the top (c - 1) other classes at most
+    adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, n_classes - 1)
+    adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, n_classes - 1)
+    aa_logger = logging.getLogger("auto-attack")
+    collector, acc_lines = _Collector(), _AccuracyCollector()
+    old_level = aa_logger.level
+    aa_logger.addHandler(collector)
+    aa_logger.addHandler(acc_lines)
+    aa_logger.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x_adv, y_adv = adversary.run_standard_evaluation(
+                x, y, batch_size=batch_size, state_path=Path(state_path) if state_path else None)
+    finally:
+        aa_logger.removeHandler(collector)
+        aa_logger.removeHandler(acc_lines)
+        aa_logger.setLevel(old_level)
+    messages = list(dict.fromkeys([str(w.message) for w in caught] + collector.messages))
+    for msg in messages:
+        logger.warning("AutoAttack check: %s", msg)
+    robust = (y_adv == y).cpu()
+    by_attack = {}
+    for line in acc_lines.lines:
+        if line.startswith("initial accuracy:"):
+            by_attack["clean"] = float(line.split(":")[1].strip().rstrip("%")) / 100
+        elif line.startswith("robust accuracy after "):
+            name, value = line[len("robust accuracy after "):].split(":", 1)
+            by_attack[name.strip().lower()] = float(value.split("%")[0].strip()) / 100
+    # the evaluation must stay in the threat model: check it rather than trust it
+    delta = (x_adv - x).flatten(1)
+    size = torch.linalg.vector_norm(delta, ord=p, dim=1)
+    if (size > eps * (1 + 1e-4) + 1e-6).any() or x_adv.min() < 0 or x_adv.max() > 1:
+        raise RuntimeError("AutoAttack returned points outside the threat model; please report this")
+    return AutoAttackResult(x_adv.detach(), robust, by_attack, messages)
