@@ -4,6 +4,8 @@ from .architectures import Normalize, PreActResNet18, SmallCNN, WideResNet
 from .checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from .lipschitz_net import LipschitzCNN
 from .registry import ARCHITECTURES, ZOO_NAMES, card, create_model, list_models, load
+from .resolve import resolve_model
 
 __all__ = ["Normalize", "SmallCNN", "PreActResNet18", "WideResNet", "LipschitzCNN", "ModelCard", "save_checkpoint",
-           "load_checkpoint", "read_card", "ARCHITECTURES", "ZOO_NAMES", "card", "create_model", "list_models", "load"]
+           "load_checkpoint", "read_card", "ARCHITECTURES", "ZOO_NAMES", "card", "create_model", "list_models", "load",
+           "resolve_model"]

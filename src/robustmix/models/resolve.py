@@ -1,0 +1,62 @@
+"""Turn a user's model spec into a model: zoo name, checkpoint, Python factory, or robustbench/timm name."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import ModelError
+from .registry import ZOO_NAMES, load
+
+
+def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
+    """Load a model from:
+
+    * a zoo name (``fmnist-std-cnn``) or a robustmix ``.safetensors`` checkpoint with its card;
+    * ``package.module:function``: a factory returning an ``nn.Module`` (inputs in [0, 1]);
+    * ``robustbench:MODEL_NAME`` or ``timm:MODEL_NAME``, when those optional packages
+      (and a working torchvision) are installed.
+    A checkpoint trained on another dataset than ``dataset`` is refused.
+    """
+    spec = str(spec)
+    if spec.startswith(("robustbench:", "timm:")):
+        return _external(*spec.split(":", 1), dataset)
+    if ":" in spec and not Path(spec).exists():
+        module_name, _, func = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelError(f"cannot import {module_name!r} for model factory {spec!r}: {exc}; "
+                             "make it importable (pip install -e . or PYTHONPATH)") from exc
+        factory = getattr(module, func, None)
+        if not callable(factory):
+            raise ModelError(f"{module_name} has no callable {func!r}")
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"{spec} returned {type(model).__name__}, expected a torch.nn.Module")
+        return model.eval()
+    return load(spec, expected_dataset=dataset)
+
+
+_RB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100"}
+
+
+def _external(kind: str, name: str, dataset: str | None) -> nn.Module:
+    try:
+        if kind == "robustbench":
+            from robustbench.utils import load_model  # type: ignore
+
+            if dataset not in _RB_DATASETS:
+                raise ModelError("robustbench models are for cifar10/cifar100 here: pass --dataset cifar10")
+            return load_model(model_name=name, dataset=_RB_DATASETS[dataset], threat_model="Linf").eval()
+        import timm  # type: ignore
+
+        return timm.create_model(name, pretrained=True).eval()
+    except ImportError as exc:
+        raise ModelError(f"'{kind}:' models need the optional package {kind} (with a working torchvision): "
+                         f"pip install {kind}  ({exc})") from exc
+
+
+__all__ = ["resolve_model", "ZOO_NAMES"]

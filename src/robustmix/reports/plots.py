@@ -1,0 +1,84 @@
+"""Plots of the paper's figures, drawn from summaries (never from models)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+TRUST_LABELS = {"one": "$R_i=1$", "grad_std": r"$R_i=\|\nabla g_i\|_{p*}$",
+                "grad_max_std": r"$R_i=\|\nabla \max_j g_j\|_{p*}$",
+                "grad_ratio": r"$R_i=\|\nabla g_i\|_{p*}/\|\nabla h_i\|_{p*}$"}
+
+
+def _save(fig, path) -> list[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    outs = []
+    for suffix in (".png", ".svg"):
+        p = path.with_suffix(suffix)
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+        outs.append(p)
+    plt.close(fig)
+    return outs
+
+
+def plot_sweep(summary: dict, path, title: str = "") -> list[Path]:
+    """Fig. 2: clean / STD / ROB / MIX accuracy versus alpha."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"clean": ("Clean", "k", "o"), "std": ("STD attack", "tab:blue", "s"),
+              "rob": ("ROB attack", "tab:orange", "^"), "mix": ("MIX attack", "tab:red", "D")}
+    for key, (label, color, marker) in styles.items():
+        if key in summary["accuracy"]:
+            ax.plot(summary["alphas"], [100 * v for v in summary["accuracy"][key]], label=label, color=color,
+                    marker=marker, ms=4)
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(r"$\alpha$ (weight of the robust model $h$)")
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title or f"Mixed classifier, n = {summary['n']}")
+    return _save(fig, path)
+
+
+def plot_tradeoff(summary: dict, path, title: str = "") -> list[Path]:
+    """Fig. 1 / Fig. 4: attacked accuracy versus clean accuracy over gamma, per R_i and mixing space."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    colors = {"one": "tab:red", "grad_std": "tab:blue", "grad_max_std": "tab:green", "grad_ratio": "tab:purple"}
+    for name, curve in summary["curves"].items():
+        trust, space = name.split("|")
+        ax.plot([100 * v for v in curve["clean"]], [100 * v for v in curve["attacked"]],
+                color=colors.get(trust, None), ls="-" if space == "probs" else "--", marker="o", ms=3,
+                label=f"{TRUST_LABELS.get(trust, trust)}, {'Softmax' if space == 'probs' else 'logits'}")
+    ax.set_xlabel("Clean accuracy (%)")
+    norm = "\\infty" if str(summary.get("norm")) in ("inf", "linf") else "2"
+    ax.set_ylabel(f"PGD$_{{{summary.get('steps', '')}}}$ accuracy (%), $\\ell_{norm}$, $\\epsilon$={summary.get('eps')}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title or f"Trade-off over $\\gamma$, n = {summary['n']}")
+    return _save(fig, path)
+
+
+def plot_certified(curves: dict, path, title: str = "") -> list[Path]:
+    """Fig. 3: certified accuracy versus l2 radius; ``curves`` maps labels to {grid, certified, clean}."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, c in curves.items():
+        grid = c["grid"]
+        line, = ax.plot(grid, [100 * v for v in c["certified"]], label=label, ls=c.get("ls", "-"))
+        ax.plot([0], [100 * c["clean"]], marker="o", mfc="none", color=line.get_color())
+    ax.set_xlabel(r"$\ell_2$ radius")
+    ax.set_ylabel("Certified accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title or "Certified accuracy (open circles: clean accuracy)")
+    return _save(fig, path)
+
+
+def fmt_pct(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"

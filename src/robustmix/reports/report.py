@@ -1,0 +1,180 @@
+"""The demo / experiment report: Markdown, a self-contained HTML page (plots embedded) and a terminal table."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from .plots import fmt_pct, plot_certified, plot_sweep, plot_tradeoff
+
+
+def figures(summary: dict, out_dir) -> dict[str, Path]:
+    """Draw every figure the summary has data for; returns {name: png path}."""
+    fig_dir = Path(out_dir) / "figures"
+    figs = {}
+    if "sweep" in summary:
+        figs["fig2"] = plot_sweep(summary["sweep"], fig_dir / "fig2_alpha_sweep",
+                                  f"Fig. 2: mixed classifier on Fashion-MNIST, PGD, n = {summary['sweep']['n']}")[0]
+    if "tradeoff" in summary:
+        figs["fig1"] = plot_tradeoff(summary["tradeoff"], fig_dir / "fig1_trust_terms",
+                                     f"Fig. 1: options for $R_i$, n = {summary['tradeoff']['n']}")[0]
+    cert = summary.get("certified")
+    if cert:
+        rs = cert["rs"]
+        for theorem, name in ((1, "Lipschitz-based (Theorem 1)"), (2, "RS-based (Theorem 2)")):
+            data = rs[f"thm{theorem}"]
+            curves = {
+                f"mixture, alpha={rs['alpha']:.2f}": _one(data["mixture"]),
+                "baseline RS (alpha=1)": _one(data["baseline"]),
+                "mixture, sound bounds": {**_one(rs[f"thm{theorem}_sound"]["mixture"]), "ls": ":"},
+                "baseline, sound bounds": {**_one(rs[f"thm{theorem}_sound"]["baseline"]), "ls": ":"},
+            }
+            figs[f"fig3_thm{theorem}"] = plot_certified(curves, Path(out_dir) / "figures" / f"fig3_thm{theorem}",
+                                                        f"Fig. 3: {name}")[0]
+        lc = cert["lipschitz"]["curve"]
+        curves = {f"alpha={a:.1f}": {"grid": lc["grid"], "certified": lc["certified"][k], "clean": lc["clean"][k]}
+                  for k, a in enumerate(lc["alphas"])}
+        figs["fig3_lipnet"] = plot_certified(curves, fig_dir / "fig3_lipschitz_net",
+                                             "Theorem 1 with the Lipschitz network as h")[0]
+    return figs
+
+
+def _one(curve: dict) -> dict:
+    return {"grid": curve["grid"], "certified": curve["certified"][0], "clean": curve["clean"][0]}
+
+
+def sweep_table(summary: dict) -> list[list[str]]:
+    acc = summary["accuracy"]
+    rows = [["alpha"] + [k.upper() if k != "clean" else "Clean" for k in acc]]
+    for i, a in enumerate(summary["alphas"]):
+        rows.append([f"{a:.2f}"] + [fmt_pct(acc[k][i]) for k in acc])
+    return rows
+
+
+def table1_rows(table: dict) -> list[list[str]]:
+    rows = [["model", "clean, correct", "clean, incorrect", "attacked, correct", "attacked, incorrect"]]
+    for model in ("g", "h"):
+        t = table.get(model, {})
+        rows.append([f"{model}(.)"] + [f"{t.get(k, float('nan')):.3f}" for k in
+                                        ("clean_correct", "clean_incorrect", "adv_correct", "adv_incorrect")])
+    return rows
+
+
+def headline_rows(hl: dict) -> list[list[str]]:
+    return [["quantity", "value"],
+            ["chosen alpha (smallest keeping 80% of h's MIX-PGD accuracy)", f"{hl['alpha']:.2f}"],
+            ["clean accuracy g / h / mixture", f"{fmt_pct(hl['clean_g'])} / {fmt_pct(hl['clean_h'])} / "
+                                               f"{fmt_pct(hl['clean_mix'])} %"],
+            ["PGD (MIX attack) accuracy h / mixture", f"{fmt_pct(hl['pgd_h'])} / {fmt_pct(hl['pgd_mix'])} %"],
+            ["AutoAttack accuracy h / mixture", f"{fmt_pct(hl['aa_h'])} / {fmt_pct(hl['aa_mix'])} %"],
+            ["h-to-g clean-accuracy gap closed", f"{fmt_pct(hl['gap_closed'])} %"],
+            ["h's AutoAttack accuracy kept", f"{fmt_pct(hl['kept_aa'])} %"]]
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def text_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]])
+
+
+def _sections(summary: dict) -> list[tuple[str, str, list]]:
+    """(title, text, tables) in report order."""
+    out = []
+    s = summary.get("settings", {})
+    if "headline" in summary:
+        hl = summary["headline"]
+        text = (f"Standard model g = `{summary['models']['g']}`, robust model h = `{summary['models']['h']}`, "
+                f"l_inf attacks with eps = {s.get('eps')}. AutoAttack: {s.get('autoattack_version')} "
+                f"{s.get('autoattack_attacks') if s.get('autoattack_version') == 'custom' else ''} "
+                f"on {s.get('n_autoattack')} test images.")
+        out.append(("Headline: the best trade-off alpha", text, [headline_rows(hl)]))
+        warns = summary["autoattack"]["mixture"]["warnings"] + summary["autoattack"]["h"]["warnings"]
+        if warns:
+            out.append(("AutoAttack checks", "AutoAttack raised: " + "; ".join(sorted(set(warns))), []))
+    if "sweep" in summary:
+        sw = summary["sweep"]
+        out.append(("Fig. 2: accuracy versus alpha",
+                    f"PGD-{s.get('steps')} (l_inf, eps = {s.get('eps')}) aimed at g (STD), at h (ROB) and at the "
+                    f"mixture end to end (MIX); {sw['n']} test images.", [sweep_table(sw)]))
+        out.append(("Table I: average gap between the top two probabilities",
+                    "Attacked columns: each model under PGD aimed at itself.", [table1_rows(sw["table1"])]))
+    if "tradeoff" in summary:
+        t = summary["tradeoff"]
+        rows = [["R_i, space", "clean (%) over gamma", "attacked (%) over gamma"]]
+        for name, c in t["curves"].items():
+            rows.append([name, " ".join(fmt_pct(v) for v in c["clean"]), " ".join(fmt_pct(v) for v in c["attacked"])])
+        out.append(("Fig. 1: trust terms R_i and mixing space",
+                    f"gamma in {t['gammas']}; PGD-{t['steps']} through the whole formulation; n = {t['n']}.", [rows]))
+    if "certified" in summary:
+        c = summary["certified"]
+        rs = c["rs"]
+        rows = [["curve", "clean", "r=0.25", "r=0.5", "r=1.0"]]
+        grid = c["grid"]
+        pick = [grid.index(v) for v in (0.25, 0.5, 1.0)]
+        for thm in ("thm1", "thm2", "thm1_sound", "thm2_sound"):
+            for who in ("mixture", "baseline"):
+                cur = rs[thm][who]
+                rows.append([f"{thm} {who}", fmt_pct(cur["clean"][0])] + [fmt_pct(cur["certified"][0][i]) for i in pick])
+        lc = c["lipschitz"]["curve"]
+        for k, a in enumerate(lc["alphas"]):
+            rows.append([f"Lipschitz net, alpha={a:.1f}", fmt_pct(lc["clean"][k])] +
+                        [fmt_pct(lc["certified"][k][i]) for i in pick])
+        out.append(("Fig. 3: certified accuracy",
+                    f"Smoothed h (sigma = {s.get('smooth_sigma')}) mixed at alpha = {rs['alpha']:.2f}, chosen so the "
+                    f"mixture's clean accuracy matches the sigma = {s.get('baseline_sigma')} baseline "
+                    f"({fmt_pct(rs['baseline_clean'])} %). {s.get('certify_samples')} noise samples per image; "
+                    f"'sound' rows use simultaneous Hoeffding bounds (failure probability {s.get('certify_delta')}). "
+                    f"Lipschitz network: per-class probability Lipschitz bound "
+                    f"{c['lipschitz']['lipschitz_per_class']:.3f}.", [rows]))
+    if "timings_s" in summary:
+        out.append(("Run time", ", ".join(f"{k}: {v} s" for k, v in summary["timings_s"].items()), []))
+    return out
+
+
+def write_report(summary: dict, out_dir) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    figs = figures(summary, out_dir)
+    sections = _sections(summary)
+    md = ["# robustmix report", ""]
+    body = ["<h1>robustmix report</h1>"]
+    fig_for = {"Fig. 2": ["fig2"], "Fig. 1": ["fig1"], "Fig. 3": ["fig3_thm1", "fig3_thm2", "fig3_lipnet"]}
+    for title, text, tables in sections:
+        md += [f"## {title}", "", text, ""]
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
+        for rows in tables:
+            md += [markdown_table(rows), ""]
+            body.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c)}</{'th' if i == 0 else 'td'}>"
+                                 for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>")
+        for key, names in fig_for.items():
+            if title.startswith(key):
+                for name in names:
+                    if name in figs:
+                        rel = figs[name].relative_to(out_dir)
+                        md += [f"![{name}]({rel.as_posix()})", ""]
+                        data = base64.b64encode(figs[name].read_bytes()).decode()
+                        body.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:right}th{background:#f0f0f0}img{max-width:100%;margin:0.5em 0}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>robustmix report</title><style>{style}</style>" \
+           f"</head><body>{''.join(body)}</body></html>"
+    (out_dir / "report.md").write_text("\n".join(md))
+    (out_dir / "report.html").write_text(page)
+    return {"html": out_dir / "report.html", "markdown": out_dir / "report.md", **figs}
+
+
+def terminal_summary(summary: dict) -> str:
+    parts = []
+    if "headline" in summary:
+        parts.append(text_table(headline_rows(summary["headline"])))
+    if "sweep" in summary:
+        parts.append(text_table(sweep_table(summary["sweep"])))
+    return "\n\n".join(parts)
