@@ -6,7 +6,8 @@ The mixed classifier ``log((1 - alpha) softmax(g(x)) + alpha softmax(h(x)))``
 
 import logging
 
-from .errors import CheckpointError, ConfigError, DataNotFoundError, InputError, ModelError, RobustMixError
+from .errors import (AttackError, CheckpointError, ConfigError, DataNotFoundError, InputError, ModelError,
+                     RobustMixError)
 from .mixing import (FormulationMixture, KNNOracle, LocallyBiasedSmoothing, MixedClassifier, MixOutput,
                      alpha_from_gamma, gamma_from_alpha, mix_log_probs)
 
@@ -17,6 +18,6 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "MixedClassifier", "MixOutput", "FormulationMixture", "LocallyBiasedSmoothing", "KNNOracle",
     "mix_log_probs", "alpha_from_gamma", "gamma_from_alpha",
-    "RobustMixError", "ConfigError", "InputError", "ModelError", "CheckpointError", "DataNotFoundError",
+    "RobustMixError", "ConfigError", "InputError", "ModelError", "CheckpointError", "DataNotFoundError", "AttackError",
     "__version__",
 ]

@@ -29,3 +29,7 @@ class CheckpointError(RobustMixError, RuntimeError):
 
 class DataNotFoundError(RobustMixError, FileNotFoundError):
     """A dataset could not be found in any of the searched places."""
+
+
+class AttackError(RobustMixError, RuntimeError):
+    """An attack cannot be carried out faithfully (e.g. the target's gradient is NaN)."""

@@ -86,10 +86,11 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, n_classes - 1)
     aa_logger = logging.getLogger("auto-attack")
     collector, acc_lines = _Collector(), _AccuracyCollector()
-    old_level = aa_logger.level
+    old_level, old_propagate = aa_logger.level, aa_logger.propagate
     aa_logger.addHandler(collector)
     aa_logger.addHandler(acc_lines)
     aa_logger.setLevel(logging.DEBUG)
+    aa_logger.propagate = False  # its chatter is collected here; checks are re-logged below
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -99,6 +100,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
         aa_logger.removeHandler(collector)
         aa_logger.removeHandler(acc_lines)
         aa_logger.setLevel(old_level)
+        aa_logger.propagate = old_propagate
     messages = list(dict.fromkeys([str(w.message) for w in caught] + collector.messages))
     for msg in messages:
         logger.warning("AutoAttack check: %s", msg)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_eps, check_input, check_p, check_positive_int
-from ..errors import ConfigError, InputError
+from ..errors import AttackError, ConfigError, InputError
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -137,6 +137,10 @@ class PGD:
             with torch.enable_grad():
                 out = self._logits(xa)
                 (grad,) = torch.autograd.grad(self._loss(out, ys).sum(), xa)
+            if not torch.isfinite(grad).all():
+                raise AttackError("the attack target's input gradient is NaN or inf at some inputs, so gradient "
+                                  "attacks would silently fail (overstating robustness); fix the model's numerics "
+                                  "or use a black-box attack (AutoAttack's Square)")
             step = project(xa.detach() + _ascent_step(grad, self.step_size, self.norm), xs, self.eps, self.norm)
             if not self.early_stop:
                 x_adv = step

@@ -16,11 +16,12 @@ alpha is known without another pass.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_alpha
+from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
 from ..certify.smoothing import SmoothedClassifier
@@ -37,6 +38,16 @@ class CertifyConfig:
     estimator: str = "soft"        # "soft" (Hoeffding on softmax scores) or "hard" (Clopper-Pearson on votes)
     seed: int = 0
     examples_per_record_batch: int = 10
+
+    def __post_init__(self):
+        if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise ConfigError(f"sigma must be a positive number (or None for a Lipschitz h), got {self.sigma!r}")
+        check_positive_int(self.num_samples, name="num_samples")
+        check_positive_int(self.batch_size, name="batch_size")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {self.delta!r}")
+        if self.estimator not in ("soft", "hard"):
+            raise ConfigError("estimator must be 'soft' or 'hard'")
 
     def to_dict(self):
         return dataclasses.asdict(self)

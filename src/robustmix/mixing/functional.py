@@ -108,6 +108,20 @@ def _as_trust(trust, like: torch.Tensor) -> torch.Tensor:
     return r
 
 
+_TINY = 1e-30
+
+
+def _log_sum_weighted(std_logits, rob_logits, t):
+    """log(softmax(g) + t softmax(h)) in log space.
+
+    ``t`` is clamped at 1e-30 before its log, so that gamma = 0 or a vanishing
+    trust term gives a finite value *and* a finite gradient (log(0) would make
+    the gradient 0 * inf = NaN and silently break gradient-based attacks); the
+    change in value is below 1e-30 relative.
+    """
+    return torch.logaddexp(F.log_softmax(std_logits, -1), torch.log(t.clamp_min(_TINY)) + F.log_softmax(rob_logits, -1))
+
+
 def h_smo3(std_logits, rob_logits, gamma, trust=1.0, space="probs") -> torch.Tensor:
     """Eq. (3): ``(g_i + gamma R_i h_i) / (1 + gamma R_i)`` per class.
 
@@ -126,8 +140,7 @@ def h_smo3(std_logits, rob_logits, gamma, trust=1.0, space="probs") -> torch.Ten
     t = gamma * r
     if space is Space.LOGITS:
         return (std_logits + t * rob_logits) / (1 + t)
-    log_norm = torch.log1p(t)
-    return torch.logaddexp(F.log_softmax(std_logits, -1), torch.log(t) + F.log_softmax(rob_logits, -1)) - log_norm
+    return _log_sum_weighted(std_logits, rob_logits, t) - torch.log1p(t)
 
 
 def h_smo2(std_logits, rob_logits, gamma, std_grad_norm, space="probs") -> torch.Tensor:
@@ -148,7 +161,7 @@ def h_smo1(std_logits, rob_logits, gamma, trust=1.0, space="logits") -> torch.Te
     t = gamma * _as_trust(trust, std_logits)
     if space is Space.LOGITS:
         return std_logits + t * rob_logits
-    return torch.logaddexp(F.log_softmax(std_logits, -1), torch.log(t) + F.log_softmax(rob_logits, -1))
+    return _log_sum_weighted(std_logits, rob_logits, t)
 
 
 def _to_space(logits: torch.Tensor, space: Space) -> torch.Tensor:

@@ -1,0 +1,30 @@
+import torch
+
+from robustmix import MixedClassifier
+from robustmix.attacks import run_autoattack
+
+from .conftest import Linear2Logits
+
+
+def test_autoattack_on_the_mixture_surfaces_warnings(pair, caplog):
+    g, h = pair
+
+    class Softmaxed(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x).softmax(-1)
+
+    x = torch.rand(24, 1, 3, 4)
+    with torch.no_grad():
+        y = MixedClassifier(g, h, 0.6)(x).argmax(1)
+    res = run_autoattack(Softmaxed(g), x, y, 0.05, "inf", version="custom", attacks=["apgd-ce"], batch_size=24)
+    assert any("probability" in w for w in res.warnings)
+    assert any("AutoAttack check" in r.message for r in caplog.records)
+    mixed = MixedClassifier(g, h, 0.6)
+    res = run_autoattack(mixed, x, y, 0.05, "inf", version="custom", attacks=["apgd-ce", "square"], batch_size=24)
+    assert res.robust.shape == (24,) and 0 <= res.robust_accuracy <= 1
+    assert set(res.accuracy_by_attack) >= {"clean", "apgd-ce"}
+    assert (res.x_adv - x).abs().max() <= 0.05 + 1e-6

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+
+from robustmix.errors import ConfigError
+from robustmix.experiments import (CertifyConfig, RecordStore, SweepConfig, TradeoffConfig, certified_curve,
+                                   match_clean_accuracy, naive_sweep, read_records, run_certify, run_sweep,
+                                   run_tradeoff)
+from robustmix.experiments import sweep as sweep_module
+from robustmix.experiments.tradeoff_choice import best_tradeoff_alpha, gap_closed, kept
+
+from .conftest import Linear2Logits
+
+
+@pytest.fixture
+def data():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(23, 12, generator=gen)
+    y = torch.randint(0, 4, (23,), generator=gen)
+    return x, y
+
+
+def test_engine_equals_naive_per_alpha_loop(pair, data):
+    g, h = pair
+    x, y = data
+    cfg = SweepConfig(alphas=[0.0, 0.3, 0.5, 0.7, 1.0], eps=0.15, steps=5, batch_size=6)
+    fast = run_sweep(g, h, x, y, cfg, progress=False)
+    slow = naive_sweep(g, h, x, y, cfg)
+    assert fast["accuracy"] == slow["accuracy"]
+    assert fast["accuracy"]["clean"][0] == pytest.approx(float((g(x).argmax(1) == y).float().mean()))
+
+
+def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkeypatch):
+    g, h = pair
+    x, y = data
+    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.1, steps=3, batch_size=5)
+    ref = run_sweep(g, h, x, y, cfg, records_path=tmp_path / "ref.jsonl", progress=False)
+
+    real = sweep_module.sweep_batch
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("injected crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "sweep_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(g, h, x, y, cfg, records_path=tmp_path / "run.jsonl", progress=False)
+    # simulate a torn write of a partial line as well
+    with open(tmp_path / "run.jsonl", "a") as fh:
+        fh.write('{"index": 99, "lab')
+    monkeypatch.setattr(sweep_module, "sweep_batch", real)
+    resumed = run_sweep(g, h, x, y, cfg, records_path=tmp_path / "run.jsonl", progress=False)
+    assert resumed == ref
+    _, a = read_records(tmp_path / "ref.jsonl")
+    _, b = read_records(tmp_path / "run.jsonl")
+    assert a == b and len(b) == len(x)
+
+
+def test_record_store_refuses_other_settings(tmp_path):
+    RecordStore(tmp_path / "r.jsonl", {"eps": 0.1}).append([{"index": 0}])
+    with pytest.raises(ConfigError, match="different settings"):
+        RecordStore(tmp_path / "r.jsonl", {"eps": 0.2})
+    store = RecordStore(tmp_path / "r.jsonl", {"eps": 0.1})
+    assert store.missing([0, 1]) == [1]
+
+
+def test_table1_gaps(pair, data):
+    g, h = pair
+    x, y = data
+    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.5], steps=2, attacks=("std", "rob")), progress=False)
+    probs = g(x).softmax(-1).topk(2).values
+    gaps = probs[:, 0] - probs[:, 1]
+    correct = g(x).argmax(1) == y
+    assert res["table1"]["g"]["clean_correct"] == pytest.approx(float(gaps[correct].mean()), abs=1e-5)
+    assert res["table1"]["g"]["clean_incorrect"] == pytest.approx(float(gaps[~correct].mean()), abs=1e-5)
+
+
+def test_tradeoff_endpoints_are_the_base_models(pair, data, tmp_path):
+    g, h = pair
+    x, y = data
+    cfg = TradeoffConfig(trusts=["one", "grad_std"], gammas=[0.0, 1.0, float("inf")], steps=2, batch_size=10)
+    res = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
+    acc_g = float((g(x).argmax(1) == y).float().mean())
+    acc_h = float((h(x).argmax(1) == y).float().mean())
+    for curve in res["curves"].values():
+        assert curve["clean"][0] == pytest.approx(acc_g) and curve["clean"][-1] == pytest.approx(acc_h)
+    again = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
+    assert again == res
+
+
+def test_certify_records_and_curves(pair, tmp_path):
+    g, h = pair
+    x = torch.rand(12, 1, 3, 4)
+    y = torch.randint(0, 4, (12,))
+    cfg = CertifyConfig(sigma=0.25, num_samples=200, batch_size=200)
+    recs = run_certify(g, h, x, y, cfg, records_path=tmp_path / "c.jsonl", progress=False)
+    again = run_certify(g, h, x, y, cfg, records_path=tmp_path / "c.jsonl", progress=False)
+    assert recs == again and len(recs) == 12
+    curve = certified_curve(recs, [0.5, 1.0], [0.0, 0.1, 0.2], theorem=2, sigma=0.25)
+    assert len(curve["certified"]) == 2 and all(0 <= v <= 1 for row in curve["certified"] for v in row)
+    sound = certified_curve(recs, [1.0], [0.0], theorem=2, sigma=0.25, sound=True)
+    assert sound["certified"][0][0] <= curve["certified"][1][0]
+    a = match_clean_accuracy(recs, curve["clean"][1])
+    assert 0.5 <= a <= 1.0
+
+
+def test_tradeoff_choice_helpers():
+    summary = {"alphas": [0.0, 0.5, 0.6, 1.0], "accuracy": {"mix": [0.0, 0.3, 0.5, 0.6]}}
+    assert best_tradeoff_alpha(summary, keep=0.8) == 0.6
+    assert gap_closed(0.9, 0.92, 0.82) == pytest.approx(0.8)
+    assert kept(0.5, 0.6) == pytest.approx(5 / 6)
