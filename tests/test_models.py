@@ -1,0 +1,86 @@
+import time
+
+import pytest
+import torch
+
+from robustmix.errors import CheckpointError, ModelError
+from robustmix.models import (ZOO_NAMES, ModelCard, card, create_model, list_models, load, load_checkpoint,
+                              resolve_model, save_checkpoint)
+
+
+@pytest.mark.parametrize("arch,shape", [("cnn-small", (1, 28, 28)), ("preact-resnet18", (3, 32, 32)),
+                                        ("lipschitz-cnn", (1, 28, 28))])
+def test_architectures_take_unit_inputs(arch, shape):
+    model = create_model(arch).eval()
+    assert model(torch.rand(2, *shape)).shape == (2, 10)
+    assert any("mean" in n for n, _ in model.named_buffers())
+
+
+def test_wide_resnet_configurable():
+    model = create_model("wide-resnet", depth=10, width=1).eval()
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(Exception, match="6n"):
+        create_model("wide-resnet", depth=11)
+
+
+def test_registry_and_errors():
+    assert "cnn-small" in list_models("cnn*")
+    assert set(list_models("fmnist-*")) <= set(ZOO_NAMES)
+    with pytest.raises(ModelError, match="Did you mean"):
+        create_model("cnn-smal")
+    with pytest.raises(ModelError):
+        load("no-such-model")
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    model = create_model("cnn-small", width=8, hidden=16).eval()
+    c = ModelCard(name="tiny", arch="cnn-small", arch_kwargs={"width": 8, "hidden": 16}, dataset="fashion-mnist",
+                  recipe="standard", seed=1, metrics={"clean": {"accuracy": 0.5}})
+    path = save_checkpoint(model, c, tmp_path / "tiny")
+    loaded, card_back = load_checkpoint(path)
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert card_back.sha256 and card_back.metrics["clean"]["accuracy"] == 0.5
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(CheckpointError, match="trained on"):
+        load_checkpoint(path, expected_dataset="cifar10")
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    corrupted = bytearray(blob)
+    corrupted[-10] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_for_wrong_architecture(tmp_path):
+    model = create_model("cnn-small", width=8, hidden=16)
+    c = ModelCard(name="x", arch="cnn-small", arch_kwargs={"width": 16}, dataset="fashion-mnist")
+    path = save_checkpoint(model, c, tmp_path / "x.safetensors")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(path)
+
+
+def test_factory_spec(tmp_path, monkeypatch):
+    (tmp_path / "userzoo.py").write_text("import torch\n\ndef make():\n    return torch.nn.Linear(4, 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert isinstance(resolve_model("userzoo:make"), torch.nn.Linear)
+    with pytest.raises(ModelError, match="cannot import"):
+        resolve_model("nosuchmodule:make")
+    with pytest.raises(ModelError, match="pip install"):
+        resolve_model("timm:resnet18")
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_zoo_models_load_fast_offline(name):
+    if name not in list_models(pretrained=True):
+        pytest.skip(f"{name} not shipped in this checkout")
+    t0 = time.perf_counter()
+    model = load(name)
+    assert time.perf_counter() - t0 < 1.0
+    assert not model.training
+    c = card(name)
+    assert c.dataset == "fashion-mnist" and c.sha256 and c.metrics["clean"]["accuracy"] > 0.5
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
