@@ -27,6 +27,11 @@ EXAMPLES = {
                "  robustmix certify --std fmnist-std-cnn --rob fmnist-lipschitz --lipschitz --out runs/lip",
     "train": "robustmix train --zoo fmnist-at-linf-cnn --out my-zoo\n"
              "  robustmix train --arch cnn-small --recipe trades --eps 0.1 --epochs 6 --out ckpt/trades",
+    "calibrate": "robustmix calibrate --objective clean --target 0.90 --n 1000      # most robust alpha with >= 90% clean\n"
+                 "  robustmix calibrate --objective robust --target 0.60 --n 1000   # most accurate alpha with >= 60% PGD\n"
+                 "  robustmix calibrate --objective certified --rob fmnist-noise-0.50-cnn --sigma 0.5 --radius 0.5",
+    "mix": "robustmix mix --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --out mixed.safetensors "
+           "--torchscript mixed.pt",
     "report": "robustmix report runs/demo      # rebuild report.html / report.md from summary.json",
     "list": "robustmix list 'fmnist-*'",
 }
@@ -108,6 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=False, help="output folder (zoo) or checkpoint path")
+
+    p = add("calibrate", "choose alpha on the validation split, then confirm on the test split")
+    models_and_data(p)
+    p.add_argument("--objective", choices=["clean", "robust", "certified"], default="clean")
+    p.add_argument("--target", type=float, help="target clean (objective clean) or attacked (robust) accuracy")
+    p.add_argument("--alphas", type=float, nargs="+", default=[round(0.05 * i, 2) for i in range(21)])
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--norm", default="inf")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--sigma", type=float, help="certified objective: smoothing sigma of --rob")
+    p.add_argument("--radius", type=float, default=0.5, help="certified objective: l2 radius")
+    p.add_argument("--samples", type=int, default=1000, help="certified objective: noise samples per image")
+
+    p = add("mix", "save the mixed classifier as one checkpoint (and optionally TorchScript)")
+    p.add_argument("--std", default="fmnist-std-cnn")
+    p.add_argument("--rob", default="fmnist-at-linf-cnn")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--alpha", type=float, required=True)
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--torchscript", help="also write a TorchScript file loadable with torch.jit.load")
 
     p = add("report", "rebuild the report from a results folder's summary.json")
     p.add_argument("folder")
@@ -326,6 +351,72 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .experiments import CertifyConfig, SweepConfig, certified_curve, run_certify, run_sweep
+    from .experiments.calibrate import binomial_ci, choose_alpha
+    from .experiments.demo import write_json
+
+    if args.objective in ("clean", "robust") and args.target is None:
+        raise ConfigError(f"--objective {args.objective} needs --target (an accuracy in [0, 1])")
+    if args.objective == "certified" and not args.sigma:
+        raise ConfigError("--objective certified needs --sigma (the smoothing noise of --rob)")
+    check_alpha(args.alphas)
+    check_eps(args.eps)
+    out = _out(args, "runs/calibrate")
+    _save_settings(args, out)
+    g, h = _models(args)
+    result = {}
+    for split in ("val", "test"):
+        args.split = split
+        x, y = _data(args)
+        alphas = args.alphas if split == "val" else [result["choice"]["alpha"]]
+        if args.objective == "certified":
+            recs = run_certify(g, h, x, y, CertifyConfig(sigma=args.sigma, num_samples=args.samples, seed=args.seed),
+                               records_path=out / f"{split}-certify.jsonl", header={"std": args.std, "rob": args.rob})
+            cur = certified_curve(recs, alphas, [args.radius], theorem=2, sigma=args.sigma)
+            clean, robust = cur["clean"], [row[0] for row in cur["certified"]]
+        else:
+            cfg = SweepConfig(alphas=alphas, eps=args.eps, norm=args.norm, steps=args.steps, seed=args.seed,
+                              attacks=("mix",))
+            summ = run_sweep(g, h, x, y, cfg, records_path=out / f"{split}-sweep.jsonl",
+                             header={"std": args.std, "rob": args.rob, "split": split})
+            clean, robust = summ["accuracy"]["clean"], summ["accuracy"]["mix"]
+        if split == "val":
+            result["choice"] = choose_alpha(alphas, clean, robust, len(x), args.objective, args.target).to_dict()
+        else:
+            n = len(x)
+            result["test"] = {"n": n, "clean": clean[0], "clean_ci95": binomial_ci(round(clean[0] * n), n),
+                              "robust": robust[0], "robust_ci95": binomial_ci(round(robust[0] * n), n)}
+    write_json(out / "calibration.json", result)
+    c, t = result["choice"], result["test"]
+    what = "certified@%.2f" % args.radius if args.objective == "certified" else f"PGD-{args.steps}"
+    print(f"alpha = {c['alpha']:.2f} ({args.objective}, target {args.target}; "
+          f"{'met' if c['feasible'] else 'NOT met, closest shown'} on validation)")
+    for name, d in (("validation", c["validation"]), ("test", t)):
+        print(f"  {name:10s} clean {100 * d['clean']:.1f}% [{100 * d['clean_ci95'][0]:.1f}, "
+              f"{100 * d['clean_ci95'][1]:.1f}]   {what} {100 * d['robust']:.1f}% "
+              f"[{100 * d['robust_ci95'][0]:.1f}, {100 * d['robust_ci95'][1]:.1f}]  (n = {d['n']})")
+    return 0
+
+
+def cmd_mix(args) -> int:
+    import torch
+
+    from .data import dataset_info
+    from .experiments.export import export_torchscript, save_mixed
+    from .models import load
+
+    check_alpha(args.alpha)
+    info = dataset_info(args.dataset)
+    g, h = _models(args)
+    path = save_mixed(g, h, args.alpha, args.out, dataset=info.name)
+    print(f"wrote {path} (load with robustmix.models.load)")
+    if args.torchscript:
+        ts = export_torchscript(load(path), torch.rand(2, *info.shape), args.torchscript)
+        print(f"wrote {ts} (load with torch.jit.load; inputs in [0, 1], outputs mixed log-probabilities)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .reports import terminal_summary, write_report
 
@@ -352,7 +443,8 @@ def cmd_list(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "sweep": cmd_sweep, "tradeoff": cmd_tradeoff, "attack": cmd_attack,
-            "certify": cmd_certify, "train": cmd_train, "report": cmd_report, "list": cmd_list}
+            "certify": cmd_certify, "train": cmd_train, "calibrate": cmd_calibrate, "mix": cmd_mix,
+            "report": cmd_report, "list": cmd_list}
 
 
 def main(argv=None) -> int:

@@ -41,6 +41,15 @@ ARCHITECTURES = {
                               "l2-Lipschitz CNN from deel-torchlip layers, 28x28"),
 }
 
+
+def _mixed(std: dict, rob: dict, alpha: float = 0.5):
+    from ..mixing.modules import mixed_from_specs
+
+    return mixed_from_specs(std, rob, alpha)
+
+
+ARCHITECTURES["mixed"] = ArchSpec("mixed", _mixed, (0, 0, 0), "a saved mixed classifier: both base models + alpha")
+
 ZOO_NAMES = (
     "fmnist-std-cnn", "fmnist-at-linf-cnn", "fmnist-at-l2-cnn", "fmnist-trades-linf-cnn",
     "fmnist-noise-0.12-cnn", "fmnist-noise-0.25-cnn", "fmnist-noise-0.50-cnn", "fmnist-lipschitz",
@@ -61,7 +70,8 @@ def create_model(arch: str, **kwargs) -> nn.Module:
                          + _suggest(arch, ARCHITECTURES))
     spec = ARCHITECTURES[arch]
     model = spec.factory(**kwargs)
-    model.input_shape = spec.input_shape
+    if arch != "mixed":
+        model.input_shape = spec.input_shape
     return model
 
 
