@@ -11,20 +11,10 @@ import time
 
 import torch
 
+from common import setup, timeit  # noqa: F401  (shared helpers)
+
 from robustmix import MixedClassifier
 from robustmix.models import create_model
-
-
-def timeit(fn, repeats):
-    for _ in range(3):
-        fn()
-    best = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best.append(time.perf_counter() - t0)
-    best.sort()
-    return sum(best[: max(1, repeats // 2)]) / max(1, repeats // 2)  # mean of the faster half
 
 
 def main():
