@@ -136,3 +136,26 @@ class SmoothedClassifier:
         for (c1, c2), (i1, _) in zip(top2.values.tolist(), top2.indices.tolist()):
             preds.append(i1 if binomial_pvalue(int(c1), int(c1 + c2), 0.5) <= delta else ABSTAIN)
         return torch.tensor(preds)
+
+
+class MonteCarloSmoothed(torch.nn.Module):
+    """Differentiable Monte-Carlo smoothed classifier: ``log(mean_j softmax(base(x + xi_j)))``.
+
+    Each call draws ``num_samples`` fresh noise vectors (expectation over
+    transformation), so gradient attacks can target a smoothed h or a mixture
+    built on it.  The output is a log-probability vector, valid as logits.
+    """
+
+    def __init__(self, base: torch.nn.Module, sigma: float, num_samples: int = 32, seed: int | None = None):
+        super().__init__()
+        self.base = base.eval()
+        self.sigma = check_eps(sigma, name="sigma")
+        self.num_samples = check_positive_int(num_samples, name="num_samples")
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        noise = torch.randn((self.num_samples, *x.shape), generator=self.generator).to(x) * self.sigma
+        logits = self.base((x[None] + noise).reshape(self.num_samples * n, *x.shape[1:]))
+        log_probs = F.log_softmax(logits, -1).reshape(self.num_samples, n, -1)
+        return torch.logsumexp(log_probs, 0) - math.log(self.num_samples)
