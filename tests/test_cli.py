@@ -15,12 +15,12 @@ def test_help_has_examples(command, capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["sweep", "--rob", "no-such-model", "--n", "5"], "unknown model"),
-    (["sweep", "--alphas", "1.5", "--n", "5"], "alpha must lie in [0, 1]"),
-    (["sweep", "--eps", "-0.1", "--n", "5"], "eps must be"),
-    (["sweep", "--dataset", "cifar10", "--data-root", "/nonexistent", "--n", "5"], "not found"),
+    (["sweep", "--rob", "no-such-model", "-n", "5"], "unknown model"),
+    (["sweep", "--alphas", "1.5", "-n", "5"], "alpha must lie in [0, 1]"),
+    (["sweep", "--eps", "-0.1", "-n", "5"], "eps must be"),
+    (["sweep", "--dataset", "cifar10", "--data-root", "/nonexistent", "-n", "5"], "not found"),
     (["attack", "--alpha", "-1"], "alpha"),
-    (["certify", "--n", "5"], "exactly one of"),
+    (["certify", "-n", "5"], "exactly one of"),
     (["report", "/nonexistent"], "not found"),
 ])
 def test_bad_arguments_one_line_error(argv, needle, capsys, monkeypatch, tmp_path):
@@ -39,7 +39,7 @@ def test_checkpoint_for_wrong_dataset(tmp_path, capsys, monkeypatch):
     model = create_model("cnn-small", width=4, hidden=8)
     path = save_checkpoint(model, ModelCard(name="m", arch="cnn-small", arch_kwargs={"width": 4, "hidden": 8},
                                             dataset="mnist"), tmp_path / "m.safetensors")
-    code = main(["sweep", "--std", str(path), "--rob", str(path), "--n", "4", "--out", str(tmp_path / "o")])
+    code = main(["sweep", "--std", str(path), "--rob", str(path), "-n", "4", "--out", str(tmp_path / "o")])
     assert code == 2 and "trained on 'mnist'" in capsys.readouterr().err
 
 

@@ -98,3 +98,10 @@ def check_positive_int(value, *, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def model_device(model) -> torch.device:
+    """The device of a model's first parameter (CPU for parameter-free callables)."""
+    params = getattr(model, "parameters", None)
+    param = next(iter(params()), None) if callable(params) else None
+    return param.device if param is not None else torch.device("cpu")

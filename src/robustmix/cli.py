@@ -18,17 +18,17 @@ logger = logging.getLogger("robustmix")
 EXAMPLES = {
     "demo": "robustmix demo                 # the paper on the shipped Fashion-MNIST zoo (< 10 min)\n"
             "  robustmix demo --quick --out /tmp/rm   # a smaller run (< 2 min)",
-    "sweep": "robustmix sweep --std fmnist-std-cnn --rob fmnist-at-linf-cnn --n 1000 --eps 0.1 --out runs/sweep\n"
+    "sweep": "robustmix sweep --std fmnist-std-cnn --rob fmnist-at-linf-cnn --num-examples 1000 --eps 0.1 --out runs/sweep\n"
              "  robustmix sweep --std mypkg.models:standard --rob ckpt/robust.safetensors --dataset cifar10 "
              "--eps 0.0314",
-    "tradeoff": "robustmix tradeoff --std fmnist-std-cnn --rob fmnist-trades-linf-cnn --steps 20 --n 100 --out runs/fig4a",
-    "attack": "robustmix attack --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --autoattack standard --n 500",
-    "certify": "robustmix certify --std fmnist-std-cnn --rob fmnist-noise-0.50-cnn --sigma 0.5 --n 500 --out runs/rs\n"
+    "tradeoff": "robustmix tradeoff --std fmnist-std-cnn --rob fmnist-trades-linf-cnn --steps 20 --num-examples 100 --out runs/fig4a",
+    "attack": "robustmix attack --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --autoattack standard --num-examples 500",
+    "certify": "robustmix certify --std fmnist-std-cnn --rob fmnist-noise-0.50-cnn --sigma 0.5 --num-examples 500 --out runs/rs\n"
                "  robustmix certify --std fmnist-std-cnn --rob fmnist-lipschitz --lipschitz --out runs/lip",
     "train": "robustmix train --zoo fmnist-at-linf-cnn --out my-zoo\n"
              "  robustmix train --arch cnn-small --recipe trades --eps 0.1 --epochs 6 --out ckpt/trades",
-    "calibrate": "robustmix calibrate --objective clean --target 0.90 --n 1000      # most robust alpha with >= 90% clean\n"
-                 "  robustmix calibrate --objective robust --target 0.60 --n 1000   # most accurate alpha with >= 60% PGD\n"
+    "calibrate": "robustmix calibrate --objective clean --target 0.90 --num-examples 1000      # most robust alpha with >= 90% clean\n"
+                 "  robustmix calibrate --objective robust --target 0.60 --num-examples 1000   # most accurate alpha with >= 60% PGD\n"
                  "  robustmix calibrate --objective certified --rob fmnist-noise-0.50-cnn --sigma 0.5 --radius 0.5",
     "mix": "robustmix mix --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --out mixed.safetensors "
            "--torchscript mixed.pt",
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, mnist, cifar10, cifar100")
         p.add_argument("--data-root", help="folder with the dataset files (default: $ROBUSTMIX_DATA, known places)")
         p.add_argument("--split", default="test", choices=["train", "val", "test"])
-        p.add_argument("--n", type=int, default=1000, help="number of examples (from the start of the split)")
+        p.add_argument("-n", "--num-examples", dest="n", type=int, default=1000,
+                       help="number of examples (from the start of the split)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default=None, help="output folder (records, JSON, plots)")
 
@@ -187,6 +188,34 @@ def _out(args, default: str) -> Path:
     return Path(args.out or default)
 
 
+def _sharded(out: Path, name: str, x, y, models, run, block: int):
+    """Run ``run(x, y, indices, records_path)`` on this rank's shard (all of it without torchrun).
+
+    Returns the merged per-example records on rank 0 (or the single process), None on other ranks.
+    """
+    import torch
+
+    from . import distributed
+    from .experiments import read_records
+
+    dist = distributed.setup()
+    for model in models:
+        model.to(dist.device)
+    idx = dist.shard(torch.arange(len(x)), block)
+    path = out / name
+    try:
+        run(x[idx], y[idx], idx, dist.records_path(path))
+        dist.barrier()
+        if dist.active and dist.rank == 0:
+            distributed.merge_records(path, dist.world)
+        dist.barrier()
+    finally:
+        distributed.teardown(dist)
+    if dist.rank != 0:
+        return None
+    return read_records(path)[1]
+
+
 def cmd_demo(args) -> int:
     from .experiments.demo import DemoSettings, run_demo
     from .reports import terminal_summary, write_report
@@ -201,7 +230,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments import SweepConfig, run_sweep
+    from .experiments import SweepConfig, run_sweep, summarize
     from .experiments.demo import write_json
     from .reports import plot_sweep
     from .reports.report import sweep_table, table1_rows, text_table
@@ -212,8 +241,12 @@ def cmd_sweep(args) -> int:
                       batch_size=args.batch_size, seed=args.seed, early_stop=args.early_stop)
     x, y = _data(args)
     g, h = _models(args)
-    summary = run_sweep(g, h, x, y, cfg, records_path=out / "records.jsonl",
-                        header={"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split})
+    header = {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
+    records = _sharded(out, "records.jsonl", x, y, (g, h), lambda xs, ys, idx, path: run_sweep(
+        g, h, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.batch_size)
+    if records is None:
+        return 0
+    summary = summarize(records, cfg.alphas)
     write_json(out / "summary.json", summary)
     plot_sweep(summary, out / "fig2_alpha_sweep")
     print(text_table(sweep_table(summary)) + "\n\nTable I\n" + text_table(table1_rows(summary["table1"])))
@@ -245,37 +278,24 @@ def cmd_tradeoff(args) -> int:
 
 
 def cmd_attack(args) -> int:
-    import torch
-
-    from .attacks import PGD, run_autoattack
+    from .experiments.attack_eval import AttackConfig, run_attack_eval, summarize_attack
     from .experiments.demo import write_json
     from .mixing import MixedClassifier
 
+    check_alpha(args.alpha)
+    cfg = AttackConfig(eps=args.eps, norm=args.norm, steps=args.steps, restarts=args.restarts,
+                       autoattack=args.autoattack, seed=args.seed)
     out = _out(args, "runs/attack")
     _save_settings(args, out)
-    check_alpha(args.alpha)
-    check_eps(args.eps)
     x, y = _data(args)
     g, h = _models(args)
     mixed = MixedClassifier(g, h, args.alpha)
-    result = {"alpha": args.alpha, "eps": args.eps, "norm": args.norm, "n": len(x)}
-    with torch.no_grad():
-        result["clean"] = float((torch.cat([mixed(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)]) == y)
-                                .float().mean())
-    pgd = PGD(mixed, args.eps, args.norm, steps=args.steps, restarts=args.restarts, seed=args.seed)
-    correct = 0
-    for i in range(0, len(x), 250):
-        xa = pgd(x[i:i + 250], y[i:i + 250], list(range(i + args.seed * 10_000_019, i + len(x[i:i + 250]) +
-                                                       args.seed * 10_000_019)))
-        with torch.no_grad():
-            correct += int((mixed(xa).argmax(1) == y[i:i + 250]).sum())
-    result[f"pgd{args.steps}"] = correct / len(x)
-    if args.autoattack != "none":
-        version, attacks = (("custom", ["square"]) if args.autoattack == "square" else (args.autoattack, None))
-        aa = run_autoattack(mixed, x, y, args.eps, args.norm, version=version, attacks=attacks, seed=args.seed,
-                            state_path=out / "autoattack.state")
-        result["autoattack"] = {"version": args.autoattack, "robust_accuracy": aa.robust_accuracy,
-                                "by_attack": aa.accuracy_by_attack, "warnings": aa.warnings}
+    header = {"std": args.std, "rob": args.rob, "alpha": args.alpha, "dataset": args.dataset, "split": args.split}
+    records = _sharded(out, "records.jsonl", x, y, (mixed,), lambda xs, ys, idx, path: run_attack_eval(
+        mixed, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.batch_size)
+    if records is None:
+        return 0
+    result = {"alpha": args.alpha, **cfg.to_dict(), **summarize_attack(records)}
     write_json(out / "summary.json", result)
     print(json.dumps(result, indent=2))
     return 0
@@ -295,8 +315,12 @@ def cmd_certify(args) -> int:
     check_alpha(args.alphas)
     x, y = _data(args)
     g, h = _models(args)
-    records = run_certify(g, h, x, y, cfg, records_path=out / "records.jsonl",
-                          header={"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split})
+    header = {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
+    records = _sharded(out, "records.jsonl", x, y, (g, h), lambda xs, ys, idx, path: run_certify(
+        g, h, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.examples_per_record_batch)
+    if records is None:
+        return 0
+    g.cpu(), h.cpu()
     grid = [round(0.05 * i, 3) for i in range(41)]
     summary = {"alphas": args.alphas}
     if args.lipschitz:

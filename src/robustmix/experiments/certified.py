@@ -21,7 +21,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_alpha, check_positive_int
+from .._validation import check_alpha, check_positive_int, model_device
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
 from ..certify.smoothing import SmoothedClassifier
@@ -73,7 +73,7 @@ def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None,
     for start in range(0, len(pending), cfg.examples_per_record_batch):
         idx = pending[start:start + cfg.examples_per_record_batch]
         rows = torch.tensor([position[i] for i in idx])
-        xb = x[rows]
+        xb = x[rows].to(model_device(std_model))
         with torch.no_grad():
             g_probs = std_model(xb).double().softmax(-1).cpu()
             if smoother is None:

@@ -16,7 +16,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_alpha, check_eps, check_p, check_positive_int
+from .._validation import check_alpha, check_eps, check_p, check_positive_int, model_device
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
@@ -108,6 +108,7 @@ def sweep_batch(std_model, rob_model, x, y, indices, cfg: SweepConfig) -> list[d
     return records
 
 
+
 def _check_data(x, y, indices):
     if len(x) != len(y):
         raise InputError(f"{len(x)} inputs but {len(y)} labels")
@@ -141,7 +142,8 @@ def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, ind
     for start in tqdm(batches, desc="alpha sweep", unit="batch", disable=not progress):
         idx = pending[start:start + cfg.batch_size]
         rows = torch.tensor([position[int(i)] for i in idx])
-        recs = sweep_batch(std_model, rob_model, x[rows], y[rows], idx, cfg)
+        dev = model_device(std_model)
+        recs = sweep_batch(std_model, rob_model, x[rows].to(dev), y[rows].to(dev), idx, cfg)
         if store:
             store.append(recs)
         results += recs
