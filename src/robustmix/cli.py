@@ -25,6 +25,8 @@ EXAMPLES = {
     "attack": "robustmix attack --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --autoattack standard --num-examples 500",
     "certify": "robustmix certify --std fmnist-std-cnn --rob fmnist-noise-0.50-cnn --sigma 0.5 --num-examples 500 --out runs/rs\n"
                "  robustmix certify --std fmnist-std-cnn --rob fmnist-lipschitz --lipschitz --out runs/lip",
+    "fig3": "robustmix fig3 --rob fmnist-noise-0.50-cnn --sigma 0.5 --baseline fmnist-noise-0.25-cnn "
+            "--baseline-sigma 0.25 --lipschitz-model fmnist-lipschitz -n 500 --out results/fig3",
     "train": "robustmix train --zoo fmnist-at-linf-cnn --out my-zoo\n"
              "  robustmix train --arch cnn-small --recipe trades --eps 0.1 --epochs 6 --out ckpt/trades",
     "calibrate": "robustmix calibrate --objective clean --target 0.90 --num-examples 1000      # most robust alpha with >= 90% clean\n"
@@ -101,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--delta", type=float, default=0.001)
     p.add_argument("--sound", action="store_true", help="use simultaneous confidence bounds (abstain if unsure)")
+
+    p = add("fig3", "Fig. 3: certified accuracy of the mixture vs a smaller-sigma smoothed baseline of equal clean accuracy")
+    models_and_data(p, rob_default="fmnist-noise-0.50-cnn")
+    p.add_argument("--sigma", type=float, default=0.5, help="smoothing noise of --rob")
+    p.add_argument("--baseline", default="fmnist-noise-0.25-cnn", help="base model of the smoothed baseline")
+    p.add_argument("--baseline-sigma", type=float, default=0.25)
+    p.add_argument("--lipschitz-model", default=None, help="optional h with a known Lipschitz bound (Theorem 1)")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--delta", type=float, default=0.001)
 
     p = add("train", "train a model with a recipe (or rerun a zoo recipe)")
     p.add_argument("--zoo", help="rerun the recipe of this zoo model")
@@ -343,6 +354,39 @@ def cmd_certify(args) -> int:
     return 0
 
 
+def cmd_fig3(args) -> int:
+    from .data import dataset_info
+    from .experiments.certified import CertifyConfig, run_fig3
+    from .experiments.demo import write_json
+    from .models import resolve_model
+    from .reports import write_report
+
+    CertifyConfig(sigma=args.sigma, num_samples=args.samples, delta=args.delta)
+    CertifyConfig(sigma=args.baseline_sigma)
+    if args.baseline_sigma >= args.sigma:
+        raise ConfigError("--baseline-sigma should be smaller than --sigma (the paper's matched-accuracy baseline)")
+    out = _out(args, "runs/fig3")
+    _save_settings(args, out)
+    x, y = _data(args)
+    ds = dataset_info(args.dataset).name
+    g, h = _models(args)
+    base = resolve_model(args.baseline, ds)
+    lip = resolve_model(args.lipschitz_model, ds) if args.lipschitz_model else None
+    result = run_fig3(g, h, args.sigma, base, args.baseline_sigma, lip, x, y, samples=args.samples, delta=args.delta,
+                      seed=args.seed, records_dir=out,
+                      header={"std": args.std, "smooth": args.rob, "baseline": args.baseline,
+                              "lip": args.lipschitz_model, "dataset": ds, "split": args.split})
+    summary = {"settings": {"smooth_sigma": args.sigma, "baseline_sigma": args.baseline_sigma,
+                            "certify_samples": args.samples, "certify_delta": args.delta},
+               "certified": result}
+    write_json(out / "summary.json", summary)
+    paths = write_report(summary, out)
+    rs = result["rs"]
+    print(f"alpha = {rs['alpha']:.2f} matches the baseline's clean accuracy {100 * rs['baseline_clean']:.1f}%")
+    print(f"report: {paths['html']}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .training import TrainConfig, accuracy, train, train_zoo_model
 
@@ -467,7 +511,7 @@ def cmd_list(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "sweep": cmd_sweep, "tradeoff": cmd_tradeoff, "attack": cmd_attack,
-            "certify": cmd_certify, "train": cmd_train, "calibrate": cmd_calibrate, "mix": cmd_mix,
+            "certify": cmd_certify, "train": cmd_train, "calibrate": cmd_calibrate, "mix": cmd_mix, "fig3": cmd_fig3,
             "report": cmd_report, "list": cmd_list}
 
 

@@ -38,23 +38,14 @@ class AutoAttackResult:
 
 
 class _Collector(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
+    """Keeps the messages of AutoAttack's logger at or above ``level``."""
+
+    def __init__(self, level):
+        super().__init__(level)
         self.messages: list[str] = []
 
     def emit(self, record):
         self.messages.append(record.getMessage())
-
-
-class _AccuracyCollector(logging.Handler):
-    """Reads AutoAttack's 'robust accuracy after X' debug lines."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
 
 
 def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", *, version: str = "standard",
@@ -85,7 +76,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, n_classes - 1)
     adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, n_classes - 1)
     aa_logger = logging.getLogger("auto-attack")
-    collector, acc_lines = _Collector(), _AccuracyCollector()
+    collector, acc_lines = _Collector(logging.WARNING), _Collector(logging.DEBUG)
     old_level, old_propagate = aa_logger.level, aa_logger.propagate
     aa_logger.addHandler(collector)
     aa_logger.addHandler(acc_lines)
@@ -106,7 +97,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
         logger.warning("AutoAttack check: %s", msg)
     robust = (y_adv == y).cpu()
     by_attack = {}
-    for line in acc_lines.lines:
+    for line in acc_lines.messages:
         if line.startswith("initial accuracy:"):
             by_attack["clean"] = float(line.split(":")[1].strip().rstrip("%")) / 100
         elif line.startswith("robust accuracy after "):

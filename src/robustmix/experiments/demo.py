@@ -22,8 +22,7 @@ from ..attacks.autoattack import run_autoattack
 from ..data import load_dataset
 from ..mixing import MixedClassifier
 from ..models import load
-from ..certify.lipschitz import probability_lipschitz
-from .certified import CertifyConfig, certified_curve, match_clean_accuracy, run_certify
+from .certified import run_fig3
 from .sweep import SweepConfig, run_sweep
 from .tradeoff import TradeoffConfig, run_tradeoff
 from .tradeoff_choice import best_tradeoff_alpha, gap_closed, kept
@@ -147,28 +146,7 @@ def _autoattack_step(g, h, alpha, x, y, s: DemoSettings, out: Path) -> dict:
 
 
 def _certify_step(x, y, s: DemoSettings, g, rec: Path, progress) -> dict:
-    grid = [round(0.05 * i, 3) for i in range(41)]
-    out = {"grid": grid}
-    records = {}
-    for tag, base, sigma in (("smooth", s.smooth_base, s.smooth_sigma), ("baseline", s.baseline_base, s.baseline_sigma)):
-        cfg = CertifyConfig(sigma=sigma, num_samples=s.certify_samples, delta=s.certify_delta, seed=s.seed,
-                            batch_size=s.certify_samples)
-        records[tag] = run_certify(g, load(base), x, y, cfg, records_path=rec / f"certify-{tag}.jsonl",
-                                   header={"std": s.std, "rob": base}, progress=progress)
-    base_clean = certified_curve(records["baseline"], 1.0, grid, theorem=2, sigma=s.baseline_sigma)["clean"][0]
-    alpha = match_clean_accuracy(records["smooth"], base_clean)
-    out["rs"] = {"alpha": alpha, "baseline_clean": base_clean}
-    for theorem in (1, 2):
-        for sound in (False, True):
-            mix = certified_curve(records["smooth"], alpha, grid, theorem=theorem, sigma=s.smooth_sigma, sound=sound)
-            base = certified_curve(records["baseline"], 1.0, grid, theorem=theorem, sigma=s.baseline_sigma,
-                                   sound=sound)
-            out["rs"][f"thm{theorem}{'_sound' if sound else ''}"] = {"mixture": mix, "baseline": base}
-    lip_model = load(s.lipschitz)
-    lip = probability_lipschitz(lip_model, 2)
-    lip_records = run_certify(g, lip_model, x, y, CertifyConfig(sigma=None), records_path=rec / "certify-lipschitz.jsonl",
-                              header={"std": s.std, "rob": s.lipschitz}, progress=progress)
-    alphas = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    out["lipschitz"] = {"lipschitz_per_class": float(lip[0]),
-                        "curve": certified_curve(lip_records, alphas, grid, theorem=1, lipschitz=lip)}
-    return out
+    return run_fig3(g, load(s.smooth_base), s.smooth_sigma, load(s.baseline_base), s.baseline_sigma,
+                    load(s.lipschitz), x, y, samples=s.certify_samples, delta=s.certify_delta, seed=s.seed,
+                    records_dir=rec, progress=progress, header={"std": s.std, "smooth": s.smooth_base,
+                                                                 "baseline": s.baseline_base, "lip": s.lipschitz})

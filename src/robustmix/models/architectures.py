@@ -42,14 +42,15 @@ class SmallCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    expansion = 1
+    """Pre-activation residual block (BN-ReLU-conv twice), optional dropout between the convs (WideResNet)."""
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes, planes, stride=1, dropout: float = 0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.shortcut = None
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
@@ -57,8 +58,7 @@ class PreActBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(self.dropout(F.relu(self.bn2(self.conv1(out)))))
         return out + shortcut
 
 
@@ -86,25 +86,6 @@ class PreActResNet18(nn.Module):
         return self.linear(out)
 
 
-class WideBasic(nn.Module):
-    def __init__(self, in_planes, planes, stride, dropout=0.0):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(self.dropout(F.relu(self.bn2(self.conv1(out)))))
-        return out + shortcut
-
-
 class WideResNet(nn.Module):
     """WideResNet-depth-width (Zagoruyko & Komodakis) for 32x32 inputs; depth = 6n + 4."""
 
@@ -122,7 +103,7 @@ class WideResNet(nn.Module):
         layers, in_planes = [], widths[0]
         for planes, stride in zip(widths[1:], (1, 2, 2)):
             for i in range(n):
-                layers.append(WideBasic(in_planes, planes, stride if i == 0 else 1, dropout))
+                layers.append(PreActBlock(in_planes, planes, stride if i == 0 else 1, dropout))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(in_planes)

@@ -32,11 +32,12 @@ def figures(summary: dict, out_dir) -> dict[str, Path]:
             }
             figs[f"fig3_thm{theorem}"] = plot_certified(curves, Path(out_dir) / "figures" / f"fig3_thm{theorem}",
                                                         f"Fig. 3: {name}")[0]
-        lc = cert["lipschitz"]["curve"]
-        curves = {f"alpha={a:.1f}": {"grid": lc["grid"], "certified": lc["certified"][k], "clean": lc["clean"][k]}
-                  for k, a in enumerate(lc["alphas"])}
-        figs["fig3_lipnet"] = plot_certified(curves, fig_dir / "fig3_lipschitz_net",
-                                             "Theorem 1 with the Lipschitz network as h")[0]
+        if "lipschitz" in cert:
+            lc = cert["lipschitz"]["curve"]
+            curves = {f"alpha={a:.1f}": {"grid": lc["grid"], "certified": lc["certified"][k], "clean": lc["clean"][k]}
+                      for k, a in enumerate(lc["alphas"])}
+            figs["fig3_lipnet"] = plot_certified(curves, fig_dir / "fig3_lipschitz_net",
+                                                 "Theorem 1 with the Lipschitz network as h")[0]
     return figs
 
 
@@ -122,7 +123,7 @@ def _sections(summary: dict) -> list[tuple[str, str, list]]:
             for who in ("mixture", "baseline"):
                 cur = rs[thm][who]
                 rows.append([f"{thm} {who}", fmt_pct(cur["clean"][0])] + [fmt_pct(cur["certified"][0][i]) for i in pick])
-        lc = c["lipschitz"]["curve"]
+        lc = c.get("lipschitz", {}).get("curve", {"alphas": []})
         for k, a in enumerate(lc["alphas"]):
             rows.append([f"Lipschitz net, alpha={a:.1f}", fmt_pct(lc["clean"][k])] +
                         [fmt_pct(lc["certified"][k][i]) for i in pick])
@@ -131,8 +132,8 @@ def _sections(summary: dict) -> list[tuple[str, str, list]]:
                     f"mixture's clean accuracy matches the sigma = {s.get('baseline_sigma')} baseline "
                     f"({fmt_pct(rs['baseline_clean'])} %). {s.get('certify_samples')} noise samples per image; "
                     f"'sound' rows use simultaneous Hoeffding bounds (failure probability {s.get('certify_delta')}). "
-                    f"Lipschitz network: per-class probability Lipschitz bound "
-                    f"{c['lipschitz']['lipschitz_per_class']:.3f}.", [rows]))
+                    + (f"Lipschitz network: per-class probability Lipschitz bound "
+                       f"{c['lipschitz']['lipschitz_per_class']:.3f}." if "lipschitz" in c else ""), [rows]))
     if "timings_s" in summary:
         out.append(("Run time", ", ".join(f"{k}: {v} s" for k, v in summary["timings_s"].items()), []))
     return out
