@@ -92,19 +92,22 @@ class SmoothedClassifier:
         indices = range(len(x)) if indices is None else [int(i) for i in indices]
         means, counts = [], []
         for xi, idx in zip(x, indices):
-            total, votes, pending = None, None, []
-            for noise in self._noise_chunks(xi.shape, idx, n_samp, stream):
-                pending.append(noise)
-            noise = torch.cat(pending).to(device=x.device, dtype=x.dtype)
-            for start in range(0, n_samp, self.batch_size):
-                logits = self.base(xi[None] + noise[start:start + self.batch_size])
-                probs = F.softmax(logits.double(), -1)
-                s = probs.sum(0)
-                v = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double()
-                total = s if total is None else total + s
-                votes = v if votes is None else votes + v
-            means.append((total / n_samp).cpu())
-            counts.append(votes.cpu())
+            total = torch.zeros((), dtype=torch.float64)
+            votes = torch.zeros((), dtype=torch.float64)
+            buffered: list[torch.Tensor] = []
+            drawn = 0
+            for noise in self._noise_chunks(xi.shape, idx, n_samp, stream):  # memory bounded by the batch size
+                buffered.append(noise)
+                drawn += len(noise)
+                if sum(len(b) for b in buffered) < self.batch_size and drawn < n_samp:
+                    continue
+                batch = torch.cat(buffered).to(device=x.device, dtype=x.dtype)
+                buffered = []
+                logits = self.base(xi[None] + batch)
+                total = total + F.softmax(logits.double(), -1).sum(0).cpu()
+                votes = votes + torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double().cpu()
+            means.append(total / n_samp)
+            counts.append(votes)
             if progress is not None:
                 progress.update(1)
         return SmoothingEstimate(torch.stack(means), torch.stack(counts), n_samp)

@@ -92,8 +92,11 @@ def mix_log_probs(std_logits: torch.Tensor, rob_logits: torch.Tensor, alpha) -> 
     and its gradients are finite at alpha = 0 and 1 and for extreme logits.
     """
     _check_pair(std_logits, rob_logits)
-    a = alpha if isinstance(alpha, torch.Tensor) and alpha.dtype == std_logits.dtype else check_alpha(alpha)
-    a = a.to(device=std_logits.device, dtype=std_logits.dtype)
+    return mix_checked(std_logits, rob_logits, check_alpha(alpha).to(device=std_logits.device, dtype=std_logits.dtype))
+
+
+def mix_checked(std_logits: torch.Tensor, rob_logits: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Eq. (4) for an alpha tensor already validated and on the logits' device and dtype (the hot path)."""
     log_g = F.log_softmax(std_logits, dim=-1)
     log_h = F.log_softmax(rob_logits, dim=-1)
     if a.ndim == 1:

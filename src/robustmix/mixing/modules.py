@@ -109,7 +109,7 @@ class MixedClassifier(_BasePair):
         rob_logits = self.rob_model(x)
         self._check_classes(std_logits, rob_logits)
         alpha = self.alpha.to(device=std_logits.device, dtype=std_logits.dtype)
-        return MixOutput(MF.mix_log_probs(std_logits, rob_logits, alpha), std_logits, rob_logits)
+        return MixOutput(MF.mix_checked(std_logits, rob_logits, alpha), std_logits, rob_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_components(x).log_probs
