@@ -28,3 +28,26 @@ def test_autoattack_on_the_mixture_surfaces_warnings(pair, caplog):
     assert res.robust.shape == (24,) and 0 <= res.robust_accuracy <= 1
     assert set(res.accuracy_by_attack) >= {"clean", "apgd-ce"}
     assert (res.x_adv - x).abs().max() <= 0.05 + 1e-6
+
+
+def test_square_exposes_gradient_masking(pair):
+    from robustmix.attacks import gradient_masking_check
+
+    g, _ = pair
+
+    class Rounded(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            xq = x + (torch.round(x * 2) / 2 - x).detach()  # straight-through: gradients of g at a rounded point
+            return self.m(xq.detach()) + 0 * xq.sum()
+
+    x = torch.rand(20, 1, 3, 4)
+    with torch.no_grad():
+        y = g(x).argmax(1)
+    honest = gradient_masking_check(g, x, y, 0.3, pgd_steps=20, square_queries=100)
+    assert not honest.masked
+    masked = gradient_masking_check(Rounded(g), x, y, 0.3, pgd_steps=20, square_queries=100)
+    assert masked.masked and masked.square_accuracy < masked.pgd_accuracy

@@ -7,3 +7,7 @@ __all__ = ["PGD", "fgsm", "pgd", "project", "random_start", "random_start_per_ex
 from .autoattack import AutoAttackResult, run_autoattack  # noqa: E402
 
 __all__ += ["AutoAttackResult", "run_autoattack"]
+
+from .masking import MaskingReport, gradient_masking_check  # noqa: E402
+
+__all__ += ["MaskingReport", "gradient_masking_check"]

@@ -50,13 +50,14 @@ class _Collector(logging.Handler):
 
 def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", *, version: str = "standard",
                    attacks: list[str] | None = None, seed: int = 0, batch_size: int = 250,
-                   state_path=None) -> AutoAttackResult:
+                   state_path=None, square_queries: int | None = None) -> AutoAttackResult:
     """Run AutoAttack on ``model`` (logits or log-probabilities out) and return per-example robustness.
 
     ``version``: "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus", "rand"
     (EOT versions for randomized defenses) or "custom" with ``attacks`` (e.g.
     ``["square"]`` for a black-box check against gradient masking).
-    ``state_path`` lets AutoAttack resume an interrupted evaluation.
+    ``state_path`` lets AutoAttack resume an interrupted evaluation; ``square_queries``
+    overrides Square's query budget (5,000 in the standard version).
     """
     from pyautoattack import AutoAttack
 
@@ -70,6 +71,8 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     device = x.device
     adversary = AutoAttack(model, attacks=attacks if version == "custom" else None, device=device, eps=eps,
                            norm=_NORMS[p], seed=seed, version=version)
+    if square_queries is not None:
+        adversary.square.n_queries = int(square_queries)
     with torch.no_grad():
         n_classes = model(x[:1]).shape[-1]
     # targeted attacks use the top (c - 1) other classes at most
