@@ -7,7 +7,6 @@ Run: python benchmarks/bench_mixing.py [--threads 2] [--repeats 30]
 """
 
 import argparse
-import time
 
 import torch
 

@@ -3,7 +3,6 @@ import torch
 from robustmix import MixedClassifier
 from robustmix.attacks import run_autoattack
 
-from .conftest import Linear2Logits
 
 
 def test_autoattack_on_the_mixture_surfaces_warnings(pair, caplog):

@@ -32,7 +32,6 @@ def test_bad_arguments_one_line_error(argv, needle, capsys, monkeypatch, tmp_pat
 
 
 def test_checkpoint_for_wrong_dataset(tmp_path, capsys, monkeypatch):
-    import torch
 
     from robustmix.models import ModelCard, create_model, save_checkpoint
 

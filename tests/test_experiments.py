@@ -1,4 +1,3 @@
-import json
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ from robustmix.experiments import (CertifyConfig, RecordStore, SweepConfig, Trad
 from robustmix.experiments import sweep as sweep_module
 from robustmix.experiments.tradeoff_choice import best_tradeoff_alpha, gap_closed, kept
 
-from .conftest import Linear2Logits
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ import torch
 
 from robustmix import MixedClassifier
 from robustmix.attacks import PGD, run_autoattack
-from robustmix.certify import (MonteCarloSmoothed, SmoothedClassifier, lipschitz_radius, probability_lipschitz,
-                               smoothing_radius)
+from robustmix.certify import (MonteCarloSmoothed, SmoothedClassifier, lipschitz_radius, probability_lipschitz)
 from robustmix.data import load_dataset
 from robustmix.models import ZOO_NAMES, card, list_models, load
 from robustmix.training import THREATS, accuracy, robust_accuracy

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable

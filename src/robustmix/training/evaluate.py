@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
-import torch
 
 from ..attacks.autoattack import run_autoattack
 from ..data import load_dataset

@@ -139,7 +139,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=gen)
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
         for b in bar:
