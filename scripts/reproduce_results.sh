@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RM="python3 -m robustmix"
 
-python3 scripts/evaluate_zoo.py                                            # zoo cards (PGD-50 x5, AutoAttack)
+N_AUTOATTACK=${N_AUTOATTACK:-1000} python3 scripts/evaluate_zoo.py                                            # zoo cards (PGD-50 x5, AutoAttack)
 
 # Fig. 2 and Table I: alpha sweep, PGD-20 l_inf eps = 0.1, attacks aimed at g, h and the mixture
 $RM sweep --rob fmnist-at-linf-cnn -n 1000 --steps 20 --out results/fig2-at-linf

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 
 from ..attacks.autoattack import run_autoattack
@@ -31,8 +32,13 @@ THREATS = {
 }
 
 
-def evaluate_zoo_model(name: str, n_attack: int = 1000, autoattack: bool = True, write: bool = True) -> dict:
-    """Recompute and (optionally) record ``name``'s metrics in its card JSON."""
+def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000, autoattack: bool = True,
+                       write: bool = True, state_dir=None) -> dict:
+    """Recompute and (optionally) record ``name``'s metrics in its card JSON.
+
+    PGD runs on the first ``n_attack`` test images, AutoAttack (standard) on the first
+    ``n_autoattack``; ``state_dir`` keeps AutoAttack's state so an interrupted run resumes.
+    """
     model = load(name)
     x, y = load_dataset("fashion-mnist", "test")
     metrics = {"clean": {"accuracy": accuracy(model, x, y), "n": len(x), "split": "test"}}
@@ -49,10 +55,14 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, autoattack: bool = True,
         logger.info("%s %s PGD done in %.0f s", name, tag, time.perf_counter() - t0)
         if autoattack:
             t0 = time.perf_counter()
-            res = run_autoattack(model, xs, ys, eps, norm, version="standard", seed=0, batch_size=500)
+            state = Path(state_dir) / f"{name}-{tag}.aa-state" if state_dir else None
+            if state is not None:
+                state.parent.mkdir(parents=True, exist_ok=True)
+            res = run_autoattack(model, x[:n_autoattack], y[:n_autoattack], eps, norm, version="standard", seed=0,
+                                 batch_size=500, state_path=state)
             metrics[f"autoattack-{tag}"] = {
-                "accuracy": res.robust_accuracy, "eps": eps, "norm": norm, "n": n_attack,
-                "split": f"test[:{n_attack}]", "attack": "AutoAttack standard (pyautoattack 0.2.0), seed 0",
+                "accuracy": res.robust_accuracy, "eps": eps, "norm": norm, "n": n_autoattack,
+                "split": f"test[:{n_autoattack}]", "attack": "AutoAttack standard (pyautoattack 0.2.0), seed 0",
                 "by_attack": res.accuracy_by_attack, "warnings": res.warnings,
                 "robust_indices": res.robust.nonzero()[:, 0].tolist(), "seconds": round(time.perf_counter() - t0)}
             logger.info("%s %s AutoAttack %.4f in %.0f s", name, tag, res.robust_accuracy, time.perf_counter() - t0)
