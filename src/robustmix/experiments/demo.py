@@ -43,10 +43,10 @@ class DemoSettings:
     n_sweep: int = 500
     alphas: list = dataclasses.field(default_factory=lambda: [round(0.1 * i, 2) for i in range(11)])
     steps: int = 20
-    n_tradeoff: int = 40
-    tradeoff_steps: int = 10
+    n_tradeoff: int = 20
+    tradeoff_steps: int = 5
     tradeoff_trusts: list = dataclasses.field(default_factory=lambda: ["one", "grad_std", "grad_max_std", "grad_ratio"])
-    tradeoff_gammas: list = dataclasses.field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0, 2.0, 10.0, float("inf")])
+    tradeoff_gammas: list = dataclasses.field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, float("inf")])
     n_autoattack: int = 100
     autoattack_version: str = "custom"
     autoattack_attacks: list = dataclasses.field(default_factory=lambda: ["apgd-ce", "apgd-t"])
@@ -57,8 +57,8 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> "DemoSettings":
-        return cls(n_sweep=100, alphas=[0.0, 0.3, 0.5, 0.6, 0.8, 1.0], steps=10, n_tradeoff=20, tradeoff_steps=5,
-                   tradeoff_trusts=["one", "grad_max_std"], tradeoff_gammas=[0.0, 0.5, 1.0, 2.0, float("inf")],
+        return cls(n_sweep=100, alphas=[0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0], steps=10, n_tradeoff=20, tradeoff_steps=5,
+                   tradeoff_trusts=["one", "grad_max_std"], tradeoff_gammas=[0.0, 0.3, 1.0, 3.0, float("inf")],
                    n_autoattack=50, autoattack_attacks=["apgd-ce"], n_certify=100, certify_samples=500)
 
 
