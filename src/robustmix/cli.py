@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--restarts", type=int, default=1)
     p.add_argument("--autoattack", choices=["none", "standard", "rand", "plus", "square"], default="standard")
+    p.add_argument("--batch-size", type=int, default=250)
 
     p = add("certify", "certified radii and accuracy curves (Theorems 1 and 2, Fig. 3)")
     models_and_data(p, rob_default="fmnist-noise-0.50-cnn")
@@ -294,7 +295,7 @@ def cmd_attack(args) -> int:
 
     check_alpha(args.alpha)
     cfg = AttackConfig(eps=args.eps, norm=args.norm, steps=args.steps, restarts=args.restarts,
-                       autoattack=args.autoattack, seed=args.seed)
+                       autoattack=args.autoattack, batch_size=args.batch_size, seed=args.seed)
     out = _out(args, "runs/attack")
     _save_settings(args, out)
     x, y = _data(args)

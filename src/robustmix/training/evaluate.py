@@ -53,7 +53,7 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
                                      "eps": eps, "norm": norm, "n": n_attack, "split": f"test[:{n_attack}]",
                                      "attack": "PGD-50, 5 random restarts, step 2.5*eps/50"}
         logger.info("%s %s PGD done in %.0f s", name, tag, time.perf_counter() - t0)
-        if autoattack:
+        if autoattack and n_autoattack > 0:
             t0 = time.perf_counter()
             state = Path(state_dir) / f"{name}-{tag}.aa-state" if state_dir else None
             if state is not None:
