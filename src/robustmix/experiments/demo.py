@@ -68,10 +68,23 @@ def _json_default(o):
     return str(o)
 
 
+def _finite(obj):
+    """NaN/inf become null: strict JSON that every reader accepts."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as strict JSON (NaN/inf as null), atomically."""
     from ..models.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=2, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True) -> dict:

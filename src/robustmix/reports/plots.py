@@ -59,7 +59,7 @@ def plot_tradeoff(summary: dict, path, title: str = "") -> list[Path]:
     norm = "\\infty" if str(summary.get("norm")) in ("inf", "linf") else "2"
     ax.set_ylabel(f"PGD$_{{{summary.get('steps', '')}}}$ accuracy (%), $\\ell_{norm}$, $\\epsilon$={summary.get('eps')}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=3.5)
     ax.set_title(title or f"Trade-off over $\\gamma$, n = {summary['n']}")
     return _save(fig, path)
 

@@ -53,11 +53,15 @@ def sweep_table(summary: dict) -> list[list[str]]:
     return rows
 
 
+def _gap(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def table1_rows(table: dict) -> list[list[str]]:
     rows = [["model", "clean, correct", "clean, incorrect", "attacked, correct", "attacked, incorrect"]]
     for model in ("g", "h"):
         t = table.get(model, {})
-        rows.append([f"{model}(.)"] + [f"{t.get(k, float('nan')):.3f}" for k in
+        rows.append([f"{model}(.)"] + [_gap(t.get(k)) for k in
                                         ("clean_correct", "clean_incorrect", "adv_correct", "adv_incorrect")])
     return rows
 
