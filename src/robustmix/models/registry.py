@@ -16,7 +16,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import CheckpointError, ModelError
 from .architectures import PreActResNet18, SmallCNN, WideResNet
 from .checkpoint import ModelCard, load_checkpoint, read_card
 from .lipschitz_net import LipschitzCNN
@@ -121,8 +121,6 @@ def load(name, *, expected_dataset: str | None = None) -> nn.Module:
     path = _resolve(name)
     model, card = _load_cached(str(path.resolve()), path.stat().st_mtime)
     if expected_dataset is not None and card.dataset != expected_dataset:
-        from ..errors import CheckpointError
-
         raise CheckpointError(f"{name} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
                               f"pick a model for {expected_dataset!r}")
     model = copy.deepcopy(model)
