@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from robustmix.certify import (SOFTMAX_L2_FACTOR, SmoothedClassifier, certified_accuracy, conv2d_spectral_norm,
+from robustmix.certify import (SOFTMAX_L2_FACTOR, MonteCarloSmoothed, SmoothedClassifier, certified_accuracy, conv2d_spectral_norm,
                                lemma1_certified, lipschitz_radius, network_lipschitz, probability_lipschitz,
                                smoothed_lipschitz, smoothing_radius)
 from robustmix.certify.smoothing import ABSTAIN
@@ -133,6 +133,19 @@ def test_sampling_does_not_depend_on_batch_size():
     b = SmoothedClassifier(base, 0.3, num_samples=1200, batch_size=1200).sample(x[1:], indices=[6, 7])
     assert torch.equal(a.counts[1:], b.counts)
     torch.testing.assert_close(a.mean[1:], b.mean)
+
+
+def test_monte_carlo_smoothed_fixed_noise_is_deterministic():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.rand(5, 1, 2, 2)
+    fixed = MonteCarloSmoothed(base, 0.3, num_samples=8, seed=1, fixed_noise=True)
+    fresh = MonteCarloSmoothed(base, 0.3, num_samples=8, seed=1)
+    assert torch.equal(fixed(x), fixed(x))
+    assert torch.equal(fresh(x), fixed(x)) and not torch.equal(fresh(x), fixed(x))
+    assert torch.allclose(fixed(x).exp().sum(-1), torch.ones(5))
+    with pytest.raises(ConfigError, match="seed"):
+        MonteCarloSmoothed(base, 0.3, fixed_noise=True)
 
 
 def test_cohen_certify_and_predict_on_linear_classifier():

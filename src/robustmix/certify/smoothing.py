@@ -146,18 +146,27 @@ class MonteCarloSmoothed(torch.nn.Module):
 
     Each call draws ``num_samples`` fresh noise vectors (expectation over
     transformation), so gradient attacks can target a smoothed h or a mixture
-    built on it.  The output is a log-probability vector, valid as logits.
+    built on it.  With ``fixed_noise=True`` every call reuses the same draw
+    (common random numbers, needs ``seed``): the surrogate is then deterministic,
+    which attacks that compare losses across iterations (APGD, AutoAttack) need.
+    The output is a log-probability vector, valid as logits.
     """
 
-    def __init__(self, base: torch.nn.Module, sigma: float, num_samples: int = 32, seed: int | None = None):
+    def __init__(self, base: torch.nn.Module, sigma: float, num_samples: int = 32, seed: int | None = None,
+                 fixed_noise: bool = False):
         super().__init__()
+        if fixed_noise and seed is None:
+            raise ConfigError("fixed_noise=True needs a seed: pass seed=0 (or any integer)")
         self.base = base.eval()
         self.sigma = check_eps(sigma, name="sigma")
         self.num_samples = check_positive_int(num_samples, name="num_samples")
+        self.seed, self.fixed_noise = seed, fixed_noise
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(x)
+        if self.fixed_noise:
+            self.generator.manual_seed(self.seed)
         noise = torch.randn((self.num_samples, *x.shape), generator=self.generator).to(x) * self.sigma
         logits = self.base((x[None] + noise).reshape(self.num_samples * n, *x.shape[1:]))
         log_probs = F.log_softmax(logits, -1).reshape(self.num_samples, n, -1)

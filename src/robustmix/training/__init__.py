@@ -1,8 +1,8 @@
 """Training recipes and the zoo's recipes."""
 
 from .recipes import RECIPES, TrainConfig, accuracy, robust_accuracy, train
-from .evaluate import THREATS, evaluate_zoo_model
+from .evaluate import THREATS, evaluate_zoo_model, threat_tag
 from .zoo import ZOO_RECIPES, train_zoo_model
 
 __all__ = ["RECIPES", "TrainConfig", "accuracy", "robust_accuracy", "train", "ZOO_RECIPES", "train_zoo_model",
-           "THREATS", "evaluate_zoo_model"]
+           "THREATS", "evaluate_zoo_model", "threat_tag"]

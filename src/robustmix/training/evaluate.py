@@ -32,6 +32,11 @@ THREATS = {
 }
 
 
+def threat_tag(norm: str, eps: float) -> str:
+    """The metric-key suffix of a threat model, e.g. ``linf-0.1``."""
+    return f"{'linf' if norm == 'inf' else 'l2'}-{eps}"
+
+
 def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000, autoattack: bool = True,
                        write: bool = True, state_dir=None) -> dict:
     """Recompute and (optionally) record ``name``'s metrics in its card JSON.
@@ -44,7 +49,7 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
     metrics = {"clean": {"accuracy": accuracy(model, x, y), "n": len(x), "split": "test"}}
     xs, ys = x[:n_attack], y[:n_attack]
     for norm, eps in THREATS.get(name, []):
-        tag = f"{'linf' if norm == 'inf' else 'l2'}-{eps}"
+        tag = threat_tag(norm, eps)
         t0 = time.perf_counter()
         metrics[f"pgd20-{tag}"] = {"accuracy": robust_accuracy(model, xs, ys, eps, norm, steps=20), "eps": eps,
                                    "norm": norm, "n": n_attack, "split": f"test[:{n_attack}]",
@@ -69,6 +74,8 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
     if write:
         path = card_path(_resolve(name))
         card = json.loads(path.read_text())
-        card["metrics"] = {**card["metrics"], **metrics}
+        # keys from before the threat tag carried eps ("pgd20-inf") are superseded
+        kept = {k: v for k, v in card["metrics"].items() if k not in ("pgd20-inf", "pgd20-2")}
+        card["metrics"] = {**kept, **metrics}
         atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return metrics

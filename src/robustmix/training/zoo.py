@@ -11,6 +11,7 @@ import torch
 from ..errors import ModelError
 from ..models import ModelCard, create_model, save_checkpoint
 from ..models.registry import ZOO_DIR
+from .evaluate import threat_tag
 from .recipes import TrainConfig, accuracy, robust_accuracy, train
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subs
     xt, yt = load_dataset("fashion-mnist", "test")
     metrics = {"clean": {"accuracy": accuracy(model, xt, yt), "n": len(xt), "split": "test"}}
     if cfg.recipe in ("pgd", "fgsm", "trades"):
-        metrics[f"pgd20-{cfg.norm}"] = {
+        metrics[f"pgd20-{threat_tag(cfg.norm, cfg.eps)}"] = {
             "accuracy": robust_accuracy(model, xt[:eval_subset], yt[:eval_subset], cfg.eps, cfg.norm, steps=20),
             "eps": cfg.eps, "norm": cfg.norm, "n": eval_subset, "split": "test[:%d]" % eval_subset,
             "attack": "PGD-20, random start, step 2.5*eps/20, aimed at the model"}
