@@ -84,3 +84,32 @@ def test_zoo_models_load_fast_offline(name):
     c = card(name)
     assert c.dataset == "fashion-mnist" and c.sha256 and c.metrics["clean"]["accuracy"] > 0.5
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_shipped_lipschitz_network_never_exceeds_its_card_bound():
+    """The card's l2 bound (input -> logits) holds on random pairs, on close pairs pushed apart by
+    gradient ascent on the ratio, and for the spectral norm of the Jacobian."""
+    if "fmnist-lipschitz" not in list_models(pretrained=True):
+        pytest.skip("fmnist-lipschitz is not in this checkout")
+    from robustmix.certify import network_lipschitz
+
+    model, bound = load("fmnist-lipschitz"), card("fmnist-lipschitz").lipschitz_l2
+    assert bound == pytest.approx(network_lipschitz(model, (1, 28, 28)), rel=1e-6)
+    torch.manual_seed(0)
+    x1 = torch.rand(64, 1, 28, 28)
+    x2 = (x1 + 0.05 * torch.randn_like(x1)).requires_grad_(True)
+    opt = torch.optim.Adam([x2], lr=1e-2)
+    ratios = []
+    for _ in range(20):  # push the pairs towards the worst ratio
+        ratio = (model(x1) - model(x2)).norm(dim=1) / (x1 - x2).flatten(1).norm(dim=1)
+        ratios.append(ratio.detach().max())
+        opt.zero_grad()
+        (-ratio.sum()).backward()
+        opt.step()
+    assert max(ratios) <= bound
+    with torch.no_grad():
+        far = (model(x1) - model(x1.flip(0))).norm(dim=1) / (x1 - x1.flip(0)).flatten(1).norm(dim=1)
+    assert far.max() <= bound
+    for x in x1[:4]:
+        jac = torch.autograd.functional.jacobian(model, x[None]).reshape(10, -1)
+        assert torch.linalg.matrix_norm(jac, ord=2) <= bound

@@ -37,8 +37,8 @@ def test_card_accuracies_are_reproduced(name, test_set):
         got = robust_accuracy(model, x[:n], y[:n], eps, norm, steps=20)
         assert got == pytest.approx(m["accuracy"], abs=0.005)
         aa = c.metrics.get(f"autoattack-{tag}")
-        if aa:
-            sub = 100
+        if aa:  # AutoAttack costs ~10 CPU-s per image: recheck the per-example outcomes of the first 40
+            sub = 40
             res = run_autoattack(model, x[:sub], y[:sub], eps, norm, version="standard", seed=0, batch_size=sub)
             stored = torch.zeros(sub, dtype=torch.bool)
             stored[[i for i in aa["robust_indices"] if i < sub]] = True

@@ -60,7 +60,7 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
         logger.info("%s %s PGD done in %.0f s", name, tag, time.perf_counter() - t0)
         if autoattack and n_autoattack > 0:
             t0 = time.perf_counter()
-            state = Path(state_dir) / f"{name}-{tag}.aa-state" if state_dir else None
+            state = Path(state_dir) / f"{name}-{tag}-n{n_autoattack}.aa-state" if state_dir else None
             if state is not None:
                 state.parent.mkdir(parents=True, exist_ok=True)
             res = run_autoattack(model, x[:n_autoattack], y[:n_autoattack], eps, norm, version="standard", seed=0,
