@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -55,6 +55,9 @@ logit_arrays = arrays(np.float32, (3, 5), elements=st.one_of(
 
 @settings(max_examples=60, deadline=None)
 @given(g=logit_arrays, h=logit_arrays, a=st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, 0.5])))
+# alpha a hair below 1 (1 in float32): g's term must survive where h's probabilities underflow
+@example(g=np.zeros((3, 5), np.float32), h=np.full((3, 5), -1e4, np.float32) * (1 - np.eye(3, 5, dtype=np.float32)),
+         a=1 - 2.0 ** -53)
 def test_property_random_and_extreme_logits(g, h, a):
     g, h = torch.from_numpy(g), torch.from_numpy(h)
     out = mix_log_probs(g, h, a)

@@ -92,16 +92,21 @@ def mix_log_probs(std_logits: torch.Tensor, rob_logits: torch.Tensor, alpha) -> 
     and its gradients are finite at alpha = 0 and 1 and for extreme logits.
     """
     _check_pair(std_logits, rob_logits)
-    return mix_checked(std_logits, rob_logits, check_alpha(alpha).to(device=std_logits.device, dtype=std_logits.dtype))
+    return mix_checked(std_logits, rob_logits, check_alpha(alpha).to(device=std_logits.device))
 
 
 def mix_checked(std_logits: torch.Tensor, rob_logits: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Eq. (4) for an alpha tensor already validated and on the logits' device and dtype (the hot path)."""
+    """Eq. (4) for an alpha tensor already validated and on the logits' device (the hot path).
+
+    The log-weights are taken in alpha's own (float64) precision and only then cast to
+    the logits' dtype: alpha = 1 - 1e-12 keeps g's term (log weight -27.6) instead of
+    rounding to alpha = 1 in float32 and dropping it.
+    """
     log_g = F.log_softmax(std_logits, dim=-1)
     log_h = F.log_softmax(rob_logits, dim=-1)
     if a.ndim == 1:
         a = a.view(-1, *([1] * std_logits.ndim))
-    return torch.logaddexp(torch.log1p(-a) + log_g, torch.log(a) + log_h)
+    return torch.logaddexp(torch.log1p(-a).to(log_g.dtype) + log_g, torch.log(a).to(log_h.dtype) + log_h)
 
 
 def _as_trust(trust, like: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ class MixedClassifier(_BasePair):
         std_logits = self.std_model(x)
         rob_logits = self.rob_model(x)
         self._check_classes(std_logits, rob_logits)
-        alpha = self.alpha.to(device=std_logits.device, dtype=std_logits.dtype)
+        alpha = self.alpha.to(device=std_logits.device)
         return MixOutput(MF.mix_checked(std_logits, rob_logits, alpha), std_logits, rob_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
