@@ -16,20 +16,21 @@ print(setup(args.threads) + f", batch {args.batch}")
 print("| model | NCHW fwd img/s | channels_last fwd img/s | ratio | NCHW fwd+bwd | channels_last fwd+bwd | ratio |")
 print("|---|---|---|---|---|---|---|")
 x = torch.rand(args.batch, 1, 28, 28)
+
+
+def images_per_s(model, backward: bool) -> float:
+    def step():
+        if backward:
+            model(x.clone().requires_grad_(True)).sum().backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    return args.batch / timeit(step, repeats=6, warmup=1)
+
+
 for name in list_models(pretrained=True):
     row = []
-    for kind in ("fwd", "bwd"):
-        rates = []
-        for cl in (False, True):
-            model = load(name, channels_last=cl)
-            if kind == "fwd":
-                def step():
-                    with torch.no_grad():
-                        model(x)
-            else:
-                def step():
-                    xg = x.clone().requires_grad_(True)
-                    model(xg).sum().backward()
-            rates.append(args.batch / timeit(step, repeats=6, warmup=1))
-        row += [f"{rates[0]:,.0f}", f"{rates[1]:,.0f}", f"{rates[1] / rates[0]:.2f}"]
+    for backward in (False, True):
+        nchw, nhwc = (images_per_s(load(name, channels_last=cl), backward) for cl in (False, True))
+        row += [f"{nchw:,.0f}", f"{nhwc:,.0f}", f"{nhwc / nchw:.2f}"]
     print(f"| {name} | " + " | ".join(row) + " |", flush=True)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from robustmix.certify import (SOFTMAX_L2_FACTOR, MonteCarloSmoothed, SmoothedClassifier, certified_accuracy, conv2d_spectral_norm,
-                               lemma1_certified, lipschitz_radius, network_lipschitz, probability_lipschitz,
-                               smoothed_lipschitz, smoothing_radius)
+from robustmix.certify import (SOFTMAX_L2_FACTOR, MonteCarloSmoothed, SmoothedClassifier, certified_accuracy,
+                               conv2d_spectral_norm, lemma1_certified, lipschitz_radius, network_lipschitz,
+                               probability_lipschitz, smoothed_lipschitz, smoothing_radius)
 from robustmix.certify.smoothing import ABSTAIN
 from robustmix.errors import ConfigError, InputError, ModelError
 from robustmix.models import create_model

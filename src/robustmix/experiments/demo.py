@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -62,28 +63,24 @@ class DemoSettings:
                    n_autoattack=50, autoattack_attacks=["apgd-ce"], n_certify=100, certify_samples=500)
 
 
-def _json_default(o):
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    return str(o)
-
-
-def _finite(obj):
-    """NaN/inf become null: strict JSON that every reader accepts."""
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return None
+def _plain(obj):
+    """A strict-JSON copy: tensors as lists, NaN/inf as null (every reader accepts it)."""
+    if isinstance(obj, torch.Tensor):
+        return _plain(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [_plain(v) for v in obj]
     return obj
 
 
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as strict JSON (NaN/inf as null), atomically."""
+    """Write ``obj`` as strict JSON (NaN/inf as null, other objects as their str), atomically."""
     from ..models.checkpoint import atomic_write_bytes
 
-    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=2, allow_nan=False)
+    text = json.dumps(_plain(obj), indent=2, allow_nan=False, default=str)
     atomic_write_bytes(path, (text + "\n").encode())
 
 

@@ -74,8 +74,6 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
     if write:
         path = card_path(_resolve(name))
         card = json.loads(path.read_text())
-        # keys from before the threat tag carried eps ("pgd20-inf") are superseded
-        kept = {k: v for k, v in card["metrics"].items() if k not in ("pgd20-inf", "pgd20-2")}
-        card["metrics"] = {**kept, **metrics}
+        card["metrics"] = {**card["metrics"], **metrics}
         atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return metrics
