@@ -1,10 +1,12 @@
 """Gaussian randomized smoothing: soft smoothed classifiers with sound bounds, and Cohen et al.'s baseline.
 
 ``h(x) = E[hbar(x + xi)]``, ``xi ~ N(0, sigma^2 I)``, is estimated by Monte Carlo.
-Noise for input ``index`` comes from a generator seeded by (seed, index) and is
-drawn in fixed chunks, so the samples do not depend on the batch size or on
-how the data is sharded.  One sampling pass yields every class's mean and
-bounds, which serve every alpha of a sweep.
+Noise for input ``index`` is drawn on the input's device in chunks of
+NOISE_CHUNK samples, each from a generator seeded by (seed, index, stream,
+chunk) alone (:func:`noise_chunk`), so the samples do not depend on the batch
+size, on how the data is sharded or on sequential rounds; the noise of several
+inputs shares each forward pass (:func:`smoothing_pass`).  One sampling pass
+yields every class's mean and bounds, which serve every alpha of a sweep.
 
 Modes:
 
@@ -21,6 +23,7 @@ Modes:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -29,11 +32,97 @@ import torch.nn.functional as F
 from scipy.stats import norm as normal
 
 from .._validation import check_eps, check_input, check_positive_int
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, ModelError
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
 
 ABSTAIN = -1
-NOISE_CHUNK = 500
+NOISE_CHUNK = 100
+
+
+def noise_seed(seed: int, index: int, stream: int, chunk: int) -> int:
+    """The 63-bit generator seed of noise chunk ``chunk`` of input ``index`` in ``stream``."""
+    key = f"{int(seed)}/{int(index)}/{int(stream)}/{int(chunk)}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def noise_chunk(shape, *, seed: int, index: int, stream: int, chunk: int, device=None, dtype=torch.float32,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise (NOISE_CHUNK, *shape) for sample numbers ``chunk * NOISE_CHUNK`` onwards.
+
+    Drawn on ``device`` by a generator seeded from (seed, index, stream, chunk) alone,
+    so sample j of input ``index`` is the same whatever the batch size, the other
+    inputs in the batch, the sharding or the number of sequential rounds.
+    """
+    gen = generator if generator is not None else torch.Generator(device=device)
+    gen.manual_seed(noise_seed(seed, index, stream, chunk))
+    return torch.randn((NOISE_CHUNK, *shape), generator=gen, device=device, dtype=dtype)
+
+
+def _pieces(n: int, start: int, stop: int, batch_size: int):
+    """(row, chunk, lo, hi): the sample numbers [start, stop) of every row, cut at chunk and batch edges."""
+    for row in range(n):
+        for chunk in range(start // NOISE_CHUNK, -(-stop // NOISE_CHUNK)):
+            lo, hi = max(start - chunk * NOISE_CHUNK, 0), min(stop - chunk * NOISE_CHUNK, NOISE_CHUNK)
+            for a in range(lo, hi, batch_size):
+                yield row, chunk, a, min(hi, a + batch_size)
+
+
+def _batches(pieces, batch_size: int):
+    batch, size = [], 0
+    for piece in pieces:
+        if batch and size + piece[3] - piece[2] > batch_size:
+            yield batch
+            batch, size = [], 0
+        batch.append(piece)
+        size += piece[3] - piece[2]
+    if batch:
+        yield batch
+
+
+def _check_logits(logits, n: int) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] < 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"the base model must return (n, c) logits with c >= 2 for n inputs; got {got} for {n} "
+                         "inputs: wrap it so that forward returns one logits tensor per input")
+
+
+@torch.no_grad()
+def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, stream: int, start: int, stop: int,
+                   batch_size: int, track=None):
+    """Classify ``x_i + sigma * noise_ij`` for the sample numbers ``start <= j < stop`` of every input i.
+
+    The noise of several inputs shares one forward pass of at most ``batch_size``
+    samples; noise is drawn and statistics are accumulated on x's device, with one
+    copy to the host at the end.  Returns float64 CPU tensors ``(prob_sum (n, c),
+    votes (n, c), tracked)``; ``tracked`` (n, stop - start) holds every sample's
+    softmax score of class ``track[i]`` (None when ``track`` is None).
+    """
+    device, n = x.device, len(x)
+    if stop <= start:
+        raise ConfigError(f"no samples to draw (start={start}, stop={stop}): ask for at least one sample")
+    gen = torch.Generator(device=device)
+    track = None if track is None else torch.as_tensor(track, device=device).long()
+    prob_sum = votes = tracked = None
+    for batch in _batches(_pieces(n, start, stop, batch_size), batch_size):
+        rows = torch.cat([torch.full((hi - lo,), row, device=device) for row, _, lo, hi in batch])
+        noisy = torch.cat([x[row] + sigma * noise_chunk(x.shape[1:], seed=seed, index=indices[row], stream=stream,
+                                                        chunk=chunk, device=device, dtype=x.dtype,
+                                                        generator=gen)[lo:hi] for row, chunk, lo, hi in batch])
+        logits = base(noisy)
+        _check_logits(logits, len(noisy))
+        probs = F.softmax(logits.double(), -1)
+        if prob_sum is None:
+            prob_sum = torch.zeros((n, probs.shape[1]), dtype=torch.float64, device=device)
+            votes = torch.zeros_like(prob_sum)
+            if track is not None:
+                tracked = torch.zeros((n, stop - start), dtype=torch.float64, device=device)
+        prob_sum.index_add_(0, rows, probs)
+        votes.index_put_((rows, logits.argmax(1)), torch.ones_like(rows, dtype=torch.float64), accumulate=True)
+        if tracked is not None:
+            base_col = [chunk * NOISE_CHUNK - start for _, chunk, _, _ in batch]
+            cols = torch.cat([torch.arange(b + lo, b + hi, device=device) for b, (_, _, lo, hi) in zip(base_col, batch)])
+            tracked[rows, cols] = probs.gather(1, track[rows][:, None])[:, 0]
+    return prob_sum.cpu(), votes.cpu(), None if tracked is None else tracked.cpu()
 
 
 @dataclasses.dataclass
@@ -75,42 +164,19 @@ class SmoothedClassifier:
         self.batch_size = check_positive_int(batch_size, name="batch_size")
         self.seed = int(seed)
 
-    def _noise_chunks(self, shape, index: int, n: int, stream: int):
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(index)) * 4 + stream)
-        left = n
-        while left > 0:
-            m = min(NOISE_CHUNK, left)
-            yield torch.randn((m, *shape), generator=gen) * self.sigma
-            left -= m
-
-    @torch.no_grad()
     def sample(self, x: torch.Tensor, indices=None, num_samples: int | None = None, stream: int = 0,
                progress=None) -> SmoothingEstimate:
         """Estimate h at each input of ``x`` (n, ...). ``indices`` seed the noise (default 0..n-1)."""
         check_input(x)
         n_samp = num_samples or self.num_samples
-        indices = range(len(x)) if indices is None else [int(i) for i in indices]
-        means, counts = [], []
-        for xi, idx in zip(x, indices):
-            total = torch.zeros((), dtype=torch.float64)
-            votes = torch.zeros((), dtype=torch.float64)
-            buffered: list[torch.Tensor] = []
-            drawn = 0
-            for noise in self._noise_chunks(xi.shape, idx, n_samp, stream):  # memory bounded by the batch size
-                buffered.append(noise)
-                drawn += len(noise)
-                if sum(len(b) for b in buffered) < self.batch_size and drawn < n_samp:
-                    continue
-                batch = torch.cat(buffered).to(device=x.device, dtype=x.dtype)
-                buffered = []
-                logits = self.base(xi[None] + batch)
-                total = total + F.softmax(logits.double(), -1).sum(0).cpu()
-                votes = votes + torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double().cpu()
-            means.append(total / n_samp)
-            counts.append(votes)
-            if progress is not None:
-                progress.update(1)
-        return SmoothingEstimate(torch.stack(means), torch.stack(counts), n_samp)
+        indices = list(range(len(x))) if indices is None else [int(i) for i in indices]
+        if len(indices) != len(x):
+            raise InputError(f"{len(indices)} indices for {len(x)} inputs: give one dataset index per input")
+        prob_sum, votes, _ = smoothing_pass(self.base, x, self.sigma, seed=self.seed, indices=indices, stream=stream,
+                                            start=0, stop=n_samp, batch_size=self.batch_size)
+        if progress is not None:
+            progress.update(len(x))
+        return SmoothingEstimate(prob_sum / n_samp, votes, n_samp)
 
     # --- Cohen, Rosenfeld & Kolter (2019): hard-vote PREDICT and CERTIFY -----------------------------------
 
