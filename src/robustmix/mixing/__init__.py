@@ -1,12 +1,16 @@
-"""The paper's mixing formulas: eq. (4) (the mixed classifier), eq. (1)-(3) and locally biased smoothing."""
+"""The paper's mixing formulas (eq. (4), eq. (1)-(3), locally biased smoothing) and the later mixers:
+MixedNUTS's nonlinear map and Adaptive Smoothing's per-input alpha."""
 
 from .functional import (Space, Trust, alpha_from_gamma, class_gradients, gamma_from_alpha, gradient_norm, h_smo1,
                          h_smo2, h_smo3, mix_log_probs, trust_term)
+from .adaptive import AdaptiveMixedClassifier, AdaptiveOutput, MixingNet, default_mixing_net, mixing_net_from_config
 from .locally_biased import KNNOracle, LocallyBiasedSmoothing
 from .modules import FormulationMixture, MixedClassifier, MixOutput, freeze
+from .nonlinear import NonlinearMixedClassifier, nonlinear_map, nonlinear_mix
 
 __all__ = [
     "Space", "Trust", "alpha_from_gamma", "gamma_from_alpha", "mix_log_probs", "h_smo1", "h_smo2", "h_smo3",
     "class_gradients", "gradient_norm", "trust_term", "MixedClassifier", "MixOutput", "FormulationMixture",
-    "KNNOracle", "LocallyBiasedSmoothing", "freeze",
+    "KNNOracle", "LocallyBiasedSmoothing", "freeze", "NonlinearMixedClassifier", "nonlinear_map", "nonlinear_mix",
+    "AdaptiveMixedClassifier", "AdaptiveOutput", "MixingNet", "default_mixing_net", "mixing_net_from_config",
 ]

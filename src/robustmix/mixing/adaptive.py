@@ -216,17 +216,20 @@ class AdaptiveMixedClassifier(_BasePair):
     def attack_surrogates(self) -> dict[str, nn.Module]:
         """Differentiable stand-ins (inputs -> (n, c) scores) for the worst-case evaluator.
 
-        * ``std_softmax_T0.25`` / ``std_softmax_T4``: g's softmax at a sharp / soft
-          temperature inside the mixture, gradients through alpha(x) kept;
-        * ``alpha_fixed``: alpha(x) recomputed at the current input but detached,
-          so the attack follows the two models' terms only (a mixing network with
-          masked or misleading gradients cannot hide the mixture's slope);
-        * ``rob``: h's logits alone.
+        * ``mix-T1``: the model itself (gradients through alpha(x));
+        * ``mix-T0.25`` / ``mix-T4``: g's softmax at a sharp / soft temperature
+          inside the mixture, gradients through alpha(x) kept;
+        * ``mix-alpha-fixed``: alpha(x) recomputed at the current input but
+          detached, so the attack follows the two models' terms only (a mixing
+          network with masked or misleading gradients cannot hide their slope);
+        * ``h``: h's logits alone.
+        Attacks follow their gradients; candidates are judged on the mixer itself.
         """
-        return {"std_softmax_T0.25": _Surrogate(self, std_temperature=0.25),
-                "std_softmax_T4": _Surrogate(self, std_temperature=4.0),
-                "alpha_fixed": _Surrogate(self, detach_alpha=True),
-                "rob": self.rob_model}
+        return {"mix-T1": self,
+                "mix-T0.25": _Surrogate(self, std_temperature=0.25),
+                "mix-T4": _Surrogate(self, std_temperature=4.0),
+                "mix-alpha-fixed": _Surrogate(self, detach_alpha=True),
+                "h": self.rob_model}
 
     def extra_repr(self) -> str:
         return f"alpha_range=({float(self.alpha_lo)}, {float(self.alpha_hi)}), feature_layers={self.feature_layers}"

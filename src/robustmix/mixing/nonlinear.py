@@ -208,20 +208,23 @@ class NonlinearMixedClassifier(_BasePair):
     def attack_surrogates(self) -> dict[str, nn.Module]:
         """Differentiable stand-ins (inputs -> (n, c) scores) for the worst-case evaluator.
 
-        * ``std_softmax_T{T}``: the mixture with g's softmax at temperature T in
-          place of P_g (for "onehot", whose gradient through g is zero; T = 1,
-          0.25 sharp and 4 soft; for "softmax" only the 0.25 and 4 variants);
-        * ``smooth_power``: when power < 1, the map with ``sign(u)|u|^p``
-          replaced by ``u (u^2 + 0.1^2)^((p - 1) / 2)`` (no infinite slope at 0);
-        * ``rob``: h's logits alone.  M is monotone in h's top logits, so h's
-          argmax decides the alpha = 1 limit.
+        * ``mix-T<T>``: the mixture with g's softmax at temperature T as P_g, for
+          T = 1, 0.25 (sharp) and 4 (soft).  For ``std_map="onehot"`` these replace
+          the one-hot, whose gradient through g is zero; for "softmax", T = 1 is
+          the model itself;
+        * ``mix-smooth-power`` (only when power < 1): the map with ``sign(u)|u|^p``
+          replaced by ``u (u^2 + 0.1^2)^((p - 1) / 2)`` (no infinite slope at u = 0);
+        * ``h``: h's logits alone (M is increasing in h's logits above GELU's
+          minimum, so h's argmax decides the alpha = 1 limit).
+        Attacks follow their gradients; candidates are judged on the mixer itself.
         """
-        temps = (1.0, 0.25, 4.0) if self.std_map == "onehot" else (0.25, 4.0)
-        out: dict[str, nn.Module] = {f"std_softmax_T{t:g}": _Surrogate(self, std_map="softmax", std_temperature=t)
-                                     for t in temps}
+        out: dict[str, nn.Module] = {}
+        for t in (1.0, 0.25, 4.0):
+            same = t == 1.0 and self.std_map == "softmax"
+            out[f"mix-T{t:g}"] = self if same else _Surrogate(self, std_map="softmax", std_temperature=t)
         if float(self.power) < 1:
-            out["smooth_power"] = _Surrogate(self, smooth=0.1)
-        out["rob"] = self.rob_model
+            out["mix-smooth-power"] = _Surrogate(self, smooth=0.1)
+        out["h"] = self.rob_model
         return out
 
     def extra_repr(self) -> str:

@@ -1,0 +1,291 @@
+"""Calibrating the nonlinear (MixedNUTS) mixer on a held-out validation split.
+
+The attacks are the only expensive part and run once: :func:`collect_logits`
+computes g's clean logits, h's clean logits and h's logits on inputs attacked
+*against h alone* (as MixedNUTS does).  :func:`calibrate_nonlinear` then takes
+those logits, never models, and searches the map (scale, power, bias) and alpha
+on them; each grid point costs a few tensor operations on (n, c) logits.
+
+The worst-case condition behind alpha
+-------------------------------------
+Let p = P_g(x) and q = softmax(M(z_h(x))).  The mixture's probabilities are
+m = (1 - alpha) p + alpha q.  For any j != y,
+``m_y - m_j = (1 - alpha)(p_y - p_j) + alpha (q_y - q_j) >= -(1 - alpha) + alpha (q_y - q_j)``,
+with equality when g puts all its mass on j.  So the mixture predicts y for
+*every* output of g (g adversarially wrong) iff
+
+    alpha * margin > 1 - alpha,   margin = q_y - max_{j != y} q_j,
+    i.e.  margin > (1 - alpha) / alpha  <=>  alpha > 1 / (1 + margin).
+
+Given h's attacked validation examples, let c be the margin that a share
+``percentile`` % of the attacked-correct ones reach (the 'lower' order
+statistic, so at least that share is kept on validation); alpha = 1 / (1 + c) keeps all of them
+(the example at c itself is a tie, counted as kept).  This is MixedNUTS's
+cutoff, with (1 - alpha) / alpha = c.  The *robust proxy* is the share of all
+attacked validation examples with margin >= (1 - alpha) / alpha: the mixture's
+worst-case accuracy on inputs attacked against h, a proxy for (not a bound on)
+its accuracy under attacks aimed at the mixture; confirm with the worst-case
+evaluator on the test split.
+
+Choosing the map
+----------------
+Every (scale, power, bias) on the grid gets its own alpha by the rule above,
+so all candidates have (nearly) the same robust proxy; they differ in clean
+accuracy.  ``objective="clean_accuracy"`` (default) picks the map whose mixture
+has the highest clean accuracy on validation (g's logits are at hand, so the
+quantity itself is used); ties go to the lower MixedNUTS objective, then the
+lower alpha.  ``objective="mixednuts"`` uses MixedNUTS's own criterion: the
+smallest share of h's clean mistakes whose mapped top-1 minus top-2 margin is
+>= c (the mistakes h would impose on the mixture even against a confident,
+correct g); ties go to higher clean accuracy, then lower alpha.  A local
+refinement then searches a finer grid around the best point (``refine``
+rounds, each halving the spacing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_eps, check_input, check_p, check_positive_int
+from ..attacks.pgd import PGD
+from ..errors import ConfigError
+from ..mixing.nonlinear import NonlinearMixedClassifier, check_map_params, nonlinear_map
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("clean_accuracy", "mixednuts")
+DEFAULT_GRID = {"scale": np.geomspace(0.05, 20.0, 8).tolist(), "power": np.linspace(0.5, 4.0, 8).tolist(),
+                "bias": np.linspace(-3.0, 1.0, 8).tolist()}
+PATH_PERCENTILES = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 100.0)
+
+
+@dataclasses.dataclass
+class ValidationLogits:
+    """The logits calibration needs, computed once (float32, on the CPU)."""
+
+    std_clean: torch.Tensor   # g on clean validation inputs (n, c)
+    rob_clean: torch.Tensor   # h on clean validation inputs (n, c)
+    rob_adv: torch.Tensor     # h on inputs attacked against h (n, c)
+    y: torch.Tensor           # labels (n,)
+    attack: str               # what produced rob_adv
+    seconds: float            # wall time of the forward passes and the attack
+
+
+def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf",
+                   steps: int = 20, seed: int = 0, batch_size: int = 500, restarts: int = 1,
+                   loss: str = "ce") -> ValidationLogits:
+    """g's and h's clean logits and h's logits on PGD-attacked-h inputs, batch by batch (device from h)."""
+    check_input(x)
+    if y.shape != (len(x),) or y.is_floating_point():
+        raise ConfigError(f"y must be an integer tensor of shape ({len(x)},), got {tuple(y.shape)} {y.dtype}")
+    eps, p = check_eps(eps), check_p(norm)
+    batch_size = check_positive_int(batch_size, name="batch_size")
+    param = next(iter(rob_model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    attack = PGD(rob_model, eps, p, steps=steps, restarts=restarts, loss=loss, seed=None)
+    t0 = time.perf_counter()
+    parts: dict[str, list] = {"g": [], "h": [], "adv": []}
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        seeds = [seed * 1_000_003 + j for j in range(i, i + len(xb))]
+        xa = attack(xb, yb, seeds=seeds)
+        with torch.no_grad():
+            parts["g"].append(std_model(xb).float().cpu())
+            parts["h"].append(rob_model(xb).float().cpu())
+            parts["adv"].append(rob_model(xa).float().cpu())
+    seconds = time.perf_counter() - t0
+    desc = f"PGD-{steps} ({loss}, {restarts} restart(s)) on h, eps={eps:g}, norm={norm}, seed={seed}"
+    logger.info("collected validation logits of %d examples in %.1f s (%s)", len(x), seconds, desc)
+    return ValidationLogits(torch.cat(parts["g"]), torch.cat(parts["h"]), torch.cat(parts["adv"]), y.cpu(), desc,
+                            seconds)
+
+
+@dataclasses.dataclass
+class NonlinearCalibration:
+    """The calibrated map and alpha, the objective values and the searched points (JSON via to_dict)."""
+
+    scale: float
+    power: float
+    bias: float
+    alpha: float
+    cutoff: float             # c = (1 - alpha) / alpha, the kept margin
+    percentile: float
+    top_k: int | None
+    std_map: str
+    objective: str
+    clean_acc: float          # mixture's clean accuracy on validation
+    robust_proxy: float       # share of attacked validation examples kept in the worst case
+    mistakes_kept: float      # MixedNUTS's objective: share of h's clean mistakes with margin >= c
+    n_val: int
+    seconds: float            # search time (logits given)
+    searched: list = dataclasses.field(default_factory=list)   # every evaluated map at this percentile
+    path: list = dataclasses.field(default_factory=list)       # best map per percentile: a Pareto curve
+    schema: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NonlinearCalibration":
+        if data.get("schema", 1) != 1:
+            raise ConfigError(f"calibration schema {data.get('schema')!r} is not supported (expected 1)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def mixer(self, std_model, rob_model) -> NonlinearMixedClassifier:
+        """The calibrated :class:`NonlinearMixedClassifier` for (g, h)."""
+        return NonlinearMixedClassifier(std_model, rob_model, alpha=self.alpha, scale=self.scale, power=self.power,
+                                        bias=self.bias, top_k=self.top_k, std_map=self.std_map)
+
+
+def _probs(logits, scale, power, bias, top_k):
+    return F.softmax(nonlinear_map(logits, scale, power, bias, top_k), dim=-1)
+
+
+def _true_margin(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    true = q.gather(1, y[:, None])[:, 0]
+    other = q.scatter(1, y[:, None], -math.inf).amax(1)
+    return true - other
+
+
+def _cutoffs(adv_margins: torch.Tensor, percentiles) -> np.ndarray:
+    kept = adv_margins[adv_margins > 0].numpy()
+    if kept.size == 0:
+        raise ConfigError("h (after the map) is correct on none of the attacked validation examples, so no alpha "
+                          "keeps any of them; use a smaller eps, more validation examples or another grid")
+    return np.quantile(kept, 1.0 - np.asarray(percentiles, dtype=float) / 100.0, method="lower")
+
+
+def _evaluate(data, scale, power, bias, top_k, std_map, percentiles) -> list[dict]:
+    """The worst-case alpha and its validation numbers for one map, at each percentile."""
+    p_std, h_clean, h_adv, y = data
+    q_clean, q_adv = _probs(h_clean, scale, power, bias, top_k), _probs(h_adv, scale, power, bias, top_k)
+    adv_margin = _true_margin(q_adv, y)
+    cut = torch.as_tensor(_cutoffs(adv_margin, percentiles), dtype=torch.float64)
+    alpha = 1.0 / (1.0 + cut)
+    ratio = (1 - alpha) / alpha
+    mixed = (1 - alpha)[:, None, None] * p_std + alpha[:, None, None] * q_clean
+    clean_acc = (mixed.argmax(-1) == y).double().mean(1)
+    robust = (adv_margin[None, :] >= ratio[:, None] - 1e-12).double().mean(1)
+    wrong = q_clean.argmax(1) != y
+    top2 = q_clean[wrong].topk(2, dim=1).values if wrong.any() else q_clean[:0, :2]
+    gap = top2[:, 0] - top2[:, 1]
+    kept = (gap[None, :] >= ratio[:, None] - 1e-12).double().mean(1) if wrong.any() else torch.zeros_like(alpha)
+    return [{"scale": float(scale), "power": float(power), "bias": float(bias), "percentile": float(pc),
+             "alpha": float(alpha[i]), "cutoff": float(cut[i]), "clean_acc": float(clean_acc[i]),
+             "robust_proxy": float(robust[i]), "mistakes_kept": float(kept[i])} for i, pc in enumerate(percentiles)]
+
+
+def _key(objective: str):
+    if objective == "clean_accuracy":
+        return lambda r: (-r["clean_acc"], r["mistakes_kept"], r["alpha"])
+    return lambda r: (r["mistakes_kept"], -r["clean_acc"], r["alpha"])
+
+
+def _check_grid(grid) -> dict[str, list[float]]:
+    grid = dict(DEFAULT_GRID if grid is None else grid)
+    if set(grid) != {"scale", "power", "bias"}:
+        raise ConfigError(f"grid must have exactly the keys 'scale', 'power', 'bias', got {sorted(grid)}")
+    out = {}
+    for name, values in grid.items():
+        vals = sorted(float(v) for v in np.atleast_1d(np.asarray(values, dtype=float)))
+        if not vals:
+            raise ConfigError(f"grid[{name!r}] is empty: give at least one value")
+        out[name] = vals
+    for s in out["scale"]:
+        check_map_params(s, 1.0, 0.0)
+    for p in out["power"]:
+        check_map_params(1.0, p, 0.0)
+    for b in out["bias"]:
+        check_map_params(1.0, 1.0, b)
+    return out
+
+
+def _neighbours(values: list[float], best: float, log: bool, points: int = 5) -> list[float]:
+    """A finer grid spanning the neighbours of ``best`` in ``values`` (the interval halves each round)."""
+    i = values.index(best)
+    lo, hi = values[max(i - 1, 0)], values[min(i + 1, len(values) - 1)]
+    if lo == hi:
+        return [best]
+    grid = np.geomspace(lo, hi, points) if log else np.linspace(lo, hi, points)
+    return sorted(set(float(v) for v in grid) | {best})
+
+
+def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Tensor,
+                        h_logits_adv_val: torch.Tensor, y_val: torch.Tensor, *, percentile: float = 95.0,
+                        grid: dict | None = None, refine: bool | int = True, std_map: str = "softmax",
+                        top_k: int | None = None, objective: str = "clean_accuracy") -> NonlinearCalibration:
+    """Choose (scale, power, bias, alpha) of the nonlinear mixer from validation logits (see the module notes).
+
+    ``percentile``: the share (%) of h's attacked-correct validation examples the
+    mixture must keep correct in the worst case (MixedNUTS's beta), in (0, 100].
+    ``grid``: {"scale": [...], "power": [...], "bias": [...]} (default
+    :data:`DEFAULT_GRID`, 512 maps).  ``refine``: True (2 rounds), False or a
+    number of rounds of local refinement.  The returned ``path`` lists, for each
+    of :data:`PATH_PERCENTILES` and ``percentile``, the best grid map's alpha,
+    clean accuracy and robust proxy: the calibration's accuracy-robustness curve.
+    """
+    t0 = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    try:
+        percentile = float(percentile)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"percentile must be a number in (0, 100], got {percentile!r}") from exc
+    if not 0 < percentile <= 100:
+        raise ConfigError(f"percentile must be in (0, 100] (the share of h's attacked-correct examples to keep), "
+                          f"got {percentile!r}")
+    shapes = {tuple(t.shape) for t in (g_logits_val, h_logits_clean_val)}
+    if len(shapes) != 1 or g_logits_val.ndim != 2 or y_val.shape != (len(g_logits_val),):
+        raise ConfigError("g_logits_val and h_logits_clean_val must be (n, c) and y_val (n,) for the same n "
+                          "clean validation examples")
+    if h_logits_adv_val.ndim != 2 or h_logits_adv_val.shape[1] != g_logits_val.shape[1] or \
+            len(h_logits_adv_val) != len(y_val):
+        raise ConfigError("h_logits_adv_val must be (n, c): h's logits on the attacked versions of the same n "
+                          "validation examples")
+    _, _, _, top_k, std_map = check_map_params(1.0, 1.0, 0.0, top_k, std_map, g_logits_val.shape[1])
+    grid = _check_grid(grid)
+    rounds = (2 if refine else 0) if isinstance(refine, bool) else check_positive_int(refine, name="refine", minimum=0)
+    y = y_val.cpu().long()
+    g = g_logits_val.detach().cpu().double()
+    p_std = F.one_hot(g.argmax(1), g.shape[1]).double() if std_map == "onehot" else F.softmax(g, dim=1)
+    data = (p_std, h_logits_clean_val.detach().cpu().double(), h_logits_adv_val.detach().cpu().double(), y)
+    percentiles = sorted(set(PATH_PERCENTILES) | {percentile})
+    key = _key(objective)
+
+    searched, per_pc = [], {pc: [] for pc in percentiles}
+    for s in grid["scale"]:
+        for p in grid["power"]:
+            for b in grid["bias"]:
+                for row in _evaluate(data, s, p, b, top_k, std_map, percentiles):
+                    per_pc[row["percentile"]].append(row)
+                    if row["percentile"] == percentile:
+                        searched.append({**row, "round": 0})
+    best = min(searched, key=key)
+    axes = dict(grid)
+    for r in range(1, rounds + 1):
+        axes = {"scale": _neighbours(axes["scale"], best["scale"], log=True),
+                "power": _neighbours(axes["power"], best["power"], log=False),
+                "bias": _neighbours(axes["bias"], best["bias"], log=False)}
+        for s in axes["scale"]:
+            for p in axes["power"]:
+                for b in axes["bias"]:
+                    searched.append({**_evaluate(data, s, p, b, top_k, std_map, [percentile])[0], "round": r})
+        best = min(searched, key=key)
+    path = sorted((min(rows, key=key) for rows in per_pc.values()), key=lambda r: r["alpha"])
+    seconds = time.perf_counter() - t0
+    logger.info("nonlinear calibration: %d maps in %.2f s; scale %.4g power %.4g bias %.4g alpha %.4f, clean %.4f, "
+                "robust proxy %.4f", len(searched), seconds, best["scale"], best["power"], best["bias"], best["alpha"],
+                best["clean_acc"], best["robust_proxy"])
+    return NonlinearCalibration(scale=best["scale"], power=best["power"], bias=best["bias"], alpha=best["alpha"],
+                                cutoff=best["cutoff"], percentile=percentile, top_k=top_k, std_map=std_map,
+                                objective=objective, clean_acc=best["clean_acc"], robust_proxy=best["robust_proxy"],
+                                mistakes_kept=best["mistakes_kept"], n_val=len(y), seconds=seconds,
+                                searched=searched, path=path)

@@ -1,0 +1,327 @@
+"""Nonlinear (MixedNUTS) and adaptive mixers, the mixing-network recipe and the nonlinear calibration."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import erf, logsumexp
+
+from robustmix.errors import CheckpointError, ConfigError, ModelError
+from robustmix.experiments.calibrate_mixers import NonlinearCalibration, calibrate_nonlinear, collect_logits
+from robustmix.mixing import AdaptiveMixedClassifier, MixedClassifier, MixingNet, NonlinearMixedClassifier
+from robustmix.mixing.nonlinear import nonlinear_map, nonlinear_mix
+from robustmix.training import train_mixing_net
+
+from .conftest import Linear2Logits
+
+
+class Const(torch.nn.Module):
+    def __init__(self, value, shape="n1"):
+        super().__init__()
+        self.value, self.shape = value, shape
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, feats):
+        n = len(feats)
+        out = torch.full((n, 1), float(self.value)) + 0 * self.w + 0 * feats[:, :1]
+        return {"n1": out, "n": out[:, 0], "bad": out.expand(n, 2)}[self.shape]
+
+
+def ref_map(z, scale, power, bias, k=None):
+    """M(z) for one row of logits, written plainly in float64 numpy."""
+    z = np.asarray(z, dtype=np.float64)
+    top = np.sort(z)[::-1][:k] if k else z
+    mean = sum(top) / len(top)
+    var = sum((t - mean) ** 2 for t in top) / (len(top) - 1)
+    out = []
+    for zi in z:
+        v = (zi - mean) / math.sqrt(var + 1e-8) + bias
+        u = 0.5 * v * (1 + erf(v / math.sqrt(2)))
+        out.append(scale * np.sign(u) * abs(u) ** power)
+    return np.array(out)
+
+
+def ref_mix(zg, zh, alpha, scale, power, bias, k=None, onehot=False):
+    rows = []
+    for g_row, h_row in zip(np.asarray(zg, np.float64), np.asarray(zh, np.float64)):
+        m = ref_map(h_row, scale, power, bias, k)
+        log_q = m - logsumexp(m)
+        if onehot:
+            log_p = np.where(np.arange(len(g_row)) == np.argmax(g_row), 0.0, -np.inf)
+        else:
+            log_p = g_row - logsumexp(g_row)
+        with np.errstate(divide="ignore"):
+            rows.append(np.logaddexp(np.log1p(-alpha) + log_p, np.log(alpha) + log_q))
+    return np.array(rows)
+
+
+SETTINGS = [(0.3, 2.0, 0.5, -1.0, None), (0.7, 0.8, 2.5, 0.3, 3), (0.5, 5.0, 1.0, 0.0, 2), (0.9, 0.2, 0.3, -2.0, 5)]
+
+
+@pytest.mark.parametrize("alpha,scale,power,bias,k", SETTINGS)
+@pytest.mark.parametrize("onehot", [False, True])
+def test_nonlinear_mix_matches_float64_reference(alpha, scale, power, bias, k, onehot):
+    gen = torch.Generator().manual_seed(3)
+    zg, zh = torch.randn(6, 7, generator=gen, dtype=torch.float64) * 3, torch.randn(6, 7, generator=gen,
+                                                                                    dtype=torch.float64) * 3
+    out = nonlinear_mix(zg, zh, alpha, scale=scale, power=power, bias=bias, top_k=k,
+                        std_map="onehot" if onehot else "softmax")
+    ref = ref_mix(zg.numpy(), zh.numpy(), alpha, scale, power, bias, k, onehot)
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(nonlinear_map(zh, scale, power, bias, k)[0].numpy(),
+                               ref_map(zh[0].numpy(), scale, power, bias, k), atol=1e-9)
+
+
+def test_module_alpha_edges_and_config(pair):
+    g, h = pair
+    x = torch.rand(5, 12)
+    m1 = NonlinearMixedClassifier(g, h, alpha=1.0, scale=2.0, power=1.5, bias=-0.5, top_k=3)
+    mapped = torch.log_softmax(nonlinear_map(h(x), 2.0, 1.5, -0.5, 3), 1).float()
+    torch.testing.assert_close(m1(x), mapped)
+    m0 = NonlinearMixedClassifier(g, h, alpha=0.0, scale=2.0, power=1.5, bias=-0.5)
+    torch.testing.assert_close(m0(x), torch.log_softmax(g(x), 1), atol=1e-6, rtol=0)
+    cfg = m1.config()
+    assert cfg == {"mixer": "nonlinear", "alpha": 1.0, "scale": 2.0, "power": 1.5, "bias": -0.5, "top_k": 3,
+                   "std_map": "softmax"}
+    rebuilt = NonlinearMixedClassifier(Linear2Logits(seed=0), Linear2Logits(seed=1),
+                                       **{k: v for k, v in cfg.items() if k != "mixer"})
+    rebuilt.load_state_dict(m1.state_dict())
+    torch.testing.assert_close(rebuilt(x), m1(x))
+    assert not any(p.requires_grad for p in m1.parameters())
+    assert m1.std_model is g and m1.rob_model is h
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("power", [0.3, 1.0, 2.0])
+@pytest.mark.parametrize("std_map", ["softmax", "onehot"])
+def test_finite_values_and_gradients(alpha, power, std_map):
+    zg = torch.tensor([[1e4, -1e4, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-1e4, 2.0, 1e4, 1e4]], dtype=torch.float64,
+                      requires_grad=True)
+    zh = torch.tensor([[-1e4, 1e4, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [5.0, -1e4, 1e4, 3.0]], dtype=torch.float64,
+                      requires_grad=True)
+    out = nonlinear_mix(zg, zh, alpha, scale=3.0, power=power, bias=0.0, std_map=std_map)
+    assert not torch.isnan(out).any()
+    if alpha > 0 or std_map == "softmax":
+        assert torch.isfinite(out).all()
+    else:  # g's log one-hot
+        assert ((out == 0) | torch.isneginf(out)).all()
+    gg, gh = torch.autograd.grad(out[torch.isfinite(out)].sum(), (zg, zh), allow_unused=True,
+                                 materialize_grads=True)
+    assert torch.isfinite(gg).all() and torch.isfinite(gh).all()
+
+
+def test_power_below_one_has_finite_gradient_at_zero():
+    # bias chosen so that LN + bias = 0 for the middle class: u = 0 exactly there
+    z = torch.tensor([[-1.0, 0.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    m = nonlinear_map(z, 1.0, 0.5, 0.0)
+    assert m[0, 1] == 0
+    (grad,) = torch.autograd.grad(m.sum(), z)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_top_k_uses_the_k_largest_logits():
+    z = torch.tensor([[10.0, 8.0, -50.0, -70.0]], dtype=torch.float64)
+    # with k = 2: mean 9, unbiased var 2 -> LN = (z - 9) / sqrt(2 + 1e-8)
+    ln = (z - 9.0) / math.sqrt(2 + 1e-8)
+    expected = torch.nn.functional.gelu(ln)
+    torch.testing.assert_close(nonlinear_map(z, 1.0, 1.0, 0.0, top_k=2), expected)
+    assert not torch.allclose(nonlinear_map(z, 1.0, 1.0, 0.0, top_k=None), expected)
+
+
+def test_nonlinear_surrogates(pair):
+    g, h = pair
+    x = torch.rand(4, 12)
+    hot = NonlinearMixedClassifier(g, h, alpha=0.4, power=0.5, std_map="onehot")
+    sur = hot.attack_surrogates()
+    assert set(sur) == {"mix-T1", "mix-T0.25", "mix-T4", "mix-smooth-power", "h"}
+    soft = NonlinearMixedClassifier(g, h, alpha=0.4, power=0.5, std_map="softmax")
+    torch.testing.assert_close(sur["mix-T1"](x), soft(x))
+    torch.testing.assert_close(sur["h"](x), h(x))
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(sur["mix-T0.25"](xg)[:, 0].sum(), xg)
+    assert grad.abs().sum() > 0
+    assert soft.attack_surrogates()["mix-T1"] is soft
+
+
+def test_nonlinear_bad_input(pair):
+    g, h = pair
+    for kwargs, word in [({"scale": 0}, "scale"), ({"scale": -1}, "scale"), ({"power": 0}, "power"),
+                         ({"top_k": 1}, "top_k"), ({"top_k": 5}, "top_k"), ({"alpha": 1.5}, "alpha"),
+                         ({"alpha": -0.1}, "alpha"), ({"std_map": "hardmax"}, "std_map"),
+                         ({"bias": float("nan")}, "bias")]:
+        with pytest.raises(ConfigError, match=word):
+            NonlinearMixedClassifier(g, h, **kwargs)
+
+
+def test_adaptive_equals_linear_mixture_for_constant_net(pair):
+    g, h = pair
+    x = torch.rand(6, 12)
+    for shape in ("n1", "n"):
+        am = AdaptiveMixedClassifier(g, h, Const(0.7, shape), alpha_range=(0.2, 0.9))
+        a = 0.2 + 0.7 / (1 + math.exp(-0.7))
+        torch.testing.assert_close(am.alpha(x), torch.full((6,), a, dtype=torch.float64))
+        torch.testing.assert_close(am(x), MixedClassifier(g, h, a)(x), atol=1e-6, rtol=0)
+    for lo_hi, a in [((0.0, 0.0), 0.0), ((1.0, 1.0), 1.0)]:
+        am = AdaptiveMixedClassifier(g, h, Const(3.0), alpha_range=lo_hi)
+        xg = x.clone().requires_grad_(True)
+        out = am(xg)
+        torch.testing.assert_close(out, MixedClassifier(g, h, a)(x), atol=1e-6, rtol=0)
+        (grad,) = torch.autograd.grad(out.sum(), xg)
+        assert torch.isfinite(grad).all()
+
+
+def test_adaptive_gradients_flow_through_alpha(pair):
+    g, h = pair
+    torch.manual_seed(0)
+    net = MixingNet(8, hidden=16)
+    am = AdaptiveMixedClassifier(g, h, net, alpha_range=(0.0, 1.0))
+    x = torch.rand(5, 12, requires_grad=True)
+    (grad_alpha,) = torch.autograd.grad(am.alpha(x).sum(), x)
+    assert grad_alpha.abs().sum() > 0
+    out = am(x)
+    (grad_net,) = torch.autograd.grad(out[:, 1].sum(), net.net[1].weight)
+    assert grad_net.abs().sum() > 0
+    # the detached-alpha surrogate differs from the model in its input gradient, not its value
+    sur = am.attack_surrogates()
+    assert set(sur) == {"mix-T1", "mix-T0.25", "mix-T4", "mix-alpha-fixed", "h"}
+    torch.testing.assert_close(sur["mix-alpha-fixed"](x), out)
+    g1, = torch.autograd.grad(am(x)[:, 1].sum(), x)
+    g2, = torch.autograd.grad(sur["mix-alpha-fixed"](x)[:, 1].sum(), x)
+    assert not torch.allclose(g1, g2)
+    assert am.config()["mixing_net"] == {"class": "MixingNet", "in_features": 8, "hidden": 16, "depth": 2}
+
+
+def test_hooks_capture_named_layers():
+    from robustmix.models import SmallCNN
+
+    torch.manual_seed(0)
+    g, h = SmallCNN(width=4, hidden=8), SmallCNN(width=4, hidden=8)
+    layers = {"std": ["features.4"], "rob": ["features.9", "classifier.1"]}
+    seen = {}
+    h.features[9].register_forward_hook(lambda m, i, o: seen.update(rob9=o.mean((2, 3))))
+    am = AdaptiveMixedClassifier(g, h, MixingNet(10 + 10 + 4 + 8 + 8), feature_layers=layers)
+    x = torch.rand(3, 1, 28, 28)
+    _, _, feats = am.features(x)
+    assert feats.shape == (3, 40)
+    torch.testing.assert_close(feats[:, 24:32], seen["rob9"])
+    assert len(g.features[4]._forward_hooks) == 0  # hooks live only during a forward pass
+    assert am(x).shape == (3, 10)
+    with pytest.raises(ModelError, match="features.99"):
+        AdaptiveMixedClassifier(g, h, MixingNet(20), feature_layers={"std": ["features.99"]})
+
+
+def test_adaptive_bad_input(pair):
+    g, h = pair
+    for rng in [(-0.1, 0.5), (0.2, 1.2), (0.8, 0.2), (0.5,)]:
+        with pytest.raises(ConfigError, match="alpha_range"):
+            AdaptiveMixedClassifier(g, h, Const(0.0), alpha_range=rng)
+    with pytest.raises(ModelError, match=r"\(4,\) or \(4, 1\)"):
+        AdaptiveMixedClassifier(g, h, Const(0.0, "bad"))(torch.rand(4, 12))
+    with pytest.raises(ModelError, match="mixing_net"):
+        AdaptiveMixedClassifier(g, h, lambda f: f)
+
+
+def test_training_recipe_runs_and_resumes(tmp_path, pair):
+    g, h = pair
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 12, generator=gen)
+    y = g(x).argmax(1)
+
+    def fresh():
+        torch.manual_seed(1)
+        return AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=8))
+
+    kw = dict(eps=0.1, norm="inf", attack_steps=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+    state = tmp_path / "mix.pt"
+    m = fresh()
+    before = [p.detach().clone() for p in m.mixing_net.parameters()]
+    g_before = [p.detach().clone() for p in g.parameters()]
+    hist = train_mixing_net(m, x, y, epochs=1, state_path=state, **kw)
+    assert len(hist) == 1 and state.is_file() and math.isfinite(hist[0]["loss"])
+    assert 0 <= hist[0]["alpha_clean"] <= 1 and 0 <= hist[0]["alpha_adv"] <= 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.mixing_net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(g_before, g.parameters()))
+    hist2 = train_mixing_net(m, x, y, epochs=2, state_path=state, **kw)  # resumes at epoch 1
+    assert [e["epoch"] for e in hist2] == [1, 2] and hist2[0] == hist[0]
+    straight = fresh()
+    hist_straight = train_mixing_net(straight, x, y, epochs=2, **kw)
+    for a, b in zip(straight.mixing_net.parameters(), m.mixing_net.parameters()):
+        torch.testing.assert_close(a, b)
+    assert hist_straight[1]["loss"] == pytest.approx(hist2[1]["loss"])
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_mixing_net(fresh(), x, y, epochs=3, state_path=state, **{**kw, "lr": 0.5})
+
+
+def test_training_learns_to_separate_clean_from_attacked(pair):
+    g, h = pair
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 12, generator=gen)
+    y = h(x).argmax(1)
+    torch.manual_seed(0)
+    m = AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=16))
+    hist = train_mixing_net(m, x, y, eps=0.3, attack_steps=3, epochs=8, batch_size=32, lr=1e-2, ce_weight=0.0,
+                            progress=False)
+    assert hist[-1]["alpha_adv"] - hist[-1]["alpha_clean"] > hist[0]["alpha_adv"] - hist[0]["alpha_clean"]
+    assert hist[-1]["bce"] < hist[0]["bce"]
+
+
+def _case():
+    """Hand-built validation logits: h correct on 10 attacked examples with distinct margins."""
+    c = 3
+    # h's attacked logits: class 0 true, class 1 the runner-up; the margin grows with i
+    adv = torch.tensor([[1.2 + 0.3 * i, 1.0, 0.0] for i in range(10)], dtype=torch.float64)
+    y = torch.zeros(10, dtype=torch.long)
+    clean_h = adv.clone()
+    clean_g = torch.zeros(10, c, dtype=torch.float64)
+    return clean_g, clean_h, adv, y
+
+
+def test_calibration_picks_the_hand_computed_alpha():
+    g, hc, ha, y = _case()
+    grid = {"scale": [1.0], "power": [1.0], "bias": [0.0]}
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, grid=grid, refine=False)
+    q = torch.softmax(nonlinear_map(ha, 1.0, 1.0, 0.0), 1)
+    margins = np.sort((q[:, 0] - q[:, 1:].amax(1)).numpy())
+    # keep >= 80% of 10 examples: quantile 0.2 with method 'lower' is index floor(0.2 * 9) = 1, the 2nd smallest
+    c = margins[1]
+    assert cal.cutoff == pytest.approx(c)
+    assert cal.alpha == pytest.approx(1 / (1 + c))
+    assert cal.robust_proxy == pytest.approx(0.9)  # margins[1:] >= c
+    # the worst case holds: g one-hot on a wrong class still loses on the kept examples
+    mix = (1 - cal.alpha) * torch.tensor([0.0, 1.0, 0.0]) + cal.alpha * q
+    assert ((mix[:, 0] >= mix[:, 1:].amax(1) - 1e-12) == torch.as_tensor((q[:, 0] - q[:, 1:].amax(1)).numpy() >= c - 1e-12)).all()
+    assert cal.path and all(0.5 <= p["alpha"] <= 1 for p in cal.path)
+    again = NonlinearCalibration.from_dict(cal.to_dict())
+    assert again == cal
+    with pytest.raises(ConfigError, match="percentile"):
+        calibrate_nonlinear(g, hc, ha, y, percentile=0, grid=grid)
+
+
+def test_calibration_prefers_the_map_with_better_clean_accuracy():
+    # g right everywhere; h wrong on the clean examples with a small gap (3 vs 2.5): a sharper map (big scale)
+    # lets h's clean mistakes dominate, so the smallest scale must win on clean accuracy.
+    n = 20
+    y = torch.zeros(n, dtype=torch.long)
+    g = torch.tensor([[1.0, 0.0, 0.0]] * n, dtype=torch.float64)
+    hc = torch.tensor([[2.5, 3.0, 0.0]] * n, dtype=torch.float64)
+    ha = torch.tensor([[3.0 + 0.1 * i, 0.0, 0.0] for i in range(n)], dtype=torch.float64)
+    grid = {"scale": [0.5, 8.0], "power": [1.0], "bias": [0.0]}
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=90, grid=grid, refine=False)
+    assert cal.scale == 0.5 and cal.clean_acc == 1.0
+    by_scale = {r["scale"]: r for r in cal.searched}
+    assert by_scale[8.0]["clean_acc"] < 1.0
+    refined = calibrate_nonlinear(g, hc, ha, y, percentile=90, grid=grid, refine=True)
+    assert len(refined.searched) > len(cal.searched) and refined.clean_acc >= cal.clean_acc
+
+
+def test_collect_logits_attacks_h_only(pair):
+    g, h = pair
+    x = torch.rand(10, 12)
+    y = h(x).argmax(1)
+    out = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=4)
+    torch.testing.assert_close(out.std_clean, g(x).detach())
+    torch.testing.assert_close(out.rob_clean, h(x).detach())
+    assert (out.rob_adv.argmax(1) == y).float().mean() < 1.0
+    again = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=10)
+    torch.testing.assert_close(again.rob_adv, out.rob_adv)  # per-example seeds: batching does not matter
