@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from robustmix.cli import main
-from robustmix.experiments import records
+from robustmix.experiments import runner
 
 marker = Path(sys.argv[1])
-real_append = records.RecordStore.append
+real_append = runner.RecordFile.append
 
 
 def append_then_die(self, recs):
@@ -22,5 +22,5 @@ def append_then_die(self, recs):
         os._exit(17)
 
 
-records.RecordStore.append = append_then_die
+runner.RecordFile.append = append_then_die
 sys.exit(main(sys.argv[2:]))

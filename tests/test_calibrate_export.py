@@ -3,8 +3,9 @@ import torch
 
 from robustmix import MixedClassifier
 from robustmix.errors import ConfigError, ModelError
-from robustmix.experiments.calibrate import binomial_ci, choose_alpha
-from robustmix.experiments.export import export_torchscript, save_mixed
+from robustmix.experiments.calibrate import choose_alpha
+from robustmix.results import binomial_ci
+from robustmix.experiments.export import export_program, save_mixed
 from robustmix.models import ModelCard, create_model, load, save_checkpoint
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -52,7 +53,7 @@ def test_mixed_checkpoint_and_torchscript_equal_the_original(tmp_path):
     back = load(path)
     x = torch.rand(5, 1, 28, 28)
     torch.testing.assert_close(back(x), ref(x))
-    ts = torch.jit.load(str(export_torchscript(back, x, tmp_path / "mixed.pt")))
+    ts = torch.export.load(str(export_program(back, x, tmp_path / "mixed.pt2"))).module()
     torch.testing.assert_close(ts(torch.rand(3, 1, 28, 28) * 0 + x[:3]), ref(x[:3]))
     with pytest.raises(ModelError, match="card"):
         save_mixed(torch.nn.Linear(2, 2), h, 0.5, tmp_path / "bad", dataset="fashion-mnist")

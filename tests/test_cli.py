@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ def test_help_has_examples(command, capsys):
     (["sweep", "--rob", "no-such-model", "-n", "5"], "unknown model"),
     (["sweep", "--alphas", "1.5", "-n", "5"], "alpha must lie in [0, 1]"),
     (["sweep", "--eps", "-0.1", "-n", "5"], "eps must be"),
-    (["sweep", "--dataset", "cifar10", "--data-root", "/nonexistent", "-n", "5"], "not found"),
+    (["sweep", "--dataset", "cifar10", "--data-root", "/nonexistent", "-n", "5"], "does not exist"),
     (["attack", "--alpha", "-1"], "alpha"),
     (["certify", "-n", "5"], "exactly one of"),
     (["report", "/nonexistent"], "not found"),
@@ -54,3 +55,96 @@ def test_yaml_config(tmp_path, capsys):
     cfg.write_text("bogus_key: 1\n")
     assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path)]) == 2
     assert "unknown setting" in capsys.readouterr().err
+
+
+# The bad inputs a new user tried (docs/bad-inputs.md lists them with the message each gets).
+BAD_INPUTS = [
+    (["sweep", "-n", "5", "--batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["sweep", "-n", "5", "--steps", "-1"], "steps must be an integer >= 1"),
+    (["sweep", "-n", "ten"], "invalid int value"),
+    (["sweep", "-n", "0"], "--num-examples must be positive"),
+    (["sweep", "--norm", "3", "-n", "5"], "unknown norm"),
+    (["attack", "--autoattack", "bogus"], "invalid choice"),
+    (["train", "--lr", "-1", "--out", "OUT/m"], "lr must be a positive"),
+    (["calibrate", "--target", "1.5", "-n", "5"], "--target is an accuracy in [0, 1]"),
+    (["calibrate", "--objective", "certified", "--sigma", "0.5", "--radius", "-1", "-n", "5"], "--radius must be"),
+    (["certify", "--sigma", "-0.5", "-n", "5"], "sigma must be a positive"),
+    (["fig3", "--baseline-sigma", "0.9", "-n", "5"], "--baseline-sigma should be smaller"),
+    (["mix", "--alpha", "0.5", "--out", "OUT/m.safetensors", "--export", "OUT"], "is a folder"),
+    (["sweep", "-n", "5", "--std", "torch.nn:Identity"], "returns"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_bad_inputs_one_line_no_traceback(argv, needle, capsys, tmp_path):
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    if argv[0] in ("sweep", "attack", "certify", "calibrate", "fig3"):
+        argv += ["--out", str(tmp_path / "o")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("n: ten\n", "invalid int value"), ("n: 20.7\n", "invalid int value"), ("n: true\n", "wrong type"),
+    ("eps: [1, 2]\n", "takes one value"), (": : :\n  - [\n", "not a valid YAML"), ("early_stop: 3\n", "true or false"),
+])
+def test_yaml_values_are_checked_like_flags(text, needle, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_binary_config_file(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(bytes(range(256)))
+    assert main(["sweep", "--config", str(cfg)]) == 2
+    assert "not a valid YAML" in capsys.readouterr().err
+
+
+def test_typed_flags_win_over_yaml(tmp_path):
+    from robustmix.cli import parse_args
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("eps: 0.3\nsteps: 7\nalphas: [0, 1]\nearly_stop: true\n")
+    args = parse_args(["sweep", "--config", str(cfg), "--eps", "0.05"])
+    assert args.eps == 0.05 and args.steps == 7 and args.alphas == [0.0, 1.0] and args.early_stop
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_out_must_be_a_writable_folder(kind, tmp_path, capsys):
+    out = tmp_path / "o"
+    if kind == "file":
+        out.write_text("x")
+    else:
+        out.mkdir()
+        out.chmod(0o500)
+        if os.access(out, os.W_OK):  # root ignores permissions
+            pytest.skip("running as root: permissions are not enforced")
+    assert main(["sweep", "-n", "2", "--out", str(out / "sub" if kind == "unwritable" else out)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_data_root_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["sweep", "-n", "2", "--data-root", str(f), "--out", str(tmp_path / "o")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_summary_given_to_report(tmp_path, capsys):
+    (tmp_path / "summary.json").write_bytes(b"\x00\x01{not json")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a valid robustmix summary" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from robustmix.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["--debug", "sweep", "-n", "5", "--batch-size", "0", "--out", str(tmp_path)])

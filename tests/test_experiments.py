@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from robustmix.errors import ConfigError
-from robustmix.experiments import (CertifyConfig, RecordStore, SweepConfig, TradeoffConfig, certified_curve,
+from robustmix.experiments import (CertifyConfig, SweepConfig, TradeoffConfig, certified_curve,
                                    match_clean_accuracy, naive_sweep, read_records, run_certify, run_sweep,
                                    run_tradeoff)
 from robustmix.experiments import sweep as sweep_module
+from robustmix.results import SweepSummary
 from robustmix.experiments.tradeoff_choice import best_tradeoff_alpha, gap_closed, kept
 
 
@@ -25,8 +26,8 @@ def test_engine_equals_naive_per_alpha_loop(pair, data):
     cfg = SweepConfig(alphas=[0.0, 0.3, 0.5, 0.7, 1.0], eps=0.15, steps=5, batch_size=6)
     fast = run_sweep(g, h, x, y, cfg, progress=False)
     slow = naive_sweep(g, h, x, y, cfg)
-    assert fast["accuracy"] == slow["accuracy"]
-    assert fast["accuracy"]["clean"][0] == pytest.approx(float((g(x).argmax(1) == y).float().mean()))
+    assert fast.accuracy == slow.accuracy
+    assert fast.accuracy["clean"][0] == pytest.approx(float((g(x).argmax(1) == y).float().mean()))
 
 
 def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkeypatch):
@@ -58,14 +59,6 @@ def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkey
     assert a == b and len(b) == len(x)
 
 
-def test_record_store_refuses_other_settings(tmp_path):
-    RecordStore(tmp_path / "r.jsonl", {"eps": 0.1}).append([{"index": 0}])
-    with pytest.raises(ConfigError, match="different settings"):
-        RecordStore(tmp_path / "r.jsonl", {"eps": 0.2})
-    store = RecordStore(tmp_path / "r.jsonl", {"eps": 0.1})
-    assert store.missing([0, 1]) == [1]
-
-
 def test_table1_gaps(pair, data):
     g, h = pair
     x, y = data
@@ -73,8 +66,8 @@ def test_table1_gaps(pair, data):
     probs = g(x).softmax(-1).topk(2).values
     gaps = probs[:, 0] - probs[:, 1]
     correct = g(x).argmax(1) == y
-    assert res["table1"]["g"]["clean_correct"] == pytest.approx(float(gaps[correct].mean()), abs=1e-5)
-    assert res["table1"]["g"]["clean_incorrect"] == pytest.approx(float(gaps[~correct].mean()), abs=1e-5)
+    assert res.table1["g"]["clean_correct"] == pytest.approx(float(gaps[correct].mean()), abs=1e-5)
+    assert res.table1["g"]["clean_incorrect"] == pytest.approx(float(gaps[~correct].mean()), abs=1e-5)
 
 
 def test_tradeoff_endpoints_are_the_base_models(pair, data, tmp_path):
@@ -84,7 +77,7 @@ def test_tradeoff_endpoints_are_the_base_models(pair, data, tmp_path):
     res = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
     acc_g = float((g(x).argmax(1) == y).float().mean())
     acc_h = float((h(x).argmax(1) == y).float().mean())
-    for curve in res["curves"].values():
+    for curve in res.curves.values():
         assert curve["clean"][0] == pytest.approx(acc_g) and curve["clean"][-1] == pytest.approx(acc_h)
     again = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
     assert again == res
@@ -107,7 +100,8 @@ def test_certify_records_and_curves(pair, tmp_path):
 
 
 def test_tradeoff_choice_helpers():
-    summary = {"alphas": [0.0, 0.5, 0.6, 1.0], "accuracy": {"mix": [0.0, 0.3, 0.5, 0.6]}}
+    summary = SweepSummary(alphas=[0.0, 0.5, 0.6, 1.0], n=10, accuracy={"mix": [0.0, 0.3, 0.5, 0.6]}, ci95={},
+                           table1={})
     assert best_tradeoff_alpha(summary, keep=0.8) == 0.6
     assert gap_closed(0.9, 0.92, 0.82) == pytest.approx(0.8)
     assert kept(0.5, 0.6) == pytest.approx(5 / 6)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from ._validation import check_alpha, check_eps
+from ._io import write_json
+from ._validation import check_alpha
+from .experiments.runner import is_main_process
 from .errors import ConfigError, RobustMixError
 
 logger = logging.getLogger("robustmix")
@@ -32,22 +34,36 @@ EXAMPLES = {
                  "  robustmix calibrate --objective robust --target 0.60 --num-examples 1000   # most accurate alpha with >= 60% PGD\n"
                  "  robustmix calibrate --objective certified --rob fmnist-noise-0.50-cnn --sigma 0.5 --radius 0.5",
     "mix": "robustmix mix --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --out mixed.safetensors "
-           "--torchscript mixed.pt",
+           "--export mixed.pt2",
     "report": "robustmix report runs/demo      # rebuild report.html / report.md from summary.json",
     "list": "robustmix list 'fmnist-*'",
 }
 
 
+class UsageError(Exception):
+    """A command-line mistake, reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="robustmix", description="Mix a standard and a robust classifier: "
-                                 "log((1 - alpha) softmax(g) + alpha softmax(h)); attack it, certify it, report it.")
+    ap = _Parser(prog="robustmix", description="Mix a standard and a robust classifier: "
+                 "log((1 - alpha) softmax(g) + alpha softmax(h)); attack it, certify it, report it.")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n  " + EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--config", help="YAML file of settings (keys as the long option names)")
+        p.add_argument("--config", help="YAML file of settings (keys as the long option names); flags typed on the "
+                       "command line win over it")
+        if name not in ("report", "list", "mix", "train"):
+            p.add_argument("--fresh", action="store_true",
+                           help="move earlier records in --out aside and start over (instead of resuming)")
         return p
 
     def models_and_data(p, rob_default="fmnist-at-linf-cnn"):
@@ -144,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--alpha", type=float, required=True)
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
-    p.add_argument("--torchscript", help="also write a TorchScript file loadable with torch.jit.load")
+    p.add_argument("--export", help="also write a torch.export program (.pt2), loadable with torch.export.load")
+    p.add_argument("--onnx", help="also write an ONNX file (needs the onnx package)")
 
     p = add("report", "rebuild the report from a results folder's summary.json")
     p.add_argument("folder")
@@ -154,36 +171,79 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _apply_config(args, parser) -> None:
-    if not getattr(args, "config", None):
-        return
+def _subparser(parser, command):
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+def _config_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[str]:
+    """A YAML settings file as command-line tokens, so argparse checks its values like typed flags."""
     import yaml
 
-    path = Path(args.config)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"config file {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not a valid YAML file ({' '.join(str(exc).split())[:120]}); write one "
+                          "'option: value' per line") from None
+    data = data or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of option names to values")
+        raise ConfigError(f"{path} must hold a mapping of option names to values, e.g. 'eps: 0.1'")
+    options = {a.dest: a for a in sub._actions if a.option_strings}
+    tokens = []
     for key, value in data.items():
-        attr = key.replace("-", "_")
-        if not hasattr(args, attr):
-            raise ConfigError(f"unknown setting {key!r} in {path}; see 'robustmix {args.command} --help'")
-        setattr(args, attr, value)
+        action = options.get(str(key).replace("-", "_"))
+        if action is None or action.dest in ("config", "help"):
+            raise ConfigError(f"unknown setting {key!r} in {path}; see 'robustmix {command} --help'")
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise ConfigError(f"setting {key!r} in {path} must be true or false, got {value!r}")
+            tokens += [flag] if value else []
+        elif isinstance(value, list):
+            if action.nargs not in ("+", "*"):
+                raise ConfigError(f"setting {key!r} in {path} takes one value, got a list")
+            tokens += [flag] + [str(v) for v in value]
+        elif isinstance(value, (dict, bool)) or value is None:
+            raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix {command} "
+                              "--help'")
+        else:
+            tokens += [flag, str(value)]
+    return tokens
 
 
-def _save_settings(args, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("func",)}
-    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse with precedence defaults < YAML (--config) < flags typed on the command line."""
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    at = argv.index(args.command)
+    tokens = _config_tokens(Path(args.config), _subparser(parser, args.command), args.command)
+    return parser.parse_args(argv[:at + 1] + tokens + argv[at + 1:])
+
+
+def _check_out(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; give a folder for the results")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {path} is not writable; choose a folder you can write to")
+    return path
 
 
 def _data(args):
     from .data import load_dataset
 
-    x, y = load_dataset(args.dataset, args.split, args.data_root)
     if args.n <= 0:
-        raise ConfigError("--n must be positive")
+        raise ConfigError(f"--num-examples must be positive, got {args.n}")
+    x, y = load_dataset(args.dataset, args.split, args.data_root)
+    if args.n > len(x):
+        raise ConfigError(f"--num-examples {args.n} is more than the {len(x)} examples of {args.dataset} {args.split}")
     return x[:args.n], y[:args.n]
 
 
@@ -191,40 +251,40 @@ def _models(args):
     from .data import dataset_info
     from .models import resolve_model
 
-    ds = dataset_info(args.dataset).name
-    return resolve_model(args.std, ds), resolve_model(args.rob, ds)
+    info = dataset_info(args.dataset)
+    return tuple(_checked_model(resolve_model(spec, info.name), spec, info) for spec in (args.std, args.rob))
+
+
+def _checked_model(model, spec, info):
+    """Refuse a model whose output is not (n, classes) logits on this data set's inputs."""
+    import torch
+
+    from .errors import ModelError
+
+    probe = torch.rand(2, *info.shape)
+    with torch.no_grad():
+        try:
+            out = model(probe.to(next(iter(model.parameters()), probe).device))
+        except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input shape)
+            raise ModelError(f"model {spec!r} fails on {info.name} inputs of shape {tuple(info.shape)} "
+                             f"({type(exc).__name__}: {exc}); give a model for this data set") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model {spec!r} returns {shape} for 2 inputs; robustmix needs (n, {info.num_classes}) "
+                         "logits over the data set's classes")
+    return model
 
 
 def _out(args, default: str) -> Path:
-    return Path(args.out or default)
+    return _check_out(Path(args.out or default))
 
 
-def _sharded(out: Path, name: str, x, y, models, run, block: int):
-    """Run ``run(x, y, indices, records_path)`` on this rank's shard (all of it without torchrun).
+def _settings(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in ("func", "config", "fresh", "verbose", "debug")}
 
-    Returns the merged per-example records on rank 0 (or the single process), None on other ranks.
-    """
-    import torch
 
-    from . import distributed
-    from .experiments import read_records
-
-    dist = distributed.setup()
-    for model in models:
-        model.to(dist.device)
-    idx = dist.shard(torch.arange(len(x)), block)
-    path = out / name
-    try:
-        run(x[idx], y[idx], idx, dist.records_path(path))
-        dist.barrier()
-        if dist.active and dist.rank == 0:
-            distributed.merge_records(path, dist.world)
-        dist.barrier()
-    finally:
-        distributed.teardown(dist)
-    if dist.rank != 0:
-        return None
-    return read_records(path)[1]
+def _data_settings(args) -> dict:
+    return {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
 
 
 def cmd_demo(args) -> int:
@@ -232,132 +292,131 @@ def cmd_demo(args) -> int:
     from .reports import terminal_summary, write_report
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
+    out = _check_out(Path(args.out))
     t0 = time.perf_counter()
-    summary = run_demo(args.out, settings, progress=True)
-    paths = write_report(summary, args.out)
+    summary = run_demo(out, settings, progress=True, fresh=args.fresh)
+    paths = write_report(summary, out)
     print(terminal_summary(summary))
     print(f"\nreport: {paths['html']}  ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from .experiments import SweepConfig, run_sweep, summarize
-    from .experiments.demo import write_json
+    from .experiments import SweepConfig, run_sweep
     from .reports import plot_sweep
     from .reports.report import sweep_table, table1_rows, text_table
 
     out = _out(args, "runs/sweep")
-    _save_settings(args, out)
     cfg = SweepConfig(alphas=args.alphas, eps=args.eps, norm=args.norm, steps=args.steps, restarts=args.restarts,
                       batch_size=args.batch_size, seed=args.seed, early_stop=args.early_stop)
     x, y = _data(args)
     g, h = _models(args)
-    header = {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
-    records = _sharded(out, "records.jsonl", x, y, (g, h), lambda xs, ys, idx, path: run_sweep(
-        g, h, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.batch_size)
-    if records is None:
+    summary = run_sweep(g, h, x, y, cfg, records_path=out / "records.jsonl", settings=_data_settings(args),
+                        fresh=args.fresh)
+    if not is_main_process():
         return 0
-    summary = summarize(records, cfg.alphas)
-    write_json(out / "summary.json", summary)
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
     plot_sweep(summary, out / "fig2_alpha_sweep")
-    print(text_table(sweep_table(summary)) + "\n\nTable I\n" + text_table(table1_rows(summary["table1"])))
-    print(f"\nwrote {out}/summary.json, fig2_alpha_sweep.png, records.jsonl")
+    print(text_table(sweep_table(summary)) + "\n\nTable I\n" + text_table(table1_rows(summary.table1)))
+    print(f"\nn = {summary.n}; wrote {out}/summary.json, fig2_alpha_sweep.png, records.jsonl")
     return 0
 
 
 def cmd_tradeoff(args) -> int:
     from .experiments import TradeoffConfig, run_tradeoff
-    from .experiments.demo import write_json
     from .reports import plot_tradeoff
 
     out = _out(args, "runs/tradeoff")
-    _save_settings(args, out)
     kwargs = {"gammas": args.gammas} if args.gammas else {}
     cfg = TradeoffConfig(trusts=args.trusts, eps=args.eps, norm=args.norm, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, **kwargs)
     x, y = _data(args)
     g, h = _models(args)
-    summary = run_tradeoff(g, h, x, y, cfg, records_path=out / "records.jsonl",
-                           header={"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split})
-    write_json(out / "summary.json", summary)
+    summary = run_tradeoff(g, h, x, y, cfg, records_path=out / "records.jsonl", settings=_data_settings(args),
+                           fresh=args.fresh)
+    if not is_main_process():
+        return 0
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
     plot_tradeoff(summary, out / "tradeoff")
-    for name, c in summary["curves"].items():
+    for name, c in summary.curves.items():
         print(f"{name:24s} clean {' '.join(f'{100 * v:5.1f}' for v in c['clean'])}")
         print(f"{'':24s} adv   {' '.join(f'{100 * v:5.1f}' for v in c['attacked'])}")
-    print(f"\nwrote {out}/summary.json, tradeoff.png")
+    print(f"\nn = {summary.n}; wrote {out}/summary.json, tradeoff.png")
     return 0
 
 
 def cmd_attack(args) -> int:
     from .experiments.attack_eval import AttackConfig, run_attack_eval, summarize_attack
-    from .experiments.demo import write_json
     from .mixing import MixedClassifier
 
     check_alpha(args.alpha)
     cfg = AttackConfig(eps=args.eps, norm=args.norm, steps=args.steps, restarts=args.restarts,
                        autoattack=args.autoattack, batch_size=args.batch_size, seed=args.seed)
     out = _out(args, "runs/attack")
-    _save_settings(args, out)
     x, y = _data(args)
     g, h = _models(args)
     mixed = MixedClassifier(g, h, args.alpha)
-    header = {"std": args.std, "rob": args.rob, "alpha": args.alpha, "dataset": args.dataset, "split": args.split}
-    records = _sharded(out, "records.jsonl", x, y, (mixed,), lambda xs, ys, idx, path: run_attack_eval(
-        mixed, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.batch_size)
-    if records is None:
+    records = run_attack_eval(mixed, x, y, cfg, records_path=out / "records.jsonl",
+                              settings={**_data_settings(args), "alpha": args.alpha}, fresh=args.fresh)
+    if not is_main_process():
         return 0
-    result = {"alpha": args.alpha, **cfg.to_dict(), **summarize_attack(records)}
-    write_json(out / "summary.json", result)
-    print(json.dumps(result, indent=2))
+    summary = summarize_attack(records, args.alpha, cfg)
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
+    for key, value in summary.accuracy.items():
+        lo, hi = summary.ci95[key]
+        print(f"{key:10s} {100 * value:5.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  n = {summary.n}")
+    for w in summary.autoattack_warnings:
+        print(f"AutoAttack warning: {w}")
     return 0
 
 
 def cmd_certify(args) -> int:
     from .certify import probability_lipschitz
-    from .experiments import CertifyConfig, certified_curve, run_certify
-    from .experiments.demo import write_json
+    from .experiments import CertifyConfig, CertifySummary, certified_curve, run_certify
     from .reports import plot_certified
 
     if bool(args.sigma) == bool(args.lipschitz):
         raise ConfigError("give exactly one of --sigma SIGMA (smoothed h) or --lipschitz (h with a known bound)")
     out = _out(args, "runs/certify")
-    _save_settings(args, out)
     cfg = CertifyConfig(sigma=args.sigma, num_samples=args.samples, delta=args.delta, seed=args.seed)
     check_alpha(args.alphas)
     x, y = _data(args)
     g, h = _models(args)
-    header = {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
-    records = _sharded(out, "records.jsonl", x, y, (g, h), lambda xs, ys, idx, path: run_certify(
-        g, h, xs, ys, cfg, indices=idx, records_path=path, header=header), cfg.examples_per_record_batch)
-    if records is None:
+    records = run_certify(g, h, x, y, cfg, records_path=out / "records.jsonl", settings=_data_settings(args),
+                          fresh=args.fresh)
+    if not is_main_process():
         return 0
     g.cpu(), h.cpu()
     grid = [round(0.05 * i, 3) for i in range(41)]
-    summary = {"alphas": args.alphas}
+    curves = {}
     if args.lipschitz:
         lip = probability_lipschitz(h, 2, getattr(h, "input_shape", None) or tuple(x.shape[1:]))
-        summary["theorem1"] = certified_curve(records, args.alphas, grid, theorem=1, lipschitz=lip)
+        curves["theorem1"] = certified_curve(records, args.alphas, grid, theorem=1, lipschitz=lip)
     else:
         for thm in (1, 2):
-            summary[f"theorem{thm}"] = certified_curve(records, args.alphas, grid, theorem=thm, sigma=args.sigma,
-                                                       sound=args.sound)
-    write_json(out / "summary.json", summary)
-    for key in [k for k in summary if k.startswith("theorem")]:
-        c = summary[key]
-        curves = {f"alpha={a:.2f}": {"grid": grid, "certified": c["certified"][i], "clean": c["clean"][i]}
-                  for i, a in enumerate(c["alphas"])}
-        plot_certified(curves, out / f"certified_{key}", f"Certified accuracy, {key}")
-        for i, a in enumerate(c["alphas"]):
+            curves[f"theorem{thm}"] = certified_curve(records, args.alphas, grid, theorem=thm, sigma=args.sigma,
+                                                      sound=args.sound)
+    summary = CertifySummary(n=len(records), alphas=list(args.alphas), grid=grid,
+                             curves={k: {"clean": c["clean"], "certified": c["certified"]} for k, c in curves.items()},
+                             settings=_settings(args))
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
+    for key, c in summary.curves.items():
+        plot_certified({f"alpha={a:.2f}": {"grid": grid, "certified": c["certified"][i], "clean": c["clean"][i]}
+                        for i, a in enumerate(summary.alphas)}, out / f"certified_{key}", f"Certified accuracy, {key}")
+        for i, a in enumerate(summary.alphas):
             print(f"{key} alpha={a:.2f}: clean {100 * c['clean'][i]:.1f}%  certified@0.5 "
-                  f"{100 * c['certified'][i][10]:.1f}%  @1.0 {100 * c['certified'][i][20]:.1f}%")
-    print(f"\nwrote {out}/summary.json and plots")
+                  f"{100 * summary.certified_at(key, a, 0.5):.1f}%  @1.0 {100 * summary.certified_at(key, a, 1.0):.1f}%")
+    print(f"\nn = {summary.n}; wrote {out}/summary.json and plots")
     return 0
 
 
 def cmd_fig3(args) -> int:
     from .data import dataset_info
     from .experiments.certified import CertifyConfig, run_fig3
-    from .experiments.demo import write_json
     from .models import resolve_model
     from .reports import write_report
 
@@ -366,20 +425,21 @@ def cmd_fig3(args) -> int:
     if args.baseline_sigma >= args.sigma:
         raise ConfigError("--baseline-sigma should be smaller than --sigma (the paper's matched-accuracy baseline)")
     out = _out(args, "runs/fig3")
-    _save_settings(args, out)
     x, y = _data(args)
-    ds = dataset_info(args.dataset).name
+    info = dataset_info(args.dataset)
     g, h = _models(args)
-    base = resolve_model(args.baseline, ds)
-    lip = resolve_model(args.lipschitz_model, ds) if args.lipschitz_model else None
+    base = _checked_model(resolve_model(args.baseline, info.name), args.baseline, info)
+    lip = _checked_model(resolve_model(args.lipschitz_model, info.name), args.lipschitz_model, info) \
+        if args.lipschitz_model else None
     result = run_fig3(g, h, args.sigma, base, args.baseline_sigma, lip, x, y, samples=args.samples, delta=args.delta,
-                      seed=args.seed, records_dir=out,
-                      header={"std": args.std, "smooth": args.rob, "baseline": args.baseline,
-                              "lip": args.lipschitz_model, "dataset": ds, "split": args.split})
+                      seed=args.seed, records_dir=out, fresh=args.fresh,
+                      settings={"std": args.std, "smooth": args.rob, "baseline": args.baseline,
+                                "lip": args.lipschitz_model, "dataset": info.name, "split": args.split})
     summary = {"settings": {"smooth_sigma": args.sigma, "baseline_sigma": args.baseline_sigma,
                             "certify_samples": args.samples, "certify_delta": args.delta},
                "certified": result}
     write_json(out / "summary.json", summary)
+    write_json(out / "settings.json", _settings(args))
     paths = write_report(summary, out)
     rs = result["rs"]
     print(f"alpha = {rs['alpha']:.2f} matches the baseline's clean accuracy {100 * rs['baseline_clean']:.1f}%")
@@ -388,75 +448,37 @@ def cmd_fig3(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .training import TrainConfig, accuracy, train, train_zoo_model
+    from .training import TrainConfig, train_checkpoint, train_zoo_model
 
     if args.zoo:
-        path = train_zoo_model(args.zoo, args.out)
-        print(f"wrote {path}")
+        print(f"wrote {train_zoo_model(args.zoo, args.out)}")
         return 0
-    from .data import load_dataset
-    from .models import ModelCard, create_model, save_checkpoint
-
     if not args.out:
         raise ConfigError("--out PATH is required (where to write the checkpoint)")
     cfg = TrainConfig(args.recipe, epochs=args.epochs, eps=args.eps, norm=args.norm, sigma=args.sigma, lr=args.lr,
                       seed=args.seed, optimizer="adam" if args.recipe == "lipschitz" else "sgd")
-    model = create_model(args.arch, **({"constrained": True} if args.arch == "lipschitz-cnn" else {}))
-    x, y = load_dataset(args.dataset, "train")
-    out = Path(args.out).with_suffix(".safetensors")
-    model, history = train(model, x, y, cfg, state_path=out.with_suffix(".train-state.pt"))
-    kwargs = {}
-    if args.arch == "lipschitz-cnn":
-        model, kwargs = model.export(), {"constrained": False}
-    xv, yv = load_dataset(args.dataset, "val")
-    card = ModelCard(name=out.stem, arch=args.arch, arch_kwargs=kwargs, dataset=args.dataset, recipe=args.recipe,
-                     hyperparameters=cfg.to_dict(), seed=args.seed,
-                     metrics={"clean": {"accuracy": accuracy(model, xv, yv), "split": "val", "n": len(xv)}},
-                     train_seconds=round(sum(h["seconds"] for h in history), 1))
-    save_checkpoint(model, card, out)
-    out.with_suffix(".train-state.pt").unlink(missing_ok=True)
-    print(f"wrote {out} (validation accuracy {100 * card.metrics['clean']['accuracy']:.2f}%)")
+    path, card = train_checkpoint(args.arch, cfg, args.dataset, args.out)
+    print(f"wrote {path} (validation accuracy {100 * card.metrics['clean']['accuracy']:.2f}%)")
     return 0
 
 
 def cmd_calibrate(args) -> int:
-    from .experiments import CertifyConfig, SweepConfig, certified_curve, run_certify, run_sweep
-    from .experiments.calibrate import binomial_ci, choose_alpha
-    from .experiments.demo import write_json
+    from .data import load_dataset
+    from .experiments.calibrate import CalibrateSettings, run_calibration
 
-    if args.objective in ("clean", "robust") and args.target is None:
-        raise ConfigError(f"--objective {args.objective} needs --target (an accuracy in [0, 1])")
-    if args.objective == "certified" and not args.sigma:
-        raise ConfigError("--objective certified needs --sigma (the smoothing noise of --rob)")
-    check_alpha(args.alphas)
-    check_eps(args.eps)
+    cal = CalibrateSettings(objective=args.objective, target=args.target, alphas=args.alphas, eps=args.eps,
+                            norm=args.norm, steps=args.steps, sigma=args.sigma, radius=args.radius,
+                            samples=args.samples, seed=args.seed)
     out = _out(args, "runs/calibrate")
-    _save_settings(args, out)
     g, h = _models(args)
-    result = {}
-    for split in ("val", "test"):
-        args.split = split
-        x, y = _data(args)
-        alphas = args.alphas if split == "val" else [result["choice"]["alpha"]]
-        if args.objective == "certified":
-            recs = run_certify(g, h, x, y, CertifyConfig(sigma=args.sigma, num_samples=args.samples, seed=args.seed),
-                               records_path=out / f"{split}-certify.jsonl", header={"std": args.std, "rob": args.rob})
-            cur = certified_curve(recs, alphas, [args.radius], theorem=2, sigma=args.sigma)
-            clean, robust = cur["clean"], [row[0] for row in cur["certified"]]
-        else:
-            cfg = SweepConfig(alphas=alphas, eps=args.eps, norm=args.norm, steps=args.steps, seed=args.seed,
-                              attacks=("mix",))
-            summ = run_sweep(g, h, x, y, cfg, records_path=out / f"{split}-sweep.jsonl",
-                             header={"std": args.std, "rob": args.rob, "split": split})
-            clean, robust = summ["accuracy"]["clean"], summ["accuracy"]["mix"]
-        if split == "val":
-            result["choice"] = choose_alpha(alphas, clean, robust, len(x), args.objective, args.target).to_dict()
-        else:
-            n = len(x)
-            result["test"] = {"n": n, "clean": clean[0], "clean_ci95": binomial_ci(round(clean[0] * n), n),
-                              "robust": robust[0], "robust_ci95": binomial_ci(round(robust[0] * n), n)}
-    write_json(out / "calibration.json", result)
-    c, t = result["choice"], result["test"]
+    if args.n <= 0:
+        raise ConfigError(f"--num-examples must be positive, got {args.n}")
+    splits = {split: tuple(t[:args.n] for t in load_dataset(args.dataset, split, args.data_root))
+              for split in ("val", "test")}
+    summary = run_calibration(g, h, splits, cal, out, settings=_data_settings(args), fresh=args.fresh)
+    summary.save(out / "calibration.json")
+    write_json(out / "settings.json", _settings(args))
+    c, t = summary.choice, summary.test
     what = "certified@%.2f" % args.radius if args.objective == "certified" else f"PGD-{args.steps}"
     print(f"alpha = {c['alpha']:.2f} ({args.objective}, target {args.target}; "
           f"{'met' if c['feasible'] else 'NOT met, closest shown'} on validation)")
@@ -471,28 +493,37 @@ def cmd_mix(args) -> int:
     import torch
 
     from .data import dataset_info
-    from .experiments.export import export_torchscript, save_mixed
+    from .experiments.export import export_onnx, export_program, save_mixed
     from .models import load
 
     check_alpha(args.alpha)
     info = dataset_info(args.dataset)
+    for flag, target in (("--export", args.export), ("--onnx", args.onnx)):
+        if target and Path(target).is_dir():
+            raise ConfigError(f"{flag} {target} is a folder; give a file name such as {Path(target) / 'mixed.pt2'}")
     g, h = _models(args)
     path = save_mixed(g, h, args.alpha, args.out, dataset=info.name)
     print(f"wrote {path} (load with robustmix.models.load)")
-    if args.torchscript:
-        ts = export_torchscript(load(path), torch.rand(2, *info.shape), args.torchscript)
-        print(f"wrote {ts} (load with torch.jit.load; inputs in [0, 1], outputs mixed log-probabilities)")
+    example = torch.rand(2, *info.shape)
+    if args.export:
+        exported = export_program(load(path), example, args.export)
+        print(f"wrote {exported} (load with torch.export.load(path).module(); inputs in [0, 1], outputs mixed "
+              "log-probabilities)")
+    if args.onnx:
+        print(f"wrote {export_onnx(load(path), example, args.onnx)}")
     return 0
 
 
 def cmd_report(args) -> int:
+    from ._io import read_json
     from .reports import terminal_summary, write_report
 
-    path = Path(args.folder) / "summary.json"
+    folder = Path(args.folder)
+    path = folder / "summary.json"
     if not path.is_file():
         raise ConfigError(f"{path} not found: run 'robustmix demo --out {args.folder}' first")
-    summary = json.loads(path.read_text())
-    paths = write_report(summary, args.folder)
+    summary = read_json(path, what="robustmix summary")
+    paths = write_report(summary, folder)
     print(terminal_summary(summary))
     print(f"\nreport: {paths['html']}")
     return 0
@@ -516,21 +547,37 @@ COMMANDS = {"demo": cmd_demo, "sweep": cmd_sweep, "tradeoff": cmd_tradeoff, "att
 
 
 def main(argv=None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        print(f"robustmix: error: {exc}", file=sys.stderr)
+        return 2
+    except RobustMixError as exc:
+        print(f"robustmix: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
-        _apply_config(args, parser)
         return COMMANDS[args.command](args)
-    except (RobustMixError, FileNotFoundError) as exc:
+    except (RobustMixError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if args.debug:
+            raise
         message = " ".join(str(exc).split())
         print(f"robustmix {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robustmix {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        _teardown()
+
+
+def _teardown() -> None:
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

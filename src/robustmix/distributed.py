@@ -2,7 +2,7 @@
 
 Each rank takes every world-th block of consecutive example indices (disjoint,
 no padding or duplicates, unlike ``DistributedSampler``), writes its own record file, and
-rank 0 merges them, sorted by example index, into exactly the records a single
+rank 0 merges them (:func:`robustmix.experiments.runner.merge_shards`), sorted by example index, into exactly the records a single
 process writes.  Randomness is seeded per example index, so the result does not
 depend on the number of ranks.  A restarted rank (``torchrun --max-restarts``)
 resumes from its own records.  Each rank uses its local GPU when there is one,
@@ -12,14 +12,11 @@ else the CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
 
 import torch
-
-from .models.checkpoint import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +79,3 @@ def setup() -> Dist:
 def teardown(info: Dist) -> None:
     if info.active and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-def merge_records(path: Path, world: int) -> list[dict]:
-    """Merge ``stem.rank{r}.jsonl`` files into ``path``: one header, records sorted by index."""
-    header, records = None, {}
-    for r in range(world):
-        part = path.with_name(f"{path.stem}.rank{r}{path.suffix}")
-        for line in part.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("header"):
-                header = header or rec
-            elif int(rec["index"]) in records:
-                raise RuntimeError(f"example {rec['index']} appears in two shards; the shards overlap")
-            else:
-                records[int(rec["index"])] = rec
-    ordered = [records[k] for k in sorted(records)]
-    lines = [json.dumps(header, separators=(",", ":"))] + [json.dumps(r, separators=(",", ":")) for r in ordered]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return ordered

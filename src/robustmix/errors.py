@@ -33,3 +33,7 @@ class DataNotFoundError(RobustMixError, FileNotFoundError):
 
 class AttackError(RobustMixError, RuntimeError):
     """An attack cannot be carried out faithfully (e.g. the target's gradient is NaN)."""
+
+
+class RunError(RobustMixError, RuntimeError):
+    """A long run cannot go on faithfully (an experiment returned the wrong records, shards overlap, ...)."""

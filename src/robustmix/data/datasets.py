@@ -165,6 +165,10 @@ def download(info: DatasetInfo, dest: Path, timeout: float = 30.0) -> Path:
 def find_dataset(name: str, root=None, allow_download: bool = True) -> Path:
     """Return the folder holding ``name``'s files, downloading them if needed and possible."""
     info = dataset_info(name)
+    if root is not None and not Path(root).is_dir():
+        what = "is a file, not a folder" if Path(root).exists() else "does not exist"
+        raise DataNotFoundError(f"data root {root} {what}; pass the folder that holds the {info.name} files "
+                                "(or leave it out to search the known places)")
     tried = candidate_dirs(info, root)
     for folder in tried:
         if _has_files(info, folder):

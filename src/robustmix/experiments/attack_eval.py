@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from tqdm.auto import tqdm
 
-from .._validation import check_eps, check_p, model_device
+from .._validation import check_eps, check_p, check_positive_int
+from ..errors import ConfigError
 from ..attacks.autoattack import run_autoattack
 from ..attacks.pgd import PGD
-from .records import RecordStore
+from ..results import AttackSummary, rate_ci
+from .runner import run_records
 from .sweep import example_seeds
+
+
+AUTOATTACK_CHOICES = ("none", "standard", "rand", "plus", "square", "custom")
 
 
 @dataclasses.dataclass
@@ -20,63 +24,58 @@ class AttackConfig:
     norm: str = "inf"
     steps: int = 50
     restarts: int = 1
-    autoattack: str = "standard"    # none, standard, rand, plus, square
+    autoattack: str = "standard"    # none, standard, rand, plus, square, custom (with ``attacks``)
+    attacks: list | None = None     # AutoAttack's attacks for autoattack="custom", e.g. ["apgd-ce", "apgd-t"]
     batch_size: int = 250
     seed: int = 0
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
         check_p(self.norm)
+        check_positive_int(self.steps, name="steps", minimum=0)
+        check_positive_int(self.restarts, name="restarts")
+        check_positive_int(self.batch_size, name="batch_size")
+        if self.autoattack not in AUTOATTACK_CHOICES:
+            raise ConfigError(f"autoattack must be one of {', '.join(AUTOATTACK_CHOICES)}, got {self.autoattack!r}")
+        if (self.autoattack == "custom") != bool(self.attacks):
+            raise ConfigError("give AutoAttack's attacks (e.g. ['apgd-ce', 'apgd-t']) exactly when autoattack='custom'")
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
 
-def run_attack_eval(model, x, y, cfg: AttackConfig, *, indices=None, records_path=None, header=None,
-                    progress: bool = True) -> list[dict]:
-    indices = torch.arange(len(x)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-    store = RecordStore(records_path, {"kind": "attack", **cfg.to_dict(), **(header or {})}) if records_path else None
-    pending = store.missing(indices) if store else indices.tolist()
-    position = {int(i): p for p, i in enumerate(indices.tolist())}
-    out = list(store.ordered(indices)) if store else []
-    dev = model_device(model)
-    for start in tqdm(range(0, len(pending), cfg.batch_size), desc="attack", unit="batch", disable=not progress):
-        idx = torch.tensor(pending[start:start + cfg.batch_size])
-        rows = torch.tensor([position[int(i)] for i in idx])
-        xb, yb = x[rows].to(dev), y[rows].to(dev)
-        with torch.no_grad():
-            clean = model(xb).argmax(1) == yb
+def attack_batch(model, xb, yb, idx, cfg: AttackConfig) -> list[dict]:
+    """Per-example clean / PGD / AutoAttack outcomes for one batch (AutoAttack seeded by the batch's first index)."""
+    with torch.no_grad():
+        clean = model(xb).argmax(1) == yb
+    recs = [{"clean": bool(c)} for c in clean.tolist()]
+    if cfg.steps > 0:
         xa = PGD(model, cfg.eps, cfg.norm, steps=cfg.steps, restarts=cfg.restarts)(xb, yb, example_seeds(idx, cfg.seed))
         with torch.no_grad():
-            pgd_ok = model(xa).argmax(1) == yb
-        aa_ok, warnings = None, []
-        if cfg.autoattack != "none":
-            version, attacks = ("custom", ["square"]) if cfg.autoattack == "square" else (cfg.autoattack, None)
-            res = run_autoattack(model, xb, yb, cfg.eps, cfg.norm, version=version, attacks=attacks,
-                                 seed=cfg.seed + int(idx[0]), batch_size=len(xb))
-            aa_ok, warnings = res.robust, res.warnings
-        recs = []
-        for j, i in enumerate(idx.tolist()):
-            rec = {"index": i, "label": int(yb[j]), "clean": bool(clean[j]), "pgd": bool(pgd_ok[j])}
-            if aa_ok is not None:
-                rec["autoattack"] = bool(aa_ok[j])
-                if j == 0 and warnings:
-                    rec["autoattack_warnings"] = warnings
-            recs.append(rec)
-        if store:
-            store.append(recs)
-        out += recs
-    return sorted(out, key=lambda r: r["index"])
+            for r, ok in zip(recs, (model(xa).argmax(1) == yb).tolist()):
+                r["pgd"] = bool(ok)
+    if cfg.autoattack != "none":
+        version, attacks = ("custom", ["square"]) if cfg.autoattack == "square" else (cfg.autoattack, cfg.attacks)
+        res = run_autoattack(model, xb, yb, cfg.eps, cfg.norm, version=version, attacks=attacks,
+                             seed=cfg.seed + int(idx[0]), batch_size=len(xb))
+        for r, ok in zip(recs, res.robust.tolist()):
+            r["autoattack"] = bool(ok)
+        if res.warnings:
+            recs[0]["autoattack_warnings"] = res.warnings
+    return recs
 
 
-def summarize_attack(records: list[dict]) -> dict:
+def run_attack_eval(model, x, y, cfg: AttackConfig, *, indices=None, records_path=None, settings: dict | None = None,
+                    fresh: bool = False, progress: bool = True) -> list[dict]:
+    return run_records(records_path, lambda xb, yb, idx: attack_batch(model, xb, yb, idx, cfg), x, y, kind="attack",
+                       settings={**cfg.to_dict(), **(settings or {})}, models={"model": model}, indices=indices,
+                       batch_size=cfg.batch_size, fresh=fresh, progress=progress, desc="attack")
+
+
+def summarize_attack(records: list[dict], alpha: float, cfg: AttackConfig) -> AttackSummary:
     n = len(records)
-    summary = {"n": n}
-    for key in ("clean", "pgd", "autoattack"):
-        if records and key in records[0]:
-            summary[key] = sum(r[key] for r in records) / n
+    acc = {key: sum(r[key] for r in records) / n for key in ("clean", "pgd", "autoattack") if records and key in records[0]}
     warns = sorted({w for r in records for w in r.get("autoattack_warnings", [])})
-    if warns:
-        summary["autoattack_warnings"] = warns
-    return summary
+    return AttackSummary(n=n, alpha=alpha, settings=cfg.to_dict(), accuracy=acc,
+                         ci95={k: rate_ci(v, n) for k, v in acc.items()}, autoattack_warnings=warns)

@@ -20,14 +20,13 @@ import math
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .._validation import check_alpha, check_positive_int, model_device
+from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
 from ..certify.smoothing import SmoothedClassifier
 from ..errors import ConfigError, InputError
-from .records import RecordStore
+from .runner import run_records
 
 
 @dataclasses.dataclass
@@ -58,46 +57,29 @@ def _probs_list(t: torch.Tensor) -> list:
     return [float(v) for v in t.tolist()]
 
 
+def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -> list[dict]:
+    """Records for one batch: g's probabilities, and h's (point estimate and sound bounds when smoothed)."""
+    with torch.no_grad():
+        g_probs = std_model(xb).double().softmax(-1).cpu()
+        if smoother is None:
+            h_probs = rob_model(xb).double().softmax(-1).cpu()
+            return [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(h_probs[j])} for j in range(len(xb))]
+    est = smoother.sample(xb, idx.tolist())
+    lower, upper = est.bounds(cfg.delta, cfg.estimator)
+    point = est.point(cfg.estimator)
+    return [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]), "h_lower": _probs_list(lower[j]),
+             "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
+
+
 def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None, records_path=None,
-                header: dict | None = None, progress: bool = True) -> list[dict]:
+                settings: dict | None = None, fresh: bool = False, progress: bool = True) -> list[dict]:
     """Compute (or resume) the per-example records needed for certified curves."""
-    if len(x) != len(y):
-        raise InputError(f"{len(x)} inputs but {len(y)} labels")
-    indices = torch.arange(len(x)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-    store = RecordStore(records_path, {"kind": "certify", **cfg.to_dict(), **(header or {})}) if records_path else None
-    pending = store.missing(indices) if store else indices.tolist()
-    position = {int(i): p for p, i in enumerate(indices.tolist())}
     smoother = SmoothedClassifier(rob_model, cfg.sigma, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
                                   seed=cfg.seed) if cfg.sigma else None
-    out = list(store.ordered(indices)) if store else []
-    bar = tqdm(total=len(pending), desc="certify", unit="img", disable=not progress)
-    for start in range(0, len(pending), cfg.examples_per_record_batch):
-        idx = pending[start:start + cfg.examples_per_record_batch]
-        rows = torch.tensor([position[i] for i in idx])
-        xb = x[rows].to(model_device(std_model))
-        with torch.no_grad():
-            g_probs = std_model(xb).double().softmax(-1).cpu()
-            if smoother is None:
-                h_probs = rob_model(xb).double().softmax(-1).cpu()
-        recs = []
-        if smoother is not None:
-            est = smoother.sample(xb, idx, progress=bar)
-            lower, upper = est.bounds(cfg.delta, cfg.estimator)
-            point = est.point(cfg.estimator)
-            for j, i in enumerate(idx):
-                recs.append({"index": i, "label": int(y[rows[j]]), "g_probs": _probs_list(g_probs[j]),
-                             "h_probs": _probs_list(point[j]), "h_lower": _probs_list(lower[j]),
-                             "h_upper": _probs_list(upper[j])})
-        else:
-            bar.update(len(idx))
-            for j, i in enumerate(idx):
-                recs.append({"index": i, "label": int(y[rows[j]]), "g_probs": _probs_list(g_probs[j]),
-                             "h_probs": _probs_list(h_probs[j])})
-        if store:
-            store.append(recs)
-        out += recs
-    bar.close()
-    return sorted(out, key=lambda r: r["index"])
+    return run_records(records_path, lambda xb, yb, idx: certify_batch(std_model, rob_model, smoother, xb, idx, cfg),
+                       x, y, kind="certify", settings={**cfg.to_dict(), **(settings or {})},
+                       models={"std": std_model, "rob": rob_model}, indices=indices,
+                       batch_size=cfg.examples_per_record_batch, fresh=fresh, progress=progress, desc="certify")
 
 
 def _stack(records, key):
@@ -162,7 +144,7 @@ def match_clean_accuracy(records, target: float, alphas=None) -> float:
 
 def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma: float, lipschitz_model, x, y, *,
              samples: int = 10_000, delta: float = 0.001, seed: int = 0, records_dir=None, progress: bool = True,
-             header: dict | None = None, grid=None) -> dict:
+             settings: dict | None = None, grid=None, fresh: bool = False) -> dict:
     """The paper's Fig. 3 setting, plus Theorem 1 with a Lipschitz network.
 
     A smoothed h (noise ``sigma``) is mixed at the alpha whose clean accuracy matches a smoothed
@@ -180,7 +162,7 @@ def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma
     for tag, base, sig in (("smooth", smooth_base, sigma), ("baseline", baseline_base, baseline_sigma)):
         cfg = CertifyConfig(sigma=sig, num_samples=samples, delta=delta, seed=seed, batch_size=min(samples, 2000))
         records[tag] = run_certify(std_model, base, x, y, cfg, records_path=rec / f"certify-{tag}.jsonl" if rec else None,
-                                   header={**(header or {}), "role": tag}, progress=progress)
+                                   settings={**(settings or {}), "role": tag}, fresh=fresh, progress=progress)
     base_clean = certified_curve(records["baseline"], 1.0, grid, theorem=2, sigma=baseline_sigma)["clean"][0]
     alpha = match_clean_accuracy(records["smooth"], base_clean)
     out["rs"] = {"alpha": alpha, "baseline_clean": base_clean}
@@ -193,7 +175,7 @@ def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma
         lip = probability_lipschitz(lipschitz_model, 2)
         lip_records = run_certify(std_model, lipschitz_model, x, y, CertifyConfig(sigma=None),
                                   records_path=rec / "certify-lipschitz.jsonl" if rec else None,
-                                  header={**(header or {}), "role": "lipschitz"}, progress=progress)
+                                  settings={**(settings or {}), "role": "lipschitz"}, fresh=fresh, progress=progress)
         alphas = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
         out["lipschitz"] = {"lipschitz_per_class": float(lip[0]),
                             "curve": certified_curve(lip_records, alphas, grid, theorem=1, lipschitz=lip)}

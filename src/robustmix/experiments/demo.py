@@ -11,18 +11,18 @@ Steps (each resumable from its records in ``out/records``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from ..attacks.autoattack import run_autoattack
+from .._io import write_json
+from ..results import rate_ci
 from ..data import load_dataset
 from ..mixing import MixedClassifier
 from ..models import load
+from .attack_eval import AttackConfig, run_attack_eval, summarize_attack
 from .certified import run_fig3
 from .sweep import SweepConfig, run_sweep
 from .tradeoff import TradeoffConfig, run_tradeoff
@@ -49,6 +49,7 @@ class DemoSettings:
     tradeoff_trusts: list = dataclasses.field(default_factory=lambda: ["one", "grad_std", "grad_max_std", "grad_ratio"])
     tradeoff_gammas: list = dataclasses.field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, float("inf")])
     n_autoattack: int = 100
+    autoattack_batch: int = 25
     autoattack_version: str = "custom"
     autoattack_attacks: list = dataclasses.field(default_factory=lambda: ["apgd-ce", "apgd-t"])
     n_certify: int = 200
@@ -63,33 +64,11 @@ class DemoSettings:
                    n_autoattack=50, autoattack_attacks=["apgd-ce"], n_certify=100, certify_samples=500)
 
 
-def _plain(obj):
-    """A strict-JSON copy: tensors as lists, NaN/inf as null (every reader accepts it)."""
-    if isinstance(obj, torch.Tensor):
-        return _plain(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as strict JSON (NaN/inf as null, other objects as their str), atomically."""
-    from ..models.checkpoint import atomic_write_bytes
-
-    text = json.dumps(_plain(obj), indent=2, allow_nan=False, default=str)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True) -> dict:
+def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True, fresh: bool = False) -> dict:
+    """Run (or resume) every step; each step's records live in ``out_dir/records`` and resume independently."""
     s = settings or DemoSettings()
     out = Path(out_dir)
     rec = out / "records"
-    rec.mkdir(parents=True, exist_ok=True)
-    write_json(out / "settings.json", dataclasses.asdict(s))
     t_start = time.perf_counter()
     timings = {}
     x, y = load_dataset("fashion-mnist", "test")
@@ -98,29 +77,33 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
 
     t0 = time.perf_counter()
     sweep_cfg = SweepConfig(alphas=s.alphas, eps=s.eps, steps=s.steps, seed=s.seed, batch_size=100)
+    names = {"std": s.std, "rob": s.rob, "dataset": "fashion-mnist", "split": "test"}
     sweep = run_sweep(g, h, x[:s.n_sweep], y[:s.n_sweep], sweep_cfg, records_path=rec / "sweep.jsonl",
-                      header={"std": s.std, "rob": s.rob}, progress=progress)
-    summary["sweep"] = sweep
+                      settings=names, fresh=fresh, progress=progress)
+    summary["sweep"] = sweep.to_dict()
     timings["sweep"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     tcfg = TradeoffConfig(trusts=s.tradeoff_trusts, spaces=["probs", "logits"], gammas=s.tradeoff_gammas, eps=s.eps,
                           steps=s.tradeoff_steps, seed=s.seed, batch_size=s.n_tradeoff)
     summary["tradeoff"] = run_tradeoff(g, h, x[:s.n_tradeoff], y[:s.n_tradeoff], tcfg,
-                                       records_path=rec / "tradeoff.jsonl", header={"std": s.std, "rob": s.rob},
-                                       progress=progress)
+                                       records_path=rec / "tradeoff.jsonl", settings=names, fresh=fresh,
+                                       progress=progress).to_dict()
     timings["tradeoff"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     alpha = best_tradeoff_alpha(sweep)
-    summary["autoattack"] = _autoattack_step(g, h, alpha, x[:s.n_autoattack], y[:s.n_autoattack], s, out)
-    acc = sweep["accuracy"]
+    summary["autoattack"] = _autoattack_step(g, h, alpha, x[:s.n_autoattack], y[:s.n_autoattack], s, rec, names,
+                                             fresh, progress)
     aa = summary["autoattack"]
     summary["headline"] = {
         "alpha": alpha,
-        "clean_g": acc["clean"][0], "clean_h": acc["clean"][-1], "clean_mix": acc["clean"][s.alphas.index(alpha)],
-        "pgd_mix": acc["mix"][s.alphas.index(alpha)], "pgd_h": acc["mix"][-1],
-        "aa_mix": aa["mixture"]["robust_accuracy"], "aa_h": aa["h"]["robust_accuracy"],
+        "clean_g": sweep.at("clean", 0.0), "clean_h": sweep.at("clean", 1.0), "clean_mix": sweep.at("clean", alpha),
+        "pgd_mix": sweep.at("mix", alpha), "pgd_h": sweep.at("mix", 1.0), "n_pgd": sweep.n,
+        "pgd_mix_ci95": rate_ci(sweep.at("mix", alpha), sweep.n), "pgd_h_ci95": rate_ci(sweep.at("mix", 1.0), sweep.n),
+        "aa_mix": aa["mixture"]["accuracy"]["autoattack"], "aa_h": aa["h"]["accuracy"]["autoattack"],
+        "aa_mix_ci95": aa["mixture"]["ci95"]["autoattack"], "aa_h_ci95": aa["h"]["ci95"]["autoattack"],
+        "n_aa": aa["h"]["n"],
     }
     hl = summary["headline"]
     hl["gap_closed"] = gap_closed(hl["clean_mix"], hl["clean_g"], hl["clean_h"])
@@ -128,7 +111,7 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
     timings["autoattack"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    summary["certified"] = _certify_step(x[:s.n_certify], y[:s.n_certify], s, g, rec, progress)
+    summary["certified"] = _certify_step(x[:s.n_certify], y[:s.n_certify], s, g, rec, progress, fresh)
     timings["certify"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
@@ -136,27 +119,21 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
     return summary
 
 
-def _autoattack_step(g, h, alpha, x, y, s: DemoSettings, out: Path) -> dict:
-    path = out / "records" / "autoattack.json"
-    key = {"alpha": alpha, "n": len(x), "eps": s.eps, "version": s.autoattack_version,
-           "attacks": s.autoattack_attacks, "std": s.std, "rob": s.rob, "seed": s.seed}
-    if path.exists():
-        done = json.loads(path.read_text())
-        if done.get("key") == key:
-            return done["result"]
+def _autoattack_step(g, h, alpha, x, y, s: DemoSettings, rec: Path, names: dict, fresh: bool, progress) -> dict:
+    """AutoAttack on h and on the mixture, per example through the runner (resumable like every step)."""
+    version = "standard" if s.autoattack_version == "standard" else "custom"
     result = {}
-    for name, model in (("h", h), ("mixture", MixedClassifier(g, h, alpha))):
-        res = run_autoattack(model, x, y, s.eps, "inf", version=s.autoattack_version,
-                             attacks=s.autoattack_attacks if s.autoattack_version == "custom" else None, seed=s.seed,
-                             batch_size=len(x), state_path=out / "records" / f"autoattack-{name}.state")
-        result[name] = {"robust_accuracy": res.robust_accuracy, "by_attack": res.accuracy_by_attack,
-                        "warnings": res.warnings, "alpha": 1.0 if name == "h" else alpha}
-    write_json(path, {"key": key, "result": result})
+    for name, model, a in (("h", h, 1.0), ("mixture", MixedClassifier(g, h, alpha), alpha)):
+        cfg = AttackConfig(eps=s.eps, norm="inf", steps=0, autoattack=version, batch_size=s.autoattack_batch,
+                           seed=s.seed, attacks=None if version == "standard" else list(s.autoattack_attacks))
+        records = run_attack_eval(model, x, y, cfg, records_path=rec / f"autoattack-{name}.jsonl",
+                                  settings={**names, "alpha": a}, fresh=fresh, progress=progress)
+        result[name] = summarize_attack(records, a, cfg).to_dict()
     return result
 
 
-def _certify_step(x, y, s: DemoSettings, g, rec: Path, progress) -> dict:
+def _certify_step(x, y, s: DemoSettings, g, rec: Path, progress, fresh) -> dict:
     return run_fig3(g, load(s.smooth_base), s.smooth_sigma, load(s.baseline_base), s.baseline_sigma,
                     load(s.lipschitz), x, y, samples=s.certify_samples, delta=s.certify_delta, seed=s.seed,
-                    records_dir=rec, progress=progress, header={"std": s.std, "smooth": s.smooth_base,
-                                                                 "baseline": s.baseline_base, "lip": s.lipschitz})
+                    records_dir=rec, progress=progress, fresh=fresh,
+                    settings={"std": s.std, "smooth": s.smooth_base, "baseline": s.baseline_base, "lip": s.lipschitz})

@@ -1,16 +1,17 @@
-"""Deployment: save a chosen mixed classifier as one checkpoint, and export it to TorchScript."""
+"""Deployment: save a chosen mixed classifier as one checkpoint, and export it with torch.export (or ONNX)."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from .._io import atomic_write_bytes
+from ..errors import ConfigError, ModelError
 from ..mixing import MixedClassifier
 from ..models import ModelCard, save_checkpoint
-from ..models.checkpoint import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def save_mixed(std_model, rob_model, alpha: float, path, *, dataset: str) -> Pat
         card = getattr(model, "card", None)
         if card is None:
             raise ModelError(f"the {role} model has no robustmix card, so its architecture cannot be rebuilt; "
-                             "use --torchscript to export it instead")
+                             "export it with --export instead")
         specs[role] = {"arch": card.arch, "kwargs": card.arch_kwargs}
         cards[role] = card.to_dict()
     mixed = MixedClassifier(std_model, rob_model, float(alpha))
@@ -35,28 +36,51 @@ def save_mixed(std_model, rob_model, alpha: float, path, *, dataset: str) -> Pat
     return save_checkpoint(mixed, card, path)
 
 
-def export_torchscript(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
-    """Trace ``model`` to TorchScript (loadable with plain ``torch.jit.load``), checking outputs match."""
-    import warnings
+def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
+    """Export ``model`` with ``torch.export`` (batch size dynamic), checking the exported outputs match.
 
+    Load it with ``torch.export.load(path).module()``; inputs in [0, 1], outputs as the model's.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name for the exported program, e.g. {path / 'mixed.pt2'}")
     model = model.eval()
     validate = getattr(model, "validate_inputs", None)
     if validate is not None:
-        model.validate_inputs = False  # input checks are Python control flow, not traceable
+        model.validate_inputs = False  # input checks are Python control flow, not exportable
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(model, example, check_trace=False)
-            ref, got = model(example), traced(example)
+        batch = torch.export.Dim("batch", min=1)
+        with torch.no_grad():
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+            ref, got = model(example), program.module()(example)
+    except Exception as exc:  # noqa: BLE001  (torch.export raises many types; report them as one)
+        raise ModelError(f"torch.export could not trace the model ({type(exc).__name__}: {exc}); "
+                         "use the robustmix checkpoint instead") from exc
     finally:
         if validate is not None:
             model.validate_inputs = validate
     if not torch.allclose(ref, got, atol=1e-5, rtol=1e-5):
-        raise ModelError("the TorchScript export does not reproduce the model's outputs (data-dependent control "
-                         "flow?); use the robustmix checkpoint instead")
-    import io
-
+        raise ModelError("the exported program does not reproduce the model's outputs; use the robustmix checkpoint")
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    torch.export.save(program, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
+    """Export to ONNX through ``torch.onnx`` (needs the optional ``onnx`` package)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxscript") from None
+    path = Path(path)
+    model = model.eval()
+    validate = getattr(model, "validate_inputs", None)
+    if validate is not None:
+        model.validate_inputs = False
+    try:
+        torch.onnx.export(model, (example,), str(path), dynamo=True)
+    finally:
+        if validate is not None:
+            model.validate_inputs = validate
+    return path

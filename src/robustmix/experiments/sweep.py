@@ -14,13 +14,13 @@ import logging
 import math
 
 import torch
-from tqdm.auto import tqdm
 
-from .._validation import check_alpha, check_eps, check_p, check_positive_int, model_device
+from .._validation import check_alpha, check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
-from .records import RecordStore
+from ..results import SweepSummary, rate_ci
+from .runner import _check_data, is_main_process, run_records
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class SweepConfig:
         self.eps = check_eps(self.eps)
         check_p(self.norm)
         check_positive_int(self.batch_size, name="batch_size")
+        check_positive_int(self.steps, name="steps")
+        check_positive_int(self.restarts, name="restarts")
+        if self.step_size is not None and not self.step_size > 0:
+            raise ConfigError(f"step_size must be positive (or None for the default), got {self.step_size!r}")
         self.attacks = tuple(self.attacks)
         unknown = set(self.attacks) - set(ATTACKS)
         if unknown:
@@ -109,48 +113,24 @@ def sweep_batch(std_model, rob_model, x, y, indices, cfg: SweepConfig) -> list[d
 
 
 
-def _check_data(x, y, indices):
-    if len(x) != len(y):
-        raise InputError(f"{len(x)} inputs but {len(y)} labels")
-    if indices is None:
-        return torch.arange(len(x))
-    indices = torch.as_tensor(indices, dtype=torch.long)
-    if len(indices) != len(x):
-        raise InputError("indices must give one dataset index per example")
-    if len(set(indices.tolist())) != len(indices):
-        raise InputError("indices must be unique")
-    return indices
-
-
 def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, indices=None, records_path=None,
-              header: dict | None = None, progress: bool = True) -> dict:
-    """Run (or resume) an alpha sweep; returns the summary (see :func:`summarize`).
+              settings: dict | None = None, fresh: bool = False, progress: bool = True) -> SweepSummary:
+    """Run (or resume) an alpha sweep through :func:`~robustmix.experiments.runner.run_records`.
 
     ``indices`` are the examples' dataset indices (default 0..n-1): they key the
-    records and seed the attacks.  With ``records_path`` every finished batch is
-    appended to a JSON Lines file, and a rerun continues where it stopped.
+    records and seed the attacks.  ``settings`` (data set, split, model names)
+    join the sweep's own settings in the records header.  Under ``torchrun``
+    ranks other than 0 return None (rank 0 gets the merged summary).
     """
     cfg = cfg or SweepConfig()
-    indices = _check_data(x, y, indices)
-    store = RecordStore(records_path, {"kind": "sweep", **cfg.to_dict(), **(header or {})}) if records_path else None
-    pending = torch.tensor(store.missing(indices) if store else indices.tolist(), dtype=torch.long)
-    position = {int(i): p for p, i in enumerate(indices.tolist())}
-    results = list(store.ordered(indices)) if store else []
-    if store and len(pending) < len(indices):
-        logger.info("resuming sweep: %d of %d examples already done", len(indices) - len(pending), len(indices))
-    batches = range(0, len(pending), cfg.batch_size)
-    for start in tqdm(batches, desc="alpha sweep", unit="batch", disable=not progress):
-        idx = pending[start:start + cfg.batch_size]
-        rows = torch.tensor([position[int(i)] for i in idx])
-        dev = model_device(std_model)
-        recs = sweep_batch(std_model, rob_model, x[rows].to(dev), y[rows].to(dev), idx, cfg)
-        if store:
-            store.append(recs)
-        results += recs
-    return summarize(sorted(results, key=lambda r: r["index"]), cfg.alphas)
+    records = run_records(records_path, lambda xb, yb, idx: sweep_batch(std_model, rob_model, xb, yb, idx, cfg),
+                          x, y, kind="sweep", settings={**cfg.to_dict(), **(settings or {})},
+                          models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,
+                          fresh=fresh, progress=progress, desc="alpha sweep")
+    return summarize(records, cfg.alphas) if is_main_process() else None
 
 
-def summarize(records: list[dict], alphas) -> dict:
+def summarize(records: list[dict], alphas) -> SweepSummary:
     """Accuracies per alpha and the Table I confidence gaps from per-example records."""
     n = len(records)
     if n == 0:
@@ -173,10 +153,11 @@ def summarize(records: list[dict], alphas) -> dict:
                 row[f"{cond}_{'correct' if correct else 'incorrect'}_n"] = len(gaps)
             row[f"{cond}_accuracy"] = sum(r[key][0] == r["label"] for r in records) / n
         table[model] = row
-    return {"alphas": list(alphas), "n": n, "accuracy": acc, "table1": table}
+    ci = {name: [rate_ci(v, n) for v in values] for name, values in acc.items()}
+    return SweepSummary(alphas=list(alphas), n=n, accuracy=acc, ci95=ci, table1=table)
 
 
-def naive_sweep(std_model, rob_model, x, y, cfg: SweepConfig, indices=None) -> dict:
+def naive_sweep(std_model, rob_model, x, y, cfg: SweepConfig, indices=None) -> SweepSummary:
     """Reference: every alpha evaluated on its own (redoing the base models' work each time)."""
     indices = _check_data(x, y, indices)
     seeds = example_seeds(indices, cfg.seed)

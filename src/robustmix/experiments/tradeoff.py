@@ -12,12 +12,12 @@ import dataclasses
 import math
 
 import torch
-from tqdm.auto import tqdm
 
-from .._validation import check_eps, check_gamma, check_p
+from .._validation import check_eps, check_gamma, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..mixing import FormulationMixture, Space, Trust
-from .records import RecordStore
+from ..results import TradeoffSummary
+from .runner import is_main_process, run_records
 from .sweep import example_seeds
 
 
@@ -43,6 +43,8 @@ class TradeoffConfig:
         self.gammas = [check_gamma(g) for g in self.gammas]
         self.eps = check_eps(self.eps)
         check_p(self.norm)
+        check_positive_int(self.steps, name="steps")
+        check_positive_int(self.batch_size, name="batch_size")
 
     def curves(self) -> list[str]:
         return [f"{t}|{s}" for t in self.trusts for s in self.spaces]
@@ -53,51 +55,42 @@ class TradeoffConfig:
         return d
 
 
+def tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg: TradeoffConfig) -> list[dict]:
+    """Per-example (clean, attacked) predictions at every gamma of every curve, for one batch."""
+    seeds = example_seeds(idx, cfg.seed)
+    curves = {}
+    for name in cfg.curves():
+        trust, space = name.split("|")
+        pairs = []
+        for gamma in cfg.gammas:
+            model = FormulationMixture(std_model, rob_model, gamma, formulation=3, trust=trust, space=space,
+                                       p=cfg.norm, validate_inputs=False)
+            with torch.no_grad():
+                clean = model(xb).argmax(1)
+            x_adv = PGD(model, cfg.eps, cfg.norm, steps=cfg.steps, step_size=cfg.step_size)(xb, yb, seeds)
+            with torch.no_grad():
+                adv = model(x_adv).argmax(1)
+            pairs.append(torch.stack([clean, adv], 1))
+        curves[name] = torch.stack(pairs, 1)  # (n, gammas, 2)
+    return [{"curves": {k: v[j].tolist() for k, v in curves.items()}} for j in range(len(xb))]
+
+
 def run_tradeoff(std_model, rob_model, x, y, cfg: TradeoffConfig | None = None, *, indices=None, records_path=None,
-                 header: dict | None = None, progress: bool = True) -> dict:
+                 settings: dict | None = None, fresh: bool = False, progress: bool = True) -> TradeoffSummary:
     cfg = cfg or TradeoffConfig()
-    indices = torch.arange(len(x)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-    store = RecordStore(records_path, {"kind": "tradeoff", **cfg.to_dict(), **(header or {})}) if records_path else None
-    pending = store.missing(indices) if store else indices.tolist()
-    position = {int(i): p for p, i in enumerate(indices.tolist())}
-    results = list(store.ordered(indices)) if store else []
-    total = math.ceil(len(pending) / cfg.batch_size) * len(cfg.curves()) * len(cfg.gammas)
-    bar = tqdm(total=total, desc="trade-off curves", unit="attack", disable=not progress)
-    for start in range(0, len(pending), cfg.batch_size):
-        idx = torch.tensor(pending[start:start + cfg.batch_size])
-        rows = torch.tensor([position[int(i)] for i in idx])
-        xb, yb = x[rows], y[rows]
-        seeds = example_seeds(idx, cfg.seed)
-        curves = {}
-        for name in cfg.curves():
-            trust, space = name.split("|")
-            pairs = []
-            for gamma in cfg.gammas:
-                model = FormulationMixture(std_model, rob_model, gamma, formulation=3, trust=trust, space=space,
-                                           p=cfg.norm, validate_inputs=False)
-                with torch.no_grad():
-                    clean = model(xb).argmax(1)
-                x_adv = PGD(model, cfg.eps, cfg.norm, steps=cfg.steps, step_size=cfg.step_size)(xb, yb, seeds)
-                with torch.no_grad():
-                    adv = model(x_adv).argmax(1)
-                pairs.append(torch.stack([clean, adv], 1))
-                bar.update(1)
-            curves[name] = torch.stack(pairs, 1)  # (n, gammas, 2)
-        recs = [{"index": int(i), "label": int(yb[j]), "curves": {k: v[j].tolist() for k, v in curves.items()}}
-                for j, i in enumerate(idx.tolist())]
-        if store:
-            store.append(recs)
-        results += recs
-    bar.close()
-    return summarize_tradeoff(sorted(results, key=lambda r: r["index"]), cfg)
+    records = run_records(records_path, lambda xb, yb, idx: tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg),
+                          x, y, kind="tradeoff", settings={**cfg.to_dict(), **(settings or {})},
+                          models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,
+                          fresh=fresh, progress=progress, desc="trade-off curves")
+    return summarize_tradeoff(records, cfg) if is_main_process() else None
 
 
-def summarize_tradeoff(records: list[dict], cfg: TradeoffConfig) -> dict:
+def summarize_tradeoff(records: list[dict], cfg: TradeoffConfig) -> TradeoffSummary:
     n = len(records)
-    out = {"n": n, "gammas": cfg.to_dict()["gammas"], "eps": cfg.eps, "norm": cfg.norm, "steps": cfg.steps,
-           "curves": {}}
+    out = TradeoffSummary(n=n, gammas=cfg.to_dict()["gammas"], eps=cfg.eps, norm=str(cfg.norm), steps=cfg.steps,
+                          curves={})
     for name in cfg.curves():
         clean = [sum(r["curves"][name][k][0] == r["label"] for r in records) / n for k in range(len(cfg.gammas))]
         adv = [sum(r["curves"][name][k][1] == r["label"] for r in records) / n for k in range(len(cfg.gammas))]
-        out["curves"][name] = {"clean": clean, "attacked": adv}
+        out.curves[name] = {"clean": clean, "attacked": adv}
     return out

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 
-def best_tradeoff_alpha(summary: dict, keep: float = 0.8, attack: str = "mix") -> float:
-    """The smallest alpha (most clean accuracy) whose ``attack`` accuracy keeps ``keep`` of h's (alpha = 1)."""
-    alphas = summary["alphas"]
-    adv = summary["accuracy"][attack]
+def best_tradeoff_alpha(summary, keep: float = 0.8, attack: str = "mix") -> float:
+    """The smallest alpha (most clean accuracy) whose ``attack`` accuracy keeps ``keep`` of h's (alpha = 1).
+
+    ``summary`` is a :class:`~robustmix.experiments.results.SweepSummary`.
+    """
+    alphas = summary.alphas
+    adv = summary.accuracy[attack]
     ref = adv[alphas.index(max(alphas))]
     ok = [a for a, v in zip(alphas, adv) if v >= keep * ref]
     return min(ok) if ok else max(alphas)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .._io import atomic_write_bytes  # noqa: F401  (re-exported for callers of this module)
 from ..errors import CheckpointError
 
 CARD_KEY = "robustmix_card"
@@ -52,22 +51,6 @@ class ModelCard:
         if unknown or not {"name", "arch", "arch_kwargs", "dataset"} <= set(data):
             raise CheckpointError(f"not a robustmix model card (unknown keys {sorted(unknown)} or missing required ones)")
         return cls(**data)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def sha256_file(path: Path) -> str:

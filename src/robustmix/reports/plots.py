@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..results import SweepSummary, TradeoffSummary  # noqa: E402
+
 TRUST_LABELS = {"one": "$R_i=1$", "grad_std": r"$R_i=\|\nabla g_i\|_{p*}$",
                 "grad_max_std": r"$R_i=\|\nabla \max_j g_j\|_{p*}$",
                 "grad_ratio": r"$R_i=\|\nabla g_i\|_{p*}/\|\nabla h_i\|_{p*}$"}
@@ -27,40 +29,43 @@ def _save(fig, path) -> list[Path]:
     return outs
 
 
-def plot_sweep(summary: dict, path, title: str = "") -> list[Path]:
-    """Fig. 2: clean / STD / ROB / MIX accuracy versus alpha."""
+def plot_sweep(summary: SweepSummary, path, title: str = "") -> list[Path]:
+    """Fig. 2: clean / STD / ROB / MIX accuracy versus alpha, shaded by 95% Clopper-Pearson intervals."""
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"clean": ("Clean", "k", "o"), "std": ("STD attack", "tab:blue", "s"),
               "rob": ("ROB attack", "tab:orange", "^"), "mix": ("MIX attack", "tab:red", "D")}
     for key, (label, color, marker) in styles.items():
-        if key in summary["accuracy"]:
-            ax.plot(summary["alphas"], [100 * v for v in summary["accuracy"][key]], label=label, color=color,
+        if key in summary.accuracy:
+            ax.plot(summary.alphas, [100 * v for v in summary.accuracy[key]], label=label, color=color,
                     marker=marker, ms=4)
+            lo, hi = zip(*summary.ci95[key])
+            ax.fill_between(summary.alphas, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=0.12,
+                            lw=0)
     ax.axvline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel(r"$\alpha$ (weight of the robust model $h$)")
     ax.set_ylabel("Accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    ax.set_title(title or f"Mixed classifier, n = {summary['n']}")
+    ax.set_title(title or f"Mixed classifier, n = {summary.n}")
     return _save(fig, path)
 
 
-def plot_tradeoff(summary: dict, path, title: str = "") -> list[Path]:
+def plot_tradeoff(summary: TradeoffSummary, path, title: str = "") -> list[Path]:
     """Fig. 1 / Fig. 4: attacked accuracy versus clean accuracy over gamma, per R_i and mixing space."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     colors = {"one": "tab:red", "grad_std": "tab:blue", "grad_max_std": "tab:green", "grad_ratio": "tab:purple"}
-    for name, curve in summary["curves"].items():
+    for name, curve in summary.curves.items():
         trust, space = name.split("|")
         ax.plot([100 * v for v in curve["clean"]], [100 * v for v in curve["attacked"]],
                 color=colors.get(trust, None), ls="-" if space == "probs" else "--", marker="o", ms=3,
                 label=f"{TRUST_LABELS.get(trust, trust)}, {'Softmax' if space == 'probs' else 'logits'}")
     ax.set_xlabel("Clean accuracy (%)")
-    norm = "\\infty" if str(summary.get("norm")) in ("inf", "linf") else "2"
-    ax.set_ylabel(f"PGD$_{{{summary.get('steps', '')}}}$ accuracy (%), $\\ell_{norm}$, $\\epsilon$={summary.get('eps')}")
+    norm = "\\infty" if str(summary.norm) in ("inf", "linf") else "2"
+    ax.set_ylabel(f"PGD$_{{{summary.steps}}}$ accuracy (%), $\\ell_{norm}$, $\\epsilon$={summary.eps}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=3.5)
-    ax.set_title(title or f"Trade-off over $\\gamma$, n = {summary['n']}")
+    ax.set_title(title or f"Trade-off over $\\gamma$, n = {summary.n}")
     return _save(fig, path)
 
 

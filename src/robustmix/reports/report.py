@@ -6,19 +6,39 @@ import base64
 import html
 from pathlib import Path
 
+from ..results import SweepSummary, TradeoffSummary
 from .plots import fmt_pct, plot_certified, plot_sweep, plot_tradeoff
+
+
+def _typed(summary: dict, key: str, cls):
+    value = summary.get(key)
+    return value if value is None or isinstance(value, cls) else cls.from_dict(value)
+
+
+def at_radius(grid: list, values: list, radius: float) -> float:
+    """The value at the largest grid radius <= ``radius`` (certified accuracy is non-increasing in the radius)."""
+    j = max(i for i, r in enumerate(grid) if r <= radius + 1e-12)
+    return values[j]
+
+
+def fmt_ci(value, ci) -> str:
+    """'66.4 [63.4, 69.3]': a percentage with its 95% interval."""
+    if ci is None:
+        return fmt_pct(value)
+    return f"{fmt_pct(value)} [{fmt_pct(ci[0])}, {fmt_pct(ci[1])}]"
 
 
 def figures(summary: dict, out_dir) -> dict[str, Path]:
     """Draw every figure the summary has data for; returns {name: png path}."""
     fig_dir = Path(out_dir) / "figures"
     figs = {}
-    if "sweep" in summary:
-        figs["fig2"] = plot_sweep(summary["sweep"], fig_dir / "fig2_alpha_sweep",
-                                  f"Fig. 2: mixed classifier on Fashion-MNIST, PGD, n = {summary['sweep']['n']}")[0]
-    if "tradeoff" in summary:
-        figs["fig1"] = plot_tradeoff(summary["tradeoff"], fig_dir / "fig1_trust_terms",
-                                     f"Fig. 1: options for $R_i$, n = {summary['tradeoff']['n']}")[0]
+    sweep, tradeoff = _typed(summary, "sweep", SweepSummary), _typed(summary, "tradeoff", TradeoffSummary)
+    if sweep is not None:
+        figs["fig2"] = plot_sweep(sweep, fig_dir / "fig2_alpha_sweep",
+                                  f"Fig. 2: mixed classifier on Fashion-MNIST, PGD, n = {sweep.n}")[0]
+    if tradeoff is not None:
+        figs["fig1"] = plot_tradeoff(tradeoff, fig_dir / "fig1_trust_terms",
+                                     f"Fig. 1: options for $R_i$, n = {tradeoff.n}")[0]
     cert = summary.get("certified")
     if cert:
         rs = cert["rs"]
@@ -45,11 +65,12 @@ def _one(curve: dict) -> dict:
     return {"grid": curve["grid"], "certified": curve["certified"][0], "clean": curve["clean"][0]}
 
 
-def sweep_table(summary: dict) -> list[list[str]]:
-    acc = summary["accuracy"]
-    rows = [["alpha"] + [k.upper() if k != "clean" else "Clean" for k in acc]]
-    for i, a in enumerate(summary["alphas"]):
-        rows.append([f"{a:.2f}"] + [fmt_pct(acc[k][i]) for k in acc])
+def sweep_table(summary: SweepSummary) -> list[list[str]]:
+    """Accuracy (%) with its 95% interval per alpha; the header names n."""
+    acc = summary.accuracy
+    rows = [[f"alpha (n = {summary.n})"] + [k.upper() if k != "clean" else "Clean" for k in acc]]
+    for i, a in enumerate(summary.alphas):
+        rows.append([f"{a:.2f}"] + [fmt_ci(acc[k][i], summary.ci95[k][i]) for k in acc])
     return rows
 
 
@@ -71,8 +92,10 @@ def headline_rows(hl: dict) -> list[list[str]]:
             ["chosen alpha (smallest keeping 80% of h's MIX-PGD accuracy)", f"{hl['alpha']:.2f}"],
             ["clean accuracy g / h / mixture", f"{fmt_pct(hl['clean_g'])} / {fmt_pct(hl['clean_h'])} / "
                                                f"{fmt_pct(hl['clean_mix'])} %"],
-            ["PGD (MIX attack) accuracy h / mixture", f"{fmt_pct(hl['pgd_h'])} / {fmt_pct(hl['pgd_mix'])} %"],
-            ["AutoAttack accuracy h / mixture", f"{fmt_pct(hl['aa_h'])} / {fmt_pct(hl['aa_mix'])} %"],
+            [f"PGD (MIX attack) accuracy h / mixture, n = {hl.get('n_pgd')}",
+             f"{fmt_ci(hl['pgd_h'], hl.get('pgd_h_ci95'))} / {fmt_ci(hl['pgd_mix'], hl.get('pgd_mix_ci95'))} %"],
+            [f"AutoAttack accuracy h / mixture, n = {hl.get('n_aa')}",
+             f"{fmt_ci(hl['aa_h'], hl.get('aa_h_ci95'))} / {fmt_ci(hl['aa_mix'], hl.get('aa_mix_ci95'))} %"],
             ["h-to-g clean-accuracy gap closed", f"{fmt_pct(hl['gap_closed'])} %"],
             ["h's AutoAttack accuracy kept", f"{fmt_pct(hl['kept_aa'])} %"]]
 
@@ -100,37 +123,38 @@ def _sections(summary: dict) -> list[tuple[str, str, list]]:
                 f"{s.get('autoattack_attacks') if s.get('autoattack_version') == 'custom' else ''} "
                 f"on {s.get('n_autoattack')} test images.")
         out.append(("Headline: the best trade-off alpha", text, [headline_rows(hl)]))
-        warns = summary["autoattack"]["mixture"]["warnings"] + summary["autoattack"]["h"]["warnings"]
+        warns = (summary["autoattack"]["mixture"]["autoattack_warnings"]
+                 + summary["autoattack"]["h"]["autoattack_warnings"])
         if warns:
             out.append(("AutoAttack checks", "AutoAttack raised: " + "; ".join(sorted(set(warns))), []))
-    if "sweep" in summary:
-        sw = summary["sweep"]
+    sw, t = _typed(summary, "sweep", SweepSummary), _typed(summary, "tradeoff", TradeoffSummary)
+    if sw is not None:
         out.append(("Fig. 2: accuracy versus alpha",
                     f"PGD-{s.get('steps')} (l_inf, eps = {s.get('eps')}) aimed at g (STD), at h (ROB) and at the "
-                    f"mixture end to end (MIX); {sw['n']} test images.", [sweep_table(sw)]))
+                    f"mixture end to end (MIX); {sw.n} test images; brackets: 95% Clopper-Pearson intervals.",
+                    [sweep_table(sw)]))
         out.append(("Table I: average gap between the top two probabilities",
-                    "Attacked columns: each model under PGD aimed at itself.", [table1_rows(sw["table1"])]))
-    if "tradeoff" in summary:
-        t = summary["tradeoff"]
+                    "Attacked columns: each model under PGD aimed at itself.", [table1_rows(sw.table1)]))
+    if t is not None:
         rows = [["R_i, space", "clean (%) over gamma", "attacked (%) over gamma"]]
-        for name, c in t["curves"].items():
+        for name, c in t.curves.items():
             rows.append([name, " ".join(fmt_pct(v) for v in c["clean"]), " ".join(fmt_pct(v) for v in c["attacked"])])
         out.append(("Fig. 1: trust terms R_i and mixing space",
-                    f"gamma in {t['gammas']}; PGD-{t['steps']} through the whole formulation; n = {t['n']}.", [rows]))
+                    f"gamma in {t.gammas}; PGD-{t.steps} through the whole formulation; n = {t.n}.", [rows]))
     if "certified" in summary:
         c = summary["certified"]
         rs = c["rs"]
         rows = [["curve", "clean", "r=0.25", "r=0.5", "r=1.0"]]
-        grid = c["grid"]
-        pick = [grid.index(v) for v in (0.25, 0.5, 1.0)]
+        radii = (0.25, 0.5, 1.0)
         for thm in ("thm1", "thm2", "thm1_sound", "thm2_sound"):
             for who in ("mixture", "baseline"):
                 cur = rs[thm][who]
-                rows.append([f"{thm} {who}", fmt_pct(cur["clean"][0])] + [fmt_pct(cur["certified"][0][i]) for i in pick])
+                rows.append([f"{thm} {who}", fmt_pct(cur["clean"][0])] +
+                            [fmt_pct(at_radius(cur["grid"], cur["certified"][0], r)) for r in radii])
         lc = c.get("lipschitz", {}).get("curve", {"alphas": []})
         for k, a in enumerate(lc["alphas"]):
             rows.append([f"Lipschitz net, alpha={a:.1f}", fmt_pct(lc["clean"][k])] +
-                        [fmt_pct(lc["certified"][k][i]) for i in pick])
+                        [fmt_pct(at_radius(lc["grid"], lc["certified"][k], r)) for r in radii])
         out.append(("Fig. 3: certified accuracy",
                     f"Smoothed h (sigma = {s.get('smooth_sigma')}) mixed at alpha = {rs['alpha']:.2f}, chosen so the "
                     f"mixture's clean accuracy matches the sigma = {s.get('baseline_sigma')} baseline "
@@ -181,5 +205,5 @@ def terminal_summary(summary: dict) -> str:
     if "headline" in summary:
         parts.append(text_table(headline_rows(summary["headline"])))
     if "sweep" in summary:
-        parts.append(text_table(sweep_table(summary["sweep"])))
+        parts.append(text_table(sweep_table(_typed(summary, "sweep", SweepSummary))))
     return "\n\n".join(parts)

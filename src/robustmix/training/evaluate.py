@@ -17,7 +17,8 @@ from pathlib import Path
 from ..attacks.autoattack import run_autoattack
 from ..data import load_dataset
 from ..models import load
-from ..models.checkpoint import atomic_write_bytes, card_path
+from .._io import atomic_write_bytes
+from ..models.checkpoint import card_path
 from ..models.registry import _resolve
 from .recipes import accuracy, robust_accuracy
 

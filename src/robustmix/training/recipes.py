@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .._validation import check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError
-from ..models.checkpoint import atomic_write_bytes
+from .._io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class TrainConfig:
             raise ConfigError("optimizer must be 'sgd' or 'adam'")
         check_positive_int(self.epochs, name="epochs")
         check_positive_int(self.batch_size, name="batch_size")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
+            raise ConfigError(f"lr must be a positive learning rate, got {self.lr!r}")
         check_eps(self.eps)
         check_eps(self.sigma, name="sigma")
         check_p(self.norm)

@@ -71,3 +71,25 @@ def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subs
     (out_dir / f"{name}.train-state.pt").unlink(missing_ok=True)
     logger.info("wrote %s (clean %.4f) in %.0f s", path, metrics["clean"]["accuracy"], time.perf_counter() - t0)
     return path
+
+
+def train_checkpoint(arch: str, cfg, dataset: str, out) -> tuple[Path, "ModelCard"]:
+    """Train ``arch`` with recipe settings ``cfg`` on ``dataset``'s training split (resumable) and save it."""
+    from ..data import load_dataset
+
+    model = create_model(arch, **({"constrained": True} if arch == "lipschitz-cnn" else {}))
+    x, y = load_dataset(dataset, "train")
+    out = Path(out).with_suffix(".safetensors")
+    state = out.with_suffix(".train-state.pt")
+    model, history = train(model, x, y, cfg, state_path=state)
+    kwargs = {}
+    if arch == "lipschitz-cnn":
+        model, kwargs = model.export(), {"constrained": False}
+    xv, yv = load_dataset(dataset, "val")
+    card = ModelCard(name=out.stem, arch=arch, arch_kwargs=kwargs, dataset=dataset, recipe=cfg.recipe,
+                     hyperparameters=cfg.to_dict(), seed=cfg.seed,
+                     metrics={"clean": {"accuracy": accuracy(model, xv, yv), "split": "val", "n": len(xv)}},
+                     train_seconds=round(sum(h["seconds"] for h in history), 1))
+    save_checkpoint(model, card, out)
+    state.unlink(missing_ok=True)
+    return out, card

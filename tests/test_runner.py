@@ -1,0 +1,183 @@
+"""The runner: records, resume, refusal, locking, exactly-n, corrupt lines (one test per failure it fixes)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from robustmix._io import exclusive_lock, weights_digest
+from robustmix.errors import ConfigError, InputError
+from robustmix.experiments import SweepConfig, read_records, run_records, run_sweep
+
+
+def _compute(calls=None):
+    def compute(xb, yb, idx):
+        if calls is not None:
+            calls.extend(idx.tolist())
+        return [{"value": float(v)} for v in xb.sum(1).tolist()]
+    return compute
+
+
+@pytest.fixture
+def xy():
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(20, 3, generator=gen), torch.randint(0, 4, (20,), generator=gen)
+
+
+def _run(path, x, y, calls=None, settings=None, model=None, **kw):
+    return run_records(path, _compute(calls), x, y, kind="toy", settings=settings or {"eps": 0.1},
+                       models={"m": model or nn.Linear(3, 4)}, batch_size=6, progress=False, **kw)
+
+
+def test_records_have_index_label_and_resume_skips_done(xy, tmp_path):
+    x, y = xy
+    torch.manual_seed(0)
+    model = nn.Linear(3, 4)
+    first = _run(tmp_path / "r.jsonl", x[:8], y[:8], model=model)
+    calls = []
+    both = _run(tmp_path / "r.jsonl", x, y, calls, model=model)
+    assert calls == list(range(8, 20))
+    assert [r["index"] for r in both] == list(range(20)) and both[:8] == first
+    assert all(r["label"] == int(y[r["index"]]) for r in both)
+
+
+def test_smaller_rerun_reports_exactly_the_requested_n(xy, tmp_path):
+    x, y = xy
+    model = nn.Linear(3, 4)
+    _run(tmp_path / "r.jsonl", x, y, model=model)
+    calls = []
+    few = _run(tmp_path / "r.jsonl", x[:5], y[:5], calls, model=model)
+    assert calls == [] and len(few) == 5
+    cfg = SweepConfig(alphas=[0.0, 1.0], steps=1, batch_size=4)
+    g, h = nn.Sequential(nn.Flatten(), nn.Linear(3, 4)), nn.Sequential(nn.Flatten(), nn.Linear(3, 4))
+    assert run_sweep(g, h, x, y, cfg, records_path=tmp_path / "s.jsonl", progress=False).n == 20
+    assert run_sweep(g, h, x[:7], y[:7], cfg, records_path=tmp_path / "s.jsonl", progress=False).n == 7
+
+
+def test_changed_weights_are_refused_and_nothing_changes(xy, tmp_path):
+    x, y = xy
+    model = nn.Linear(3, 4)
+    path = tmp_path / "r.jsonl"
+    _run(path, x[:6], y[:6], model=model)
+    before = path.read_bytes()
+    with torch.no_grad():
+        model.weight.add_(1e-3)
+    with pytest.raises(ConfigError, match="weights of m.*--fresh"):
+        _run(path, x, y, model=model)
+    with pytest.raises(ConfigError, match="eps"):
+        _run(path, x, y, settings={"eps": 0.2})
+    assert path.read_bytes() == before
+
+
+def test_fresh_moves_old_records_aside(xy, tmp_path):
+    x, y = xy
+    path = tmp_path / "r.jsonl"
+    _run(path, x[:6], y[:6])
+    calls = []
+    _run(path, x[:6], y[:6], calls, fresh=True)  # a new random model: would be refused without fresh
+    assert calls == list(range(6))
+    assert len(list(tmp_path.glob("r.jsonl.*.old"))) == 1
+
+
+def test_corrupt_middle_line_is_skipped_with_a_warning_and_recomputed(xy, tmp_path, caplog):
+    x, y = xy
+    model = nn.Linear(3, 4)
+    path = tmp_path / "r.jsonl"
+    ref = _run(path, x, y, model=model)
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3][:10] + "#garbage"
+    lines[5] = json.dumps({"no_index": True})
+    path.write_text("\n".join(lines) + "\n")
+    calls = []
+    again = _run(path, x, y, calls, model=model)
+    assert sorted(calls) == [2, 4]  # line 1 is the header, so lines 4 and 6 held examples 2 and 4
+    assert again == ref
+    text = caplog.text
+    assert "line 4 is corrupt" in text and "line 6 has no integer 'index'" in text
+
+
+def test_torn_last_line_is_cut_and_recomputed(xy, tmp_path):
+    x, y = xy
+    model = nn.Linear(3, 4)
+    path = tmp_path / "r.jsonl"
+    ref = _run(path, x, y, model=model)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-7])  # the last record loses its end
+    calls = []
+    assert _run(path, x, y, calls, model=model) == ref and calls == [19]
+    assert path.read_bytes().count(b"\n") == 21
+
+
+def test_header_only_file_does_not_block_a_corrected_rerun(xy, tmp_path):
+    x, y = xy
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"header": True, "kind": "toy", "settings": {"eps": 0.5}, "models": {}}) + "\n")
+    assert len(_run(path, x, y)) == 20
+
+
+def test_second_run_into_the_same_output_is_locked_out(xy, tmp_path):
+    x, y = xy
+    path = tmp_path / "r.jsonl"
+    with exclusive_lock(tmp_path / ".r.jsonl.lock"):
+        with pytest.raises(ConfigError, match="another robustmix run"):
+            _run(path, x, y)
+    assert not path.exists()
+
+
+def test_bad_data_is_refused(xy):
+    x, y = xy
+    with pytest.raises(InputError, match="labels"):
+        _run(None, x, y[:3])
+    with pytest.raises(InputError, match="unique"):
+        _run(None, x[:2], y[:2], indices=[1, 1])
+
+
+def test_weights_digest_tracks_values_not_identity():
+    torch.manual_seed(0)
+    a = nn.Linear(3, 4)
+    b = nn.Linear(3, 4)
+    b.load_state_dict(a.state_dict())
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        b.bias[0] += 1e-6
+    assert weights_digest(a) != weights_digest(b)
+
+
+KILL_SCRIPT = """
+import sys, torch
+from torch import nn
+from robustmix.experiments import run_records
+gen = torch.Generator().manual_seed(0)
+x, y = torch.rand(40, 3, generator=gen), torch.randint(0, 4, (40,), generator=gen)
+torch.manual_seed(1)
+model = nn.Linear(3, 4)
+def compute(xb, yb, idx):
+    import time; time.sleep(0.02)
+    with torch.no_grad():
+        return [{"logits": v} for v in model(xb).tolist()]
+run_records(sys.argv[1], compute, x, y, kind="toy", settings={}, models={"m": model}, batch_size=3, progress=False)
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_killed_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, seed):
+    """kill -9 a run at a random moment (possibly several times), resume, compare with a run never killed."""
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref = tmp_path / "ref.jsonl"
+    subprocess.run([sys.executable, str(script), str(ref)], check=True, env=env)
+    path = tmp_path / "killed.jsonl"
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env)
+        time.sleep(1.0 + float(torch.rand(1, generator=gen)) * 1.0)
+        proc.kill()
+        proc.wait()
+    subprocess.run([sys.executable, str(script), str(path)], check=True, env=env)
+    assert read_records(path) == read_records(ref)
