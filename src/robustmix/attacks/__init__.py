@@ -11,3 +11,7 @@ __all__ += ["AutoAttackResult", "run_autoattack"]
 from .masking import MaskingReport, gradient_masking_check  # noqa: E402
 
 __all__ += ["MaskingReport", "gradient_masking_check"]
+
+from .evaluate import WorstCaseResult, attack_members, evaluate  # noqa: E402
+
+__all__ += ["WorstCaseResult", "attack_members", "evaluate"]

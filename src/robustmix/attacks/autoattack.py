@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 _NORMS = {1.0: "L1", 2.0: "L2", math.inf: "Linf"}
 VERSIONS = ("standard", "plus", "rand", "custom")
+STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 
 @dataclasses.dataclass
@@ -55,7 +56,9 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
 
     ``version``: "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus", "rand"
     (EOT versions for randomized defenses) or "custom" with ``attacks`` (e.g.
-    ``["square"]`` for a black-box check against gradient masking).
+    ``["square"]`` for a black-box check against gradient masking).  With
+    "standard", ``attacks`` may pick a subset of its members (in the given
+    order), each run with the standard version's settings.
     ``state_path`` lets AutoAttack resume an interrupted evaluation; ``square_queries``
     overrides Square's query budget (5,000 in the standard version).
     """
@@ -68,9 +71,16 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
         raise ConfigError(f"unknown AutoAttack version {version!r}: use one of {', '.join(VERSIONS)}")
     if version == "custom" and not attacks:
         raise ConfigError("version='custom' needs attacks=[...], e.g. ['square'] or ['apgd-ce', 'apgd-t']")
+    if version == "standard" and attacks is not None:
+        unknown = [a for a in attacks if a not in STANDARD_ATTACKS]
+        if unknown or not attacks:
+            raise ConfigError(f"version='standard' runs a subset of {', '.join(STANDARD_ATTACKS)} with the standard "
+                              f"settings; got attacks={list(attacks)!r}")
     device = x.device
     adversary = AutoAttack(model, attacks=attacks if version == "custom" else None, device=device, eps=eps,
                            norm=_NORMS[p], seed=seed, version=version)
+    if version == "standard" and attacks is not None:
+        adversary.attacks_to_run = list(attacks)
     if square_queries is not None:
         adversary.square.n_queries = int(square_queries)
     with torch.no_grad():

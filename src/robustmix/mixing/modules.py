@@ -114,9 +114,41 @@ class MixedClassifier(_BasePair):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_components(x).log_probs
 
+    def attack_surrogates(self) -> dict[str, nn.Module]:
+        """Differentiable stand-ins for gradient attacks (the protocol :func:`robustmix.attacks.evaluate` uses).
+
+        ``"mix-T<T>"``: the mixture with g's softmax at temperature T,
+        ``log((1 - alpha) softmax(g(x) / T) + alpha softmax(h(x)))``, for T = 1 (the
+        model itself), 4 and 16 (a flatter g lets gradients through where g's
+        softmax saturates); ``"h"``: the robust model alone.  Attacks follow
+        their gradients but every candidate is judged on this model.
+        """
+        surrogates: dict[str, nn.Module] = {"mix-T1": self}
+        for t in (4.0, 16.0):
+            surrogates[f"mix-T{t:g}"] = _TemperedMixture(self, t)
+        surrogates["h"] = self.rob_model
+        return surrogates
+
     def extra_repr(self) -> str:
         a = self.alpha.tolist()
         return f"alpha={a if isinstance(a, list) else round(a, 6)}"
+
+
+class _TemperedMixture(nn.Module):
+    """Eq. (4) with g's logits divided by a temperature: an attack surrogate, not a classifier to deploy."""
+
+    def __init__(self, mixture: MixedClassifier, temperature: float):
+        super().__init__()
+        self.std_model, self.rob_model = mixture.std_model, mixture.rob_model
+        self.register_buffer("alpha", mixture.alpha.clone())
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std_logits, rob_logits = self.std_model(x), self.rob_model(x)
+        return MF.mix_checked(std_logits / self.temperature, rob_logits, self.alpha.to(std_logits.device))
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature:g}"
 
 
 def mixed_from_specs(std: dict, rob: dict, alpha) -> MixedClassifier:

@@ -1,0 +1,435 @@
+"""Worst-case robust accuracy over an attack ensemble, per example, with a Clopper-Pearson interval.
+
+:func:`evaluate` runs an ensemble of attacks on ``model`` and keeps, for every
+example, the input with the smallest *true-model* margin (true-class score
+minus the best other class of ``model``'s own output) seen anywhere: at any
+iterate of any restart of any member.  Each member runs only on the examples
+no earlier member has broken, and every candidate is judged on ``model``
+itself, never on a surrogate's output.
+
+The ensemble, in run order (names as in ``found_by`` and ``per_attack``):
+
+1. ``aa-apgd-ce``, ``aa-apgd-t``, ``aa-fab-t``: AutoAttack standard's gradient
+   attacks (the ``pyautoattack`` package, standard settings) on ``model`` end to end;
+2. ``apgd-ce@S``, ``apgd-dlr@S``: this module's APGD (100 steps, 1 restart by
+   default) through the gradient of each *source* S, every iterate judged on
+   ``model``.  Sources, found by duck typing:
+
+   - ``model``: ``model`` itself, unless one of its surrogates is ``model``;
+   - each entry of ``model.attack_surrogates()`` (the surrogate protocol: a
+     dict of name -> differentiable ``nn.Module`` mapping inputs to (n, c)
+     scores; a mixer with non-differentiable maps, such as a hard one-hot g,
+     supplies smooth stand-ins here);
+   - ``g`` and ``h``: ``model.std_model`` and ``model.rob_model`` alone
+     (transfer attacks), unless already a surrogate.  Since every iterate is
+     judged on ``model``, the final transfer point is tried as well;
+3. ``aa-square``: AutoAttack standard's black-box Square (5,000 queries), last,
+   so every error it finds is one that all gradient attacks missed: its count
+   is the ``square_only`` gradient-masking signal.
+
+Together 1 and 3 are exactly AutoAttack standard, so the evaluator's robust
+accuracy is never above AutoAttack's on the same images (up to AutoAttack's
+own per-batch randomness).
+
+Determinism: random starts are a fixed function of (``seed``, the example's
+dataset index, the member), computed on the input's device, so APGD results do
+not depend on how the data is batched or sharded (up to floating-point
+differences of batched kernels).  AutoAttack's members are seeded with
+``seed`` once per call, i.e. per batch of still-unbroken examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import math
+import time
+import zlib
+
+import torch
+from torch import nn
+
+from .._validation import check_eps, check_input, check_p, check_positive_int, model_device
+from ..certify.stats import clopper_pearson_lower, clopper_pearson_upper
+from ..errors import AttackError, ConfigError, InputError
+from .apgd import apgd, example_keys
+from .autoattack import run_autoattack
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_AA_FIRST = ("apgd-ce", "apgd-t", "fab-t")
+_NORM_NAMES = {math.inf: "Linf", 2.0: "L2"}
+_RANDOM_IN_TRAINING = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+def accuracy_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval for a proportion k / n at confidence ``level``."""
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level!r}")
+    if n < 1:
+        return (0.0, 1.0)
+    half = (1 - level) / 2
+    return float(clopper_pearson_lower(k, n, half)), float(clopper_pearson_upper(k, n, half))
+
+
+def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """True-class score minus the best other class (negative: misclassified)."""
+    true = out.gather(1, y[:, None])[:, 0]
+    other = out.masked_fill(nn.functional.one_hot(y, out.shape[1]).bool(), -math.inf).amax(1)
+    return true - other
+
+
+@dataclasses.dataclass
+class AttackStats:
+    """One ensemble member: examples it was run on, examples it broke first, wall-clock seconds."""
+
+    name: str
+    ran_on: int = 0
+    broke: int = 0
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class Diagnostics:
+    """Gradient-masking warning signs (each is a reason to look closer, not a proof).
+
+    ``square_only``: errors the black-box Square found after every gradient
+    attack missed them (None if Square was not run).  ``accuracy_by_eps``:
+    accuracy of a cheap end-to-end APGD-CE on the first ``subset_n``
+    clean-correct examples at each radius in ``eps_grid`` (eps/2, eps, 2 eps and
+    an unbounded radius that covers the whole [0, 1] box).  ``eps_not_decreasing``:
+    no fewer examples survive 2 eps than eps/2 (while some survive eps/2);
+    ``unbounded_not_zero``: some example survives the unbounded radius.
+    """
+
+    square_only: int | None
+    eps_grid: list[float]
+    accuracy_by_eps: list[float]
+    subset_n: int
+    eps_not_decreasing: bool
+    unbounded_not_zero: bool
+    seconds: float
+
+    @property
+    def suspected(self) -> bool:
+        return bool(self.square_only) or self.eps_not_decreasing or self.unbounded_not_zero
+
+
+@dataclasses.dataclass
+class WorstCaseResult:
+    """Per-example worst cases of one :func:`evaluate` call (tensors on the CPU).
+
+    ``found_by[i]``: the member that produced example i's worst case, i.e. the
+    one that broke it first if it is broken, else the one that found its
+    smallest margin; "clean" when the unperturbed input is the worst case
+    (always so for examples misclassified clean).
+    """
+
+    robust: torch.Tensor          # bool (n,): no attack found an error
+    margin: torch.Tensor          # float64 (n,): smallest true-model margin found
+    found_by: list[str]
+    clean_correct: torch.Tensor   # bool (n,)
+    labels: torch.Tensor          # int64 (n,)
+    indices: torch.Tensor         # int64 (n,): dataset indices (the seeds of the random starts)
+    per_attack: list[AttackStats]
+    settings: dict
+    diagnostics: Diagnostics | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    x_adv: torch.Tensor | None = None   # worst-case inputs (not stored by to_dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.robust)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.robust.float().mean()) if self.n else float("nan")
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.float().mean()) if self.n else float("nan")
+
+    @property
+    def accuracy_ci(self) -> tuple[float, float]:
+        """Two-sided 95% Clopper-Pearson interval of the robust accuracy."""
+        return accuracy_interval(int(self.robust.sum()), self.n)
+
+    def records(self, indices=None) -> list[dict]:
+        """One JSON-friendly dict per example (index, label, clean_correct, robust, margin, found_by)."""
+        idx = self.indices.tolist() if indices is None else [int(i) for i in indices]
+        if len(idx) != self.n:
+            raise InputError(f"records() got {len(idx)} indices for {self.n} examples; pass one per example")
+        margin = [m if math.isfinite(m) else None for m in self.margin.tolist()]
+        return [{"index": i, "label": lab, "clean_correct": c, "robust": r, "margin": m, "found_by": f}
+                for i, lab, c, r, m, f in zip(idx, self.labels.tolist(), self.clean_correct.tolist(),
+                                              self.robust.tolist(), margin, self.found_by)]
+
+    def to_dict(self) -> dict:
+        lo, hi = self.accuracy_ci
+        return {"schema_version": SCHEMA_VERSION, "n": self.n, "accuracy": self.accuracy, "accuracy_ci": [lo, hi],
+                "clean_accuracy": self.clean_accuracy, "settings": dict(self.settings),
+                "per_attack": [dataclasses.asdict(a) for a in self.per_attack],
+                "diagnostics": None if self.diagnostics is None else dataclasses.asdict(self.diagnostics),
+                "warnings": list(self.warnings), "examples": self.records()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorstCaseResult":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(f"worst-case result has schema_version {version!r}, this robustmix reads "
+                             f"{SCHEMA_VERSION}; re-run the evaluation")
+        ex = data["examples"]
+        diag = data.get("diagnostics")
+        return cls(robust=torch.tensor([e["robust"] for e in ex], dtype=torch.bool),
+                   margin=torch.tensor([math.nan if e["margin"] is None else e["margin"] for e in ex],
+                                       dtype=torch.float64),
+                   found_by=[e["found_by"] for e in ex],
+                   clean_correct=torch.tensor([e["clean_correct"] for e in ex], dtype=torch.bool),
+                   labels=torch.tensor([e["label"] for e in ex], dtype=torch.int64),
+                   indices=torch.tensor([e["index"] for e in ex], dtype=torch.int64),
+                   per_attack=[AttackStats(**a) for a in data["per_attack"]], settings=dict(data["settings"]),
+                   diagnostics=None if diag is None else Diagnostics(**diag), warnings=list(data.get("warnings", [])))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    name: str
+    attack: str                      # AutoAttack member, or the APGD loss ("ce" / "dlr")
+    source: nn.Module | None = None  # None: an AutoAttack member on the model
+
+
+def _sources(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules whose gradients the APGD members follow (see the module docstring)."""
+    surrogates = getattr(model, "attack_surrogates", None)
+    surrogates = dict(surrogates()) if callable(surrogates) else {}
+    for name, module in surrogates.items():
+        if not isinstance(name, str) or not callable(module):
+            raise ConfigError(f"attack_surrogates() must map names to modules, got {name!r}: {type(module).__name__}")
+    sources = {} if any(s is model for s in surrogates.values()) else {"model": model}
+    sources.update(surrogates)
+    for name, attr in (("g", "std_model"), ("h", "rob_model")):
+        part = getattr(model, attr, None)
+        if isinstance(part, nn.Module) and not any(s is part for s in sources.values()):
+            sources[name if name not in sources else f"{name}-base"] = part
+    return sources
+
+
+def _plan(model: nn.Module, n_classes: int) -> list[_Member]:
+    members = [_Member(f"aa-{a}", a) for a in _AA_FIRST if a != "apgd-t" or n_classes >= 4]
+    losses = ("ce", "dlr") if n_classes >= 3 else ("ce",)
+    members += [_Member(f"apgd-{loss}@{name}", loss, src) for name, src in _sources(model).items() for loss in losses]
+    return members + [_Member("aa-square", "square")]
+
+
+def attack_members(model: nn.Module, n_classes: int = 10) -> list[str]:
+    """Names of the ensemble members :func:`evaluate` runs on ``model``, in order."""
+    return [m.name for m in _plan(model, n_classes)]
+
+
+def _select(members: list[_Member], attacks) -> list[_Member]:
+    if attacks is None:
+        return members
+    patterns = [attacks] if isinstance(attacks, str) else list(attacks)
+    names = [m.name for m in members]
+    for pat in patterns:
+        if not isinstance(pat, str) or not fnmatch.filter(names, pat):
+            raise ConfigError(f"attacks entry {pat!r} matches no ensemble member; use names or patterns "
+                              f"(e.g. 'aa-*', 'apgd-*') from: {', '.join(names)}")
+    return [m for m in members if any(fnmatch.fnmatchcase(m.name, pat) for pat in patterns)]
+
+
+class _Worst:
+    """Per-example worst case so far: smallest true-model margin, its input and its member."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor):
+        self.y = y
+        self.margin = margins(out, y).double()
+        self.broken = out.argmax(1) != y
+        self.member = torch.zeros(len(x), dtype=torch.int64, device=x.device)   # 0: "clean"
+        self.x = x.clone()
+
+    def update(self, idx: torch.Tensor, x_cand: torch.Tensor, out: torch.Tensor, member: int) -> torch.Tensor:
+        """Record candidates for examples ``idx`` judged by ``out``; return which of them are now broken."""
+        y = self.y[idx]
+        m, err = margins(out, y).double(), out.argmax(1) != y
+        take = ~self.broken[idx] & (err | (m < self.margin[idx]))
+        sel = idx[take]
+        self.margin[sel] = m[take]
+        self.x[sel] = x_cand[take].to(self.x.dtype)
+        self.member[sel] = member
+        self.broken[sel] = err[take]
+        return self.broken[idx]
+
+
+def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; wrap functions in an nn.Module")
+    check_input(x)
+    if len(x) == 0:
+        raise InputError("x is empty: pass at least one example")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise InputError(f"x has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]: pass images scaled to [0, 1] "
+                         "(divide 8-bit images by 255) and let the model normalise them")
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise InputError(f"y must be an integer tensor of class labels, got "
+                         f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}; use y.long()")
+    if y.ndim != 1 or len(y) != len(x):
+        raise InputError(f"y has shape {tuple(y.shape)} but x has {len(x)} examples; pass one label per example, "
+                         f"shape ({len(x)},)")
+    p = check_p(norm)
+    if p not in _NORM_NAMES:
+        raise ConfigError(f"norm={norm!r} is not supported here: use 'Linf' or 'L2'")
+    eps = check_eps(eps)
+    if eps <= 0:
+        raise ConfigError(f"eps must be > 0 (the attack radius), got {eps!r}")
+    if indices is None:
+        indices = torch.arange(len(x))
+    elif not isinstance(indices, torch.Tensor):
+        try:
+            indices = torch.as_tensor(indices)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"indices must be integers (one dataset index per example), got {indices!r}") from exc
+    if indices.is_floating_point() or indices.dtype == torch.bool or indices.shape != (len(x),):
+        raise InputError(f"indices must be {len(x)} integers (one dataset index per example), "
+                         f"got {indices.dtype} of shape {tuple(indices.shape)}")
+    if (indices < 0).any():
+        raise InputError("indices must be >= 0 (dataset positions)")
+    check_positive_int(batch_size, name="batch_size")
+    check_positive_int(steps, name="steps")
+    check_positive_int(restarts, name="restarts")
+    return p, eps, indices.to(torch.int64)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf", eps: float, seed: int = 0,
+             indices=None, attacks=None, steps: int = 100, restarts: int = 1, batch_size: int = 250,
+             square_queries: int = 5000, diagnostics: bool = False, diagnostic_n: int = 64,
+             diagnostic_steps: int = 20, keep_adv: bool = True, progress: bool = False) -> WorstCaseResult:
+    """Worst-case robust accuracy of ``model`` on ``(x, y)`` within the l_p ball of radius ``eps``.
+
+    ``model``: any ``nn.Module`` returning (n, c) logits or log-probabilities
+    for inputs in [0, 1]; mixers contribute surrogates and base models by duck
+    typing (``attack_surrogates``, ``std_model``, ``rob_model``; module
+    docstring).  ``norm``: "Linf"/"inf" or "L2"/"2".  ``indices``: the examples'
+    dataset indices (default 0..n-1), which seed their random starts.
+    ``attacks``: member names or fnmatch patterns to run (default all; see
+    :func:`attack_members`).  ``steps``/``restarts``: per APGD member.
+    ``square_queries``: Square's budget (AutoAttack standard: 5,000).
+    ``diagnostics``: also run the cheap gradient-masking checks
+    (:class:`Diagnostics`) on ``diagnostic_n`` examples.  ``progress``: log
+    each member's result at INFO level (DEBUG otherwise).
+
+    The result's robust accuracy is the fraction of examples no member broke;
+    ``accuracy_ci`` is its two-sided 95% Clopper-Pearson interval.
+    """
+    p, eps, indices = _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts)
+    check_positive_int(square_queries, name="square_queries")
+    if model_device(model) != x.device:
+        raise InputError(f"x is on {x.device} but the model is on {model_device(model)}; move x with x.to(device)")
+    if any(m.training for m in model.modules() if isinstance(m, _RANDOM_IN_TRAINING)):
+        logger.warning("evaluating a model in training mode (dropout / batch statistics make it random); "
+                       "call model.eval() first")
+    device = x.device
+    y = y.to(device)
+    keys_idx = indices.to(device)
+    with torch.no_grad():
+        outs = [model(xb) for xb in x.split(batch_size)]
+    if any(o.ndim != 2 for o in outs):
+        raise InputError(f"the model must return (n, c) scores, got shape {tuple(outs[0].shape)}; "
+                         "for an alpha sweep evaluate one alpha at a time")
+    out = torch.cat(outs)
+    n_classes = out.shape[1]
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise InputError(f"labels must lie in [0, {n_classes}) for this {n_classes}-class model, "
+                         f"got values in [{int(y.min())}, {int(y.max())}]")
+    members = _select(_plan(model, n_classes), attacks)
+    worst = _Worst(x, y, out)
+    clean_correct = ~worst.broken.clone()
+    stats, messages = [], []
+    level = logging.INFO if progress else logging.DEBUG
+    for number, member in enumerate(members, start=1):
+        stat = AttackStats(member.name)
+        active = torch.nonzero(~worst.broken).flatten()
+        stat.ran_on = len(active)
+        start = time.perf_counter()
+        for chunk in active.split(batch_size):
+            if member.source is None:
+                res = run_autoattack(model, x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard",
+                                     attacks=[member.attack], seed=seed, batch_size=len(chunk),
+                                     square_queries=square_queries if member.attack == "square" else None)
+                messages += [m for m in res.warnings if m not in messages]
+                with torch.no_grad():
+                    worst.update(chunk, res.x_adv, model(res.x_adv), number)
+                continue
+            for restart in range(restarts):
+                chunk = chunk[~worst.broken[chunk]]
+                if len(chunk) == 0:
+                    break
+                _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number,
+                          example_keys(seed, keys_idx[chunk], zlib.crc32(member.name.encode()) + restart))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        stat.seconds = time.perf_counter() - start
+        stat.broke = int((worst.broken & (worst.member == number)).sum())
+        stats.append(stat)
+        logger.log(level, "%s: broke %d of %d in %.1f s (robust accuracy now %.2f%%)", member.name, stat.broke,
+                   stat.ran_on, stat.seconds, 100 * float((~worst.broken).float().mean()))
+    delta = torch.linalg.vector_norm((worst.x - x).flatten(1), ord=p, dim=1)
+    if (delta > eps * (1 + 1e-4) + 1e-6).any() or worst.x.min() < 0 or worst.x.max() > 1:
+        raise AttackError("a worst-case input left the threat model; please report this")
+    names = ["clean"] + [m.name for m in members]
+    diag = None
+    if diagnostics:
+        square = next((s for s in stats if s.name == "aa-square"), None)
+        diag = _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, diagnostic_n,
+                            diagnostic_steps, None if square is None else square.broke)
+    settings = {"norm": _NORM_NAMES[p], "eps": eps, "seed": seed, "steps": steps, "restarts": restarts,
+                "batch_size": batch_size, "square_queries": square_queries, "members": names[1:]}
+    return WorstCaseResult(robust=~worst.broken.cpu(), margin=worst.margin.cpu(),
+                           found_by=[names[i] for i in worst.member.tolist()], clean_correct=clean_correct.cpu(),
+                           labels=y.cpu(), indices=indices.cpu(), per_attack=stats, settings=settings,
+                           diagnostics=diag, warnings=messages, x_adv=worst.x.cpu() if keep_adv else None)
+
+
+def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys):
+    source_is_model = member.source is model
+
+    def observe(idx, x_iter, source_out):
+        if source_is_model:
+            judged = source_out
+        else:
+            with torch.no_grad():
+                judged = model(x_iter)
+        return worst.update(chunk[idx], x_iter, judged, number)
+
+    apgd(member.source, x[chunk], y[chunk], eps, p, steps=steps, loss=member.attack, keys=keys, observe=observe)
+
+
+def _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, n_sub, steps, square_only):
+    """Accuracy of a cheap end-to-end APGD-CE at eps/2, eps, 2 eps and an unbounded radius."""
+    start = time.perf_counter()
+    sub = torch.nonzero(clean_correct).flatten()[:n_sub]
+    unbounded = 1.0 if p == math.inf else math.sqrt(x[0].numel())
+    grid = [eps / 2, eps, 2 * eps, unbounded]
+    accuracy = []
+    for radius in grid:
+        if len(sub) == 0:
+            accuracy.append(float("nan"))
+            continue
+        with torch.no_grad():
+            worst = _Worst(x[sub], y[sub], model(x[sub]))
+        member = _Member("diagnostic", "ce", model)
+        for chunk in torch.arange(len(sub), device=x.device).split(batch_size):
+            _run_apgd(model, member, worst, chunk, x[sub], y[sub], radius, p, steps, 1,
+                      example_keys(seed, keys_idx[sub][chunk], 0x0D1A6))
+        accuracy.append(float((~worst.broken).float().mean()))
+    a_half, _, a_two, a_unb = accuracy
+    diag = Diagnostics(square_only=square_only, eps_grid=grid, accuracy_by_eps=accuracy, subset_n=len(sub),
+                       eps_not_decreasing=bool(len(sub) and a_half > 0 and a_two >= a_half),
+                       unbounded_not_zero=bool(len(sub) and a_unb > 0), seconds=time.perf_counter() - start)
+    if diag.suspected:
+        logger.warning("gradient masking suspected: Square-only errors %s, accuracy %s at radii %s",
+                       square_only, [round(a, 4) for a in accuracy], [round(r, 4) for r in grid])
+    return diag
