@@ -315,6 +315,19 @@ def test_calibration_prefers_the_map_with_better_clean_accuracy():
     assert len(refined.searched) > len(cal.searched) and refined.clean_acc >= cal.clean_acc
 
 
+def test_calibration_skips_maps_that_break_h():
+    # bias -3 pushes every normalised logit below GELU's minimum (-0.75), which reverses h's order: h's
+    # attacked-correct examples become wrong, so that map cannot keep them and bias 0 must be chosen
+    g, hc, ha, y = _case()
+    assert (torch.softmax(nonlinear_map(ha, 1.0, 1.0, -3.0), 1).argmax(1) != 0).all()
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, grid={"scale": [1.0], "power": [1.0], "bias": [-3.0, 0.0]},
+                              refine=False)
+    assert cal.bias == 0.0 and cal.robust_proxy >= 0.8
+    assert {r["bias"] for r in cal.searched} == {0.0}
+    with pytest.raises(ConfigError, match="no map"):
+        calibrate_nonlinear(g, hc, ha, y, grid={"scale": [1.0], "power": [1.0], "bias": [-3.0]})
+
+
 def test_collect_logits_attacks_h_only(pair):
     g, h = pair
     x = torch.rand(10, 12)

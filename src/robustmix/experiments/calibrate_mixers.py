@@ -17,21 +17,23 @@ with equality when g puts all its mass on j.  So the mixture predicts y for
     alpha * margin > 1 - alpha,   margin = q_y - max_{j != y} q_j,
     i.e.  margin > (1 - alpha) / alpha  <=>  alpha > 1 / (1 + margin).
 
-Given h's attacked validation examples, let c be the margin that a share
-``percentile`` % of the attacked-correct ones reach (the 'lower' order
-statistic, so at least that share is kept on validation); alpha = 1 / (1 + c) keeps all of them
-(the example at c itself is a tie, counted as kept).  This is MixedNUTS's
-cutoff, with (1 - alpha) / alpha = c.  The *robust proxy* is the share of all
-attacked validation examples with margin >= (1 - alpha) / alpha: the mixture's
-worst-case accuracy on inputs attacked against h, a proxy for (not a bound on)
-its accuracy under attacks aimed at the mixture; confirm with the worst-case
-evaluator on the test split.
+Given h's attacked validation examples, let c be the mapped margin that a
+share ``percentile`` % of those *h classifies correctly* reaches (the 'lower'
+order statistic, so at least that share is kept on validation; a map that
+breaks more than the rest, margin <= 0, is infeasible at that percentile).
+alpha = 1 / (1 + c) keeps all of them (the example at c itself is a tie,
+counted as kept).  This is MixedNUTS's cutoff, with (1 - alpha) / alpha = c,
+capped at 1 - 1e-6 (see :data:`MAX_CUTOFF`).  The *robust proxy* is the share
+of all attacked validation examples with margin >= (1 - alpha) / alpha: the
+mixture's worst-case accuracy on inputs attacked against h, a proxy for (not a
+bound on) its accuracy under attacks aimed at the mixture; confirm with the
+worst-case evaluator on the test split.
 
 Choosing the map
 ----------------
 Every (scale, power, bias) on the grid gets its own alpha by the rule above,
-so all candidates have (nearly) the same robust proxy; they differ in clean
-accuracy.  ``objective="clean_accuracy"`` (default) picks the map whose mixture
+so all candidates keep the same examples of h's (at least ``percentile`` %);
+they differ in clean accuracy.  ``objective="clean_accuracy"`` (default) picks the map whose mixture
 has the highest clean accuracy on validation (g's logits are at hand, so the
 quantity itself is used); ties go to the lower MixedNUTS objective, then the
 lower alpha.  ``objective="mixednuts"`` uses MixedNUTS's own criterion: the
@@ -63,6 +65,9 @@ logger = logging.getLogger(__name__)
 OBJECTIVES = ("clean_accuracy", "mixednuts")
 DEFAULT_GRID = {"scale": np.geomspace(0.05, 20.0, 8).tolist(), "power": np.linspace(0.5, 4.0, 8).tolist(),
                 "bias": np.linspace(-3.0, 1.0, 8).tolist()}
+# c is capped below 1 (alpha >= 1 / (2 - 1e-6)): margins of a near one-hot map round to 1, and a smaller
+# c only raises alpha, so every example the uncapped cutoff keeps stays kept (MixedNUTS caps it likewise).
+MAX_CUTOFF = 1.0 - 1e-6
 PATH_PERCENTILES = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 100.0)
 
 
@@ -155,20 +160,27 @@ def _true_margin(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - other
 
 
-def _cutoffs(adv_margins: torch.Tensor, percentiles) -> np.ndarray:
-    kept = adv_margins[adv_margins > 0].numpy()
-    if kept.size == 0:
-        raise ConfigError("h (after the map) is correct on none of the attacked validation examples, so no alpha "
-                          "keeps any of them; use a smaller eps, more validation examples or another grid")
-    return np.quantile(kept, 1.0 - np.asarray(percentiles, dtype=float) / 100.0, method="lower")
-
-
 def _evaluate(data, scale, power, bias, top_k, std_map, percentiles) -> list[dict]:
-    """The worst-case alpha and its validation numbers for one map, at each percentile."""
+    """The worst-case alpha and its validation numbers for one map, at each feasible percentile.
+
+    The cutoff is taken over the examples *h itself* classifies correctly after
+    the attack, with their mapped margins (negative where the map broke them: a
+    large negative bias can reverse GELU's order).  A percentile whose cutoff is
+    <= 0 cannot be met by this map at any alpha and yields no row.
+    """
     p_std, h_clean, h_adv, y = data
     q_clean, q_adv = _probs(h_clean, scale, power, bias, top_k), _probs(h_adv, scale, power, bias, top_k)
     adv_margin = _true_margin(q_adv, y)
-    cut = torch.as_tensor(_cutoffs(adv_margin, percentiles), dtype=torch.float64)
+    ok = adv_margin[h_adv.argmax(1) == y].numpy()
+    if ok.size == 0:
+        raise ConfigError("h is correct on none of the attacked validation examples, so no alpha keeps any of "
+                          "them; use a smaller eps or more validation examples")
+    cut_all = np.quantile(ok, 1.0 - np.asarray(percentiles, dtype=float) / 100.0, method="lower")
+    feasible = cut_all > 0
+    if not feasible.any():
+        return []
+    percentiles = [pc for pc, f in zip(percentiles, feasible) if f]
+    cut = torch.as_tensor(np.minimum(cut_all[feasible], MAX_CUTOFF), dtype=torch.float64)
     alpha = 1.0 / (1.0 + cut)
     ratio = (1 - alpha) / alpha
     mixed = (1 - alpha)[:, None, None] * p_std + alpha[:, None, None] * q_clean
@@ -229,8 +241,9 @@ def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Te
     ``grid``: {"scale": [...], "power": [...], "bias": [...]} (default
     :data:`DEFAULT_GRID`, 512 maps).  ``refine``: True (2 rounds), False or a
     number of rounds of local refinement.  The returned ``path`` lists, for each
-    of :data:`PATH_PERCENTILES` and ``percentile``, the best grid map's alpha,
-    clean accuracy and robust proxy: the calibration's accuracy-robustness curve.
+    of :data:`PATH_PERCENTILES` and ``percentile`` (ascending) where some grid map
+    is feasible, the best grid map's alpha, clean accuracy and robust proxy: the
+    calibration's accuracy-robustness curve.
     """
     t0 = time.perf_counter()
     if objective not in OBJECTIVES:
@@ -268,6 +281,10 @@ def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Te
                     per_pc[row["percentile"]].append(row)
                     if row["percentile"] == percentile:
                         searched.append({**row, "round": 0})
+    if not searched:
+        raise ConfigError(f"no map on the grid keeps {percentile}% of h's attacked-correct validation examples "
+                          "(every map breaks too many of them); widen the grid (e.g. a bias closer to 0) or lower "
+                          "the percentile")
     best = min(searched, key=key)
     axes = dict(grid)
     for r in range(1, rounds + 1):
@@ -277,9 +294,9 @@ def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Te
         for s in axes["scale"]:
             for p in axes["power"]:
                 for b in axes["bias"]:
-                    searched.append({**_evaluate(data, s, p, b, top_k, std_map, [percentile])[0], "round": r})
+                    searched += [{**row, "round": r} for row in _evaluate(data, s, p, b, top_k, std_map, [percentile])]
         best = min(searched, key=key)
-    path = sorted((min(rows, key=key) for rows in per_pc.values()), key=lambda r: r["alpha"])
+    path = [min(rows, key=key) for _, rows in sorted(per_pc.items()) if rows]
     seconds = time.perf_counter() - t0
     logger.info("nonlinear calibration: %d maps in %.2f s; scale %.4g power %.4g bias %.4g alpha %.4f, clean %.4f, "
                 "robust proxy %.4f", len(searched), seconds, best["scale"], best["power"], best["bias"], best["alpha"],
