@@ -3,12 +3,14 @@
 from .lipschitz import SOFTMAX_L2_FACTOR, conv2d_spectral_norm, network_lipschitz, probability_lipschitz
 from .radii import (certified_accuracy, lemma1_certified, lemma1_margin, lipschitz_radius, lipschitz_radius_from_bounds,
                     smoothed_lipschitz, smoothing_radius, smoothing_radius_from_bounds)
+from .mixture import Estimator, MixtureCertificate, certify_mixture
 from .smoothing import ABSTAIN, MonteCarloSmoothed, SmoothedClassifier, SmoothingEstimate
+from .stats import bernstein_lower, betting_lower, clopper_pearson_lower, clopper_pearson_upper
 
 __all__ = [
     "lipschitz_radius", "smoothing_radius", "lipschitz_radius_from_bounds", "smoothing_radius_from_bounds",
     "lemma1_margin", "lemma1_certified", "smoothed_lipschitz", "certified_accuracy", "probability_lipschitz",
     "network_lipschitz", "conv2d_spectral_norm", "SOFTMAX_L2_FACTOR", "SmoothedClassifier", "SmoothingEstimate",
-    "MonteCarloSmoothed",
-    "ABSTAIN",
+    "MonteCarloSmoothed", "ABSTAIN", "certify_mixture", "MixtureCertificate", "Estimator", "bernstein_lower",
+    "betting_lower", "clopper_pearson_lower", "clopper_pearson_upper",
 ]

@@ -2,7 +2,7 @@
 
 ``h(x) = E[hbar(x + xi)]``, ``xi ~ N(0, sigma^2 I)``, is estimated by Monte Carlo.
 Noise for input ``index`` is drawn on the input's device in chunks of
-NOISE_CHUNK samples, each from a generator seeded by (seed, index, stream,
+:func:`chunk_rows` samples, each from a generator seeded by (seed, index, stream,
 chunk) alone (:func:`noise_chunk`), so the samples do not depend on the batch
 size, on how the data is sharded or on sequential rounds; the noise of several
 inputs shares each forward pass (:func:`smoothing_pass`).  One sampling pass
@@ -36,7 +36,8 @@ from ..errors import ConfigError, InputError, ModelError
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
 
 ABSTAIN = -1
-NOISE_CHUNK = 100
+NOISE_CHUNK = 1000           # samples per seeded noise chunk (fewer where that exceeds 2^22 values)
+NOISE_CHUNK_ELEMENTS = 1 << 22
 
 
 def noise_seed(seed: int, index: int, stream: int, chunk: int) -> int:
@@ -45,9 +46,14 @@ def noise_seed(seed: int, index: int, stream: int, chunk: int) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
+def chunk_rows(shape) -> int:
+    """Samples per noise chunk for inputs of ``shape``: NOISE_CHUNK, capped at about 2^22 noise values."""
+    return max(1, min(NOISE_CHUNK, NOISE_CHUNK_ELEMENTS // max(1, math.prod(shape))))
+
+
 def noise_chunk(shape, *, seed: int, index: int, stream: int, chunk: int, device=None, dtype=torch.float32,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise (NOISE_CHUNK, *shape) for sample numbers ``chunk * NOISE_CHUNK`` onwards.
+    """Standard normal noise (m, *shape), m = chunk_rows(shape), for sample numbers ``chunk * m`` onwards.
 
     Drawn on ``device`` by a generator seeded from (seed, index, stream, chunk) alone,
     so sample j of input ``index`` is the same whatever the batch size, the other
@@ -55,14 +61,14 @@ def noise_chunk(shape, *, seed: int, index: int, stream: int, chunk: int, device
     """
     gen = generator if generator is not None else torch.Generator(device=device)
     gen.manual_seed(noise_seed(seed, index, stream, chunk))
-    return torch.randn((NOISE_CHUNK, *shape), generator=gen, device=device, dtype=dtype)
+    return torch.randn((chunk_rows(shape), *shape), generator=gen, device=device, dtype=dtype)
 
 
-def _pieces(n: int, start: int, stop: int, batch_size: int):
-    """(row, chunk, lo, hi): the sample numbers [start, stop) of every row, cut at chunk and batch edges."""
+def _pieces(n: int, start: int, stop: int, batch_size: int, m: int):
+    """(row, chunk, lo, hi): the sample numbers [start, stop) of every row, cut at chunk (m) and batch edges."""
     for row in range(n):
-        for chunk in range(start // NOISE_CHUNK, -(-stop // NOISE_CHUNK)):
-            lo, hi = max(start - chunk * NOISE_CHUNK, 0), min(stop - chunk * NOISE_CHUNK, NOISE_CHUNK)
+        for chunk in range(start // m, -(-stop // m)):
+            lo, hi = max(start - chunk * m, 0), min(stop - chunk * m, m)
             for a in range(lo, hi, batch_size):
                 yield row, chunk, a, min(hi, a + batch_size)
 
@@ -103,11 +109,21 @@ def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, s
     gen = torch.Generator(device=device)
     track = None if track is None else torch.as_tensor(track, device=device).long()
     prob_sum = votes = tracked = None
-    for batch in _batches(_pieces(n, start, stop, batch_size), batch_size):
-        rows = torch.cat([torch.full((hi - lo,), row, device=device) for row, _, lo, hi in batch])
-        noisy = torch.cat([x[row] + sigma * noise_chunk(x.shape[1:], seed=seed, index=indices[row], stream=stream,
-                                                        chunk=chunk, device=device, dtype=x.dtype,
-                                                        generator=gen)[lo:hi] for row, chunk, lo, hi in batch])
+    m = chunk_rows(x.shape[1:])
+    for batch in _batches(_pieces(n, start, stop, batch_size, m), batch_size):
+        sizes = torch.tensor([hi - lo for _, _, lo, hi in batch])
+        rows = torch.repeat_interleave(torch.tensor([row for row, _, _, _ in batch]), sizes).to(device)
+        noisy = torch.empty((int(sizes.sum()), *x.shape[1:]), device=device, dtype=x.dtype)
+        at = 0
+        for row, chunk, lo, hi in batch:
+            if lo == 0 and hi == m:                 # a whole chunk: draw it in place
+                gen.manual_seed(noise_seed(seed, indices[row], stream, chunk))
+                torch.randn(noisy[at:at + hi].shape, generator=gen, out=noisy[at:at + hi])
+            else:
+                noisy[at:at + hi - lo] = noise_chunk(x.shape[1:], seed=seed, index=indices[row], stream=stream,
+                                                     chunk=chunk, device=device, dtype=x.dtype, generator=gen)[lo:hi]
+            at += hi - lo
+        noisy.mul_(sigma).add_(x[rows])
         logits = base(noisy)
         _check_logits(logits, len(noisy))
         probs = F.softmax(logits.double(), -1)
@@ -119,8 +135,8 @@ def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, s
         prob_sum.index_add_(0, rows, probs)
         votes.index_put_((rows, logits.argmax(1)), torch.ones_like(rows, dtype=torch.float64), accumulate=True)
         if tracked is not None:
-            base_col = [chunk * NOISE_CHUNK - start for _, chunk, _, _ in batch]
-            cols = torch.cat([torch.arange(b + lo, b + hi, device=device) for b, (_, _, lo, hi) in zip(base_col, batch)])
+            cols = torch.cat([torch.arange(chunk * m + lo - start, chunk * m + hi - start)
+                              for _, chunk, lo, hi in batch]).to(device)
             tracked[rows, cols] = probs.gather(1, track[rows][:, None])[:, 0]
     return prob_sum.cpu(), votes.cpu(), None if tracked is None else tracked.cpu()
 

@@ -1,0 +1,301 @@
+"""Coverage of the sound bounds, and certify_mixture against references, attacks and bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from robustmix.certify import (ABSTAIN, SmoothedClassifier, bernstein_lower, betting_lower, certify_mixture,
+                               clopper_pearson_lower)
+from robustmix.certify.mixture import _looks
+from robustmix.certify.smoothing import chunk_rows, noise_chunk
+from robustmix.errors import ConfigError, InputError, ModelError
+
+DRAWS = 10_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small tensor ops: one thread avoids thread start-up costs on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _max_violations(delta, draws=DRAWS):
+    """Violations allowed at level delta: delta * draws plus 3 binomial standard deviations."""
+    return delta * draws + 3 * math.sqrt(delta * (1 - delta) * draws)
+
+
+LAWS = [("bernoulli", 0.5), ("bernoulli", 0.9), ("bernoulli", 0.99), ("beta", (2.0, 5.0)), ("beta", (30.0, 1.0))]
+
+
+def _draw(law, shape, rng):
+    kind, par = law
+    if kind == "bernoulli":
+        return (rng.random(shape) < par).astype(np.float64), par
+    a, b = par
+    return rng.beta(a, b, size=shape), a / (a + b)
+
+
+def test_clopper_pearson_coverage():
+    rng = np.random.default_rng(0)
+    for p in (0.05, 0.5, 0.9, 0.995):
+        for n in (20, 300):
+            k = rng.binomial(n, p, size=DRAWS)
+            misses = (clopper_pearson_lower(k, n, 0.1) > p).sum()
+            assert misses <= _max_violations(0.1), (p, n, misses)
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_empirical_bernstein_coverage(law):
+    rng = np.random.default_rng(1)
+    x, mu = _draw(law, (DRAWS, 100), rng)
+    lower = bernstein_lower(x.mean(1), x.var(1, ddof=1), 100, 0.1)
+    assert (lower > mu).sum() <= _max_violations(0.1)
+    assert (lower <= x.mean(1)).all()
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_betting_coverage_and_tightness(law):
+    rng = np.random.default_rng(2)
+    x, mu = _draw(law, (DRAWS, 100), rng)
+    lower = betting_lower(x, 0.1, tol=1e-6)
+    assert (lower > mu).sum() <= _max_violations(0.1)
+    eb = bernstein_lower(x.mean(1), x.var(1, ddof=1), 100, 0.1)
+    assert lower.mean() > eb.mean()   # the reason to have it: tighter than empirical Bernstein here
+
+
+def test_betting_confidence_sequence_under_optional_stopping():
+    """Peek after every round of 20 samples; a miss is any peek whose bound exceeds the mean."""
+    rng = np.random.default_rng(3)
+    delta, peeks = 0.1, range(20, 201, 20)
+    for law in (("bernoulli", 0.5), ("beta", (8.0, 2.0))):
+        x, mu = _draw(law, (DRAWS, 200), rng)
+        missed = np.zeros(DRAWS, dtype=bool)
+        for t in peeks:
+            missed |= betting_lower(x[:, :t], delta, time_uniform=True, tol=1e-4) > mu
+        assert missed.sum() <= _max_violations(delta), law
+
+
+def test_alpha_spending_over_looks_is_valid_and_peeking_without_it_is_not():
+    """The sequential rule: Clopper-Pearson at delta / J at each of J fixed looks, stop anywhere."""
+    rng = np.random.default_rng(4)
+    delta, p = 0.1, 0.5
+    looks = _looks(1600, True)
+    x = rng.random((DRAWS, looks[-1])) < p
+    k = np.cumsum(x, 1)[:, np.array(looks) - 1]
+    spent = clopper_pearson_lower(k, np.array(looks), delta / len(looks))
+    naive = clopper_pearson_lower(k, np.array(looks), delta)
+    assert ((spent > p).any(1)).sum() <= _max_violations(delta)
+    assert ((naive > p).any(1)).sum() > _max_violations(delta)   # the simulation can see a broken rule
+
+
+def test_bounds_reject_bad_arguments():
+    with pytest.raises(ConfigError, match="delta"):
+        betting_lower(np.ones(5), 1.5)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        betting_lower(np.array([0.5, 2.0]), 0.1)
+    with pytest.raises(ConfigError, match="n >= 2"):
+        bernstein_lower(0.5, 0.1, 1, 0.1)
+
+
+# --- certify_mixture ------------------------------------------------------------------------------------------
+
+
+class Linear(torch.nn.Module):
+    """Two-class linear model: logits (0, scale * (w.x + b)); its smoothed scores have closed forms."""
+
+    def __init__(self, w, b=0.0, scale=3.0):
+        super().__init__()
+        self.w, self.b, self.scale = torch.as_tensor(w, dtype=torch.float32), b, scale
+
+    def forward(self, x):
+        s = (x.flatten(1) @ self.w + self.b) * self.scale
+        return torch.stack([torch.zeros_like(s), s], 1)
+
+    def margin(self, x):
+        return x.flatten(1).double() @ self.w.double() + self.b
+
+    def smoothed(self, margin, sigma, smoothing):
+        """Exact h_1 at a given margin: Phi for votes, Gauss-Hermite quadrature of the sigmoid for scores."""
+        s = sigma * float(self.w.norm())
+        if smoothing == "hard":
+            return torch.special.ndtr(margin / s)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(120)
+        z = margin[..., None] + s * torch.from_numpy(nodes)
+        return (torch.sigmoid(self.scale * z) * torch.from_numpy(weights)).sum(-1) / math.sqrt(2 * math.pi)
+
+
+def _tiny():
+    torch.manual_seed(0)
+    h = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    g = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.rand(5, 1, 2, 2) * 2
+    return g, h, x
+
+
+def _reference(h, x, sigma, estimator, n0, n, delta, alphas, seed=0):
+    """Per image, per sample chunk, in float64 scalars: the documented algorithm written out plainly."""
+    torch.set_grad_enabled(False)
+    preds, radii = [], []
+    m = chunk_rows(x.shape[1:])
+    for i, xi in enumerate(x):
+        def scores(stream, count):
+            out = []
+            for chunk in range(-(-count // m)):
+                noise = noise_chunk(xi.shape, seed=seed, index=i, stream=stream, chunk=chunk)
+                out.append(h(xi[None] + sigma * noise[:min(m, count - chunk * m)]).double().softmax(-1))
+            return torch.cat(out)
+        sel, est = scores(1, n0), scores(2, n)
+        if estimator == "clopper-pearson":
+            top = int(torch.bincount(sel.argmax(1), minlength=sel.shape[1]).argmax())
+            p = float(clopper_pearson_lower(int((est.argmax(1) == top).sum()), n, delta))
+        else:
+            top = int(sel.mean(0).argmax())
+            s = est[:, top].numpy()
+            p = float(bernstein_lower(s.mean(), s.var(ddof=1), n, delta) if estimator == "bernstein"
+                      else betting_lower(s, delta))
+        row_p, row_r = [], []
+        for a in alphas:
+            r = sigma / 2 * (norm.ppf(a * p) - norm.ppf(a * (1 - p) + 1 - a)) if a >= 0.5 else 0.0
+            r = max(float(np.nan_to_num(r, nan=0.0)), 0.0)
+            row_r.append(r)
+            row_p.append(top if r > 0 else ABSTAIN)
+        preds.append(row_p)
+        radii.append(row_r)
+    torch.set_grad_enabled(True)
+    return torch.tensor(preds).T, torch.tensor(radii, dtype=torch.float64).T
+
+
+@pytest.mark.parametrize("estimator", ["clopper-pearson", "bernstein", "betting"])
+def test_certify_mixture_matches_per_image_reference(estimator):
+    g, h, x = _tiny()
+    alphas = [0.4, 0.6, 0.8, 1.0]
+    cert = certify_mixture(g, h, x, sigma=0.3, alphas=alphas, num_samples=1500, n0=50, delta=0.01,
+                           estimator=estimator, batch_size=333)
+    pred, radius = _reference(h, x, 0.3, estimator, 50, 1500, 0.01, alphas)
+    assert torch.equal(cert.prediction, pred)
+    torch.testing.assert_close(cert.radius, radius, rtol=1e-6, atol=1e-9)
+    assert (cert.radius[1:] > 0).any() and (cert.radius[0] == 0).all() and (cert.prediction[0] == ABSTAIN).all()
+    assert cert.smoothing == ("hard" if estimator == "clopper-pearson" else "soft")
+    assert cert.samples_used.tolist() == [1500] * 5
+    assert cert.to_dict()["radius"] == cert.radius.tolist() and cert.to_dict()["estimator"] == estimator
+
+
+def test_alpha_one_is_cohen_certify():
+    g, h, x = _tiny()
+    pred, radius = SmoothedClassifier(h, 0.3, batch_size=400).cohen_certify(x, n0=100, n=2000, delta=0.001)
+    cert = certify_mixture(g, h, x, sigma=0.3, alphas=1.0, num_samples=2000, delta=0.001)
+    assert torch.equal(cert.prediction[0], pred)
+    torch.testing.assert_close(cert.radius[0], radius, rtol=1e-12, atol=1e-12)
+
+
+def test_abstains_with_prediction_minus_one_and_radius_zero():
+    h = Linear([1.0, 0.0])
+    x = torch.tensor([[0.0, 0.3], [0.001, -1.0], [2.0, 0.0]])   # at the boundary twice, then far from it
+    for est in ("clopper-pearson", "betting"):
+        cert = certify_mixture(None, h, x, sigma=0.5, alphas=[0.3, 0.9, 1.0], num_samples=1000, estimator=est)
+        assert (cert.prediction[:, :2] == ABSTAIN).all() and (cert.radius[:, :2] == 0).all()
+        assert (cert.prediction[0] == ABSTAIN).all() and (cert.radius[0] == 0).all()   # alpha < 1/2
+        assert cert.prediction[1:, 2].tolist() == [1, 1] and (cert.radius[1:, 2] > 0).all()
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_results_do_not_depend_on_batch_size_or_sharding(sequential):
+    g, h, x = _tiny()
+    opts = dict(sigma=0.3, alphas=[0.7, 1.0], num_samples=900, n0=30, estimator="betting", sequential=sequential,
+                tolerance=0.2)
+    a = certify_mixture(g, h, x, batch_size=7, **opts)
+    b = certify_mixture(g, h, x, batch_size=5000, **opts)
+    c = certify_mixture(g, h, x[2:], indices=[2, 3, 4], batch_size=64, **opts)
+    assert torch.equal(a.prediction, b.prediction) and torch.equal(a.radius, b.radius)
+    assert torch.equal(a.prediction[:, 2:], c.prediction) and torch.equal(a.radius[:, 2:], c.radius)
+    assert torch.equal(a.samples_used[2:], c.samples_used)
+
+
+def test_sequential_stops_early_and_stays_valid():
+    """Known p for every input (linear model, votes): the reported bound may miss p in at most delta of them."""
+    h = Linear([1.0, 1.0])
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(1500, 2, generator=gen) * 0.4
+    delta = 0.2
+    cert = certify_mixture(None, h, x, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta,
+                           sequential=True, tolerance=0.1)
+    p_true = h.smoothed(h.margin(x), 0.5, "hard")
+    p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
+    assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
+    assert cert.samples_used.float().mean() < 1600 and cert.samples_used.min() == 200
+    fixed = certify_mixture(None, h, x, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta)
+    assert ((fixed.radius - cert.radius).amax(0) <= 0.1 + 0.2).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("estimator", ["clopper-pearson", "betting"])
+def test_no_flips_inside_certified_radii(estimator):
+    """Attack every certified point inside its radius: the exact worst case of h (shift against w) with the
+    worst g, and PGD against the exact mixture with a real g.  Neither may change the prediction."""
+    h = Linear([0.8, -0.6], b=0.1)
+    torch.manual_seed(6)
+    g = torch.nn.Linear(2, 2)
+    x = torch.randn(300, 2) * 0.5
+    sigma, alphas = 0.5, [0.6, 0.8, 1.0]
+    cert = certify_mixture(g, h, x, sigma=sigma, alphas=alphas, num_samples=2000, delta=1e-4, estimator=estimator)
+    assert (cert.radius > 0).sum() > 300
+    w = h.w.double() / h.w.double().norm()
+    for k, a in enumerate(alphas):
+        r, ok = cert.radius[k], cert.radius[k] > 0
+        sign = torch.where(cert.top_class == 1, 1.0, -1.0).double()
+        worst = h.margin(x) - sign * r * float(h.w.norm())                 # the margin after the worst shift
+        h1 = h.smoothed(worst, sigma, cert.smoothing)
+        h_top = torch.where(cert.top_class == 1, h1, 1 - h1)
+        assert (a * (2 * h_top - 1) >= (1 - a) - 1e-9)[ok].all()           # Lemma 1 with g all on the other class
+        delta = torch.zeros(len(x), 2, dtype=torch.float64, requires_grad=True)
+        for _ in range(30):
+            xa = x.double() + delta
+            h1 = h.smoothed(xa @ h.w.double() + h.b, sigma, cert.smoothing)
+            mix = (1 - a) * torch.softmax(g(xa.float()).double(), -1) + a * torch.stack([1 - h1, h1], 1)
+            top = mix.gather(1, cert.top_class[:, None])[:, 0]
+            loss = (top - mix.gather(1, 1 - cert.top_class[:, None])[:, 0]).sum()
+            grad, = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta -= 0.2 * r[:, None] * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                delta *= (r / delta.norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)[:, None]
+        with torch.no_grad():
+            xa = x.double() + delta
+            h1 = h.smoothed(xa @ h.w.double() + h.b, sigma, cert.smoothing)
+            mix = (1 - a) * torch.softmax(g(xa.float()).double(), -1) + a * torch.stack([1 - h1, h1], 1)
+        assert (mix.argmax(1) == cert.top_class)[ok].all()
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(sigma=0.0), ConfigError, "sigma"),
+    (dict(sigma=-1.0), ConfigError, "sigma"),
+    (dict(delta=0.0), ConfigError, "delta"),
+    (dict(delta=1.0), ConfigError, "delta"),
+    (dict(n0=0), ConfigError, "n0"),
+    (dict(num_samples=50, n0=100), ConfigError, "num_samples"),
+    (dict(alphas=[0.5, 1.2]), ConfigError, "alpha"),
+    (dict(alphas=-0.1), ConfigError, "alpha"),
+    (dict(estimator="wilson"), ConfigError, "estimator"),
+    (dict(tolerance=-1.0), ConfigError, "tolerance"),
+    (dict(indices=[1, 2]), InputError, "indices"),
+])
+def test_bad_arguments_name_the_argument_and_the_fix(kwargs, error, words):
+    g, h, x = _tiny()
+    opts = dict(sigma=0.3, alphas=[0.8], num_samples=200, n0=10)
+    with pytest.raises(error, match=words):
+        certify_mixture(g, h, x, **{**opts, **kwargs})
+
+
+def test_models_with_the_wrong_output_are_refused():
+    g, h, x = _tiny()
+    opts = dict(sigma=0.3, alphas=[0.8], num_samples=200, n0=10)
+    with pytest.raises(ModelError, match=r"\(n, c\) logits"):
+        certify_mixture(g, torch.nn.Flatten(0), x, **opts)
+    with pytest.raises(ModelError, match=r"\(n, c\) logits"):
+        certify_mixture(g, lambda z: (h(z), h(z)), x, **opts)
+    with pytest.raises(ModelError, match="classes"):
+        certify_mixture(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 5)), h, x, **opts)
