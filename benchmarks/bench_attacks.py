@@ -1,76 +1,103 @@
-"""Attack and sweep speed, side by side on the same models in one process.
+"""Cost of one attack step against the passes it makes, on zoo models.
 
-  * PGD step time / one forward+backward of the attacked model (the physical floor), goal <= 1.05
-  * the early-stop option (stop attacking misclassified points) on an accuracy-only run
-  * our PGD iteration versus pyautoattack's APGD-CE iteration on the same model and batch
-  * the sweep engine's total time versus the naive loop over alphas
-Run: python benchmarks/bench_attacks.py [--threads 2] [--n 200]
+g = fmnist-std-cnn, h = fmnist-at-linf-cnn, mixture at alpha = 0.6; l_inf PGD, eps 0.1, a fixed
+step size of 0.025 (so PGD-20's first 10 steps are PGD-10's), the first --n test images.
+All variants run interleaved round by round; each ratio is the median of per-round ratios (IQR),
+beside its floor from passes counted with hooks on g and h:
+
+  * PGD step = (T(steps=20) - T(steps=10)) / 10, so the setup (input checks, random start) cancels;
+    reported against one forward+backward of the target on the same batch (floor: the counted
+    passes per step over those of one forward+backward).
+  * early_stop=True: the whole PGD-10 run against the full PGD-10 (floor: counted work ratio), and
+    the cost per attacked image-step, (T(20) - T(10)) divided by the image-steps counted in steps
+    11-20, against one forward+backward per image.
+  * robustmix PGD step against one pyautoattack APGD-CE iteration on the mixture, both as
+    (T(20) - T(10)) / 10; APGD attacks only the initially correct images, which the floor counts.
+Run: python benchmarks/bench_attacks.py [--threads 1] [--n 48] [--rounds 5]
 """
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
 
-from common import setup, timeit
+from harness import floor, interleave, setup, unit_costs, unit_variants, work
 from robustmix import MixedClassifier
 from robustmix.attacks import PGD
 from robustmix.data import load_dataset
-from robustmix.experiments import SweepConfig, naive_sweep, run_sweep
 from robustmix.models import load
+
+EPS, STEP = 0.1, 0.025
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--std", default="fmnist-std-cnn")
-    ap.add_argument("--rob", default="fmnist-at-linf-cnn")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-apgd", action="store_true", help="skip the pyautoattack comparison")
     args = ap.parse_args()
-    print(setup(args.threads))
+    print(setup(args.threads) + f", channels_last, {args.n} images")
     x, y = load_dataset("fashion-mnist", "test")
     x, y = x[:args.n], y[:args.n]
-    g, h = load(args.std), load(args.rob)
+    g, h = load("fmnist-std-cnn"), load("fmnist-at-linf-cnn")
     mixed = MixedClassifier(g, h, 0.6)
-    rows = []
-    for name, model in (("h", h), ("mixture", mixed)):
-        def fwd_bwd():
-            xa = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="none").sum(), xa)
-            return grad
+    targets = {"h": h, "mixture": mixed}
 
-        t_floor = timeit(fwd_bwd, 10)
-        steps = 10
-        t_pgd = timeit(lambda: PGD(model, 0.1, "inf", steps=steps)(x, y), 4) / steps
-        t_early = timeit(lambda: PGD(model, 0.1, "inf", steps=steps, early_stop=True)(x, y), 4) / steps
-        rows.append((name, t_floor * 1e3, t_pgd * 1e3, t_pgd / t_floor, t_early / t_floor))
-    print("\n| target | fwd+bwd (ms) | PGD step (ms) | PGD step / fwd+bwd | early-stop step / fwd+bwd |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.3f} | {r[4]:.3f} |")
+    def pgd(model, steps, early_stop=False):
+        attack = PGD(model, EPS, "inf", steps=steps, step_size=STEP, early_stop=early_stop)
+        return lambda: attack(x, y)
 
-    from pyautoattack.autopgd_base import APGDAttack
+    variants = unit_variants({"g": g, "h": h, "mixture": mixed}, x)
+    for name, model in targets.items():
+        for steps in (10, 20):
+            variants[f"{name} pgd{steps}"] = pgd(model, steps)
+            variants[f"{name} es{steps}"] = pgd(model, steps, early_stop=True)
+    if not args.no_apgd:
+        from pyautoattack.autopgd_base import APGDAttack
 
-    iters = 20
-    apgd = APGDAttack(mixed, n_restarts=1, n_iter=iters, eps=0.1, norm="Linf", loss="ce", device=x.device,
-                      verbose=False, seed=0)
-    t_apgd = timeit(lambda: apgd.perturb(x, y), 3, 1) / iters
-    t_ours = timeit(lambda: PGD(mixed, 0.1, "inf", steps=iters)(x, y), 3, 1) / iters
-    print(f"\nper-iteration on the mixture, n={args.n}: robustmix PGD {t_ours * 1e3:.1f} ms, "
-          f"pyautoattack APGD-CE {t_apgd * 1e3:.1f} ms, ratio ours/APGD = {t_ours / t_apgd:.3f}")
+        for steps in (10, 20):
+            apgd = APGDAttack(mixed, n_iter=steps, eps=EPS, norm="Linf", loss="ce", device=x.device, seed=0)
+            variants[f"apgd{steps}"] = (lambda a: lambda: a.perturb(x, y))(apgd)
+    r = interleave(variants, rounds=args.rounds, warmup=1, count={"g": g, "h": h}, progress=True)
+    costs = unit_costs(r, ["g", "h"], rows=len(x))
+    p = r.passes
 
-    cfg = SweepConfig(alphas=[round(0.1 * i, 1) for i in range(11)], eps=0.1, steps=10, batch_size=args.n)
-    n_sweep = min(args.n, 100)
-    t0 = time.perf_counter()
-    fast = run_sweep(g, h, x[:n_sweep], y[:n_sweep], cfg, progress=False)
-    t_fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    slow = naive_sweep(g, h, x[:n_sweep], y[:n_sweep], cfg)
-    t_slow = time.perf_counter() - t0
-    same = fast["accuracy"] == slow["accuracy"]
-    print(f"\nsweep, 11 alphas, PGD-10, n={n_sweep}: engine {t_fast:.1f} s, naive loop {t_slow:.1f} s, "
-          f"speed-up {t_slow / t_fast:.2f}x, identical results: {same}")
+    print(f"\n{args.rounds} interleaved rounds; ratio = median of per-round ratios (IQR); floor from counted passes\n")
+    print("| target | fwd+bwd (ms) | PGD step (ms) | step / fwd+bwd | floor | early-stop PGD-10 / PGD-10 | floor "
+          "| early-stop cost per attacked image-step / fwd+bwd per image | floor | image-steps attacked, steps 11-20 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in targets:
+        fb, p10, p20, e10, e20 = (f"{name} fwd+bwd", f"{name} pgd10", f"{name} pgd20", f"{name} es10", f"{name} es20")
+        step = r.per_round(lambda t: (t[p20] - t[p10]) / 10)
+        ratio = r.per_round(lambda t: (t[p20] - t[p10]) / 10 / t[fb])
+        step_floor = (work(p[p20], costs) - work(p[p10], costs)) / 10 / work(p[fb], costs)
+        es_whole, es_whole_floor = r.ratio(e10, p10), floor(p[e10], p[p10], costs)
+        attacked = p[e20].backward["h", "input"] - p[e10].backward["h", "input"]
+        full = len(x) * 10
+        if attacked:
+            es_step = r.per_round(lambda t: (t[e20] - t[e10]) / attacked / (t[fb] / len(x)))
+            es_step_floor = (work(p[e20], costs) - work(p[e10], costs)) / attacked / (work(p[fb], costs) / len(x))
+            es_cells = f"{es_step} | {es_step_floor:.2f}"
+        else:
+            es_cells = "n/a (nothing left to attack) | n/a"
+        print(f"| {name} | {r.median(fb) * 1e3:.1f} | {step.median * 1e3:.1f} | {ratio} | {step_floor:.2f} | "
+              f"{es_whole} | {es_whole_floor:.2f} | {es_cells} | {attacked} of {full} |")
+    print("\ncounted, mixture PGD-10: " + p["mixture pgd10"].describe()
+          + "\ncounted, mixture early-stop PGD-10: " + p["mixture es10"].describe())
+
+    if not args.no_apgd:
+        ours = r.per_round(lambda t: (t["mixture pgd20"] - t["mixture pgd10"]) / 10)
+        theirs = r.per_round(lambda t: (t["apgd20"] - t["apgd10"]) / 10)
+        ratio = r.per_round(lambda t: (t["mixture pgd20"] - t["mixture pgd10"]) / (t["apgd20"] - t["apgd10"]))
+        ours_work = work(p["mixture pgd20"], costs) - work(p["mixture pgd10"], costs)
+        theirs_work = work(p["apgd20"], costs) - work(p["apgd10"], costs)
+        print("\n| on the mixture | robustmix PGD step (ms) | APGD-CE iteration (ms) | PGD step / APGD iteration | floor "
+              "| counted per iteration, PGD / APGD |")
+        print("|---|---|---|---|---|---|")
+        it_rows = lambda q: (q.backward["h", "input"]) // 10  # noqa: E731
+        print(f"| {len(x)} images | {ours.median * 1e3:.1f} | {theirs.median * 1e3:.1f} | {ratio} | "
+              f"{ours_work / theirs_work:.2f} | {it_rows(p['mixture pgd20'] - p['mixture pgd10'])} / "
+              f"{it_rows(p['apgd20'] - p['apgd10'])} rows |")
 
 
 if __name__ == "__main__":
