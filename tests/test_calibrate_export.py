@@ -57,3 +57,40 @@ def test_mixed_checkpoint_and_torchscript_equal_the_original(tmp_path):
     torch.testing.assert_close(ts(torch.rand(3, 1, 28, 28) * 0 + x[:3]), ref(x[:3]))
     with pytest.raises(ModelError, match="card"):
         save_mixed(torch.nn.Linear(2, 2), h, 0.5, tmp_path / "bad", dataset="fashion-mnist")
+
+
+def test_every_mixer_round_trips_through_one_checkpoint(tmp_path):
+    from robustmix.experiments.export import save_mixer
+    from robustmix.mixing import AdaptiveMixedClassifier, MixingNet, NonlinearMixedClassifier
+
+    g, h = _tiny(tmp_path, "g", 0), _tiny(tmp_path, "h", 1)
+    torch.manual_seed(2)
+    mixers = [NonlinearMixedClassifier(g, h, alpha=0.7, scale=2.0, power=0.5, bias=-0.3, top_k=4, std_map="onehot"),
+              AdaptiveMixedClassifier(g, h, MixingNet(20, hidden=8), alpha_range=(0.1, 0.9))]
+    x = torch.rand(6, 1, 28, 28)
+    for i, mixer in enumerate(mixers):
+        path = save_mixer(mixer, tmp_path / f"m{i}.safetensors", dataset="fashion-mnist")
+        back = load(path)
+        assert type(back) is type(mixer) and back.config() == mixer.config()
+        torch.testing.assert_close(back(x), mixer(x), rtol=0, atol=0)
+
+
+def test_card_problems_are_reported(tmp_path, caplog):
+    import json
+
+    from robustmix.errors import CheckpointError
+    from robustmix.models import load_checkpoint
+
+    model = create_model("cnn-small", width=4, hidden=8)
+    path = save_checkpoint(model, ModelCard(name="m", arch="cnn-small", arch_kwargs={"width": 4, "hidden": 8},
+                                            dataset="fashion-mnist"), tmp_path / "m.safetensors")
+    card = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**card, "sha256": None}))
+    with pytest.raises(CheckpointError, match="has no sha256"):
+        load_checkpoint(path)
+    path.with_suffix(".json").write_text(json.dumps({**card, "arch_kwargs": {"widht": 4}}))
+    with pytest.raises(ModelError, match="does not take the settings"):
+        load_checkpoint(path)
+    path.with_suffix(".json").unlink()
+    load_checkpoint(path)
+    assert "no card file beside it" in caplog.text

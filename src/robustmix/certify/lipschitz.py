@@ -53,12 +53,12 @@ def network_lipschitz(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     """Guaranteed l2 Lipschitz bound (input -> logits) for sequential networks of known layers.
 
     Supported: Conv2d, Linear, ReLU/LeakyReLU, GroupSort/MaxMin (torchlip),
-    PixelUnshuffle, Flatten, Identity, Dropout (eval), robustmix ``Normalize``
-    (factor 1 / min std) and the ``logit_scale`` of :class:`LipschitzCNN`.
+    PixelUnshuffle, Flatten, Identity, Dropout (eval), any module with a
+    ``lipschitz_bound()`` method (the protocol: its own guaranteed l2 bound, e.g.
+    robustmix's ``Normalize`` gives 1 / min std) and a model's ``logit_scale``.
     Anything else raises :class:`ModelError`.
     """
     from deel import torchlip  # local: optional at this layer
-    from ..models.architectures import Normalize
 
     shape = tuple(input_shape)
     bound = 1.0
@@ -69,8 +69,8 @@ def network_lipschitz(model: nn.Module, input_shape: tuple[int, ...]) -> float:
             bound *= conv2d_spectral_norm(layer, probe.shape[-2:])
         elif isinstance(layer, nn.Linear):
             bound *= linear_spectral_norm(layer)
-        elif isinstance(layer, Normalize):
-            bound *= float(1.0 / layer.std.min())
+        elif callable(getattr(layer, "lipschitz_bound", None)):
+            bound *= float(layer.lipschitz_bound())
         elif isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.PixelUnshuffle, nn.Flatten, nn.Identity, nn.Dropout,
                                 torchlip.GroupSort, torchlip.MaxMin)):
             if isinstance(layer, nn.LeakyReLU) and abs(layer.negative_slope) > 1:
@@ -87,14 +87,12 @@ def network_lipschitz(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 
 def _flatten_modules(model: nn.Module) -> list[nn.Module]:
-    from ..models.architectures import Normalize
-
     if isinstance(model, nn.Sequential):
         out = []
         for m in model:
             out += _flatten_modules(m)
         return out
-    if isinstance(model, Normalize) or not list(model.children()):
+    if callable(getattr(model, "lipschitz_bound", None)) or not list(model.children()):
         return [model]
     order = getattr(model, "lipschitz_layers", None)
     if order is None and hasattr(model, "normalize") and hasattr(model, "body"):

@@ -12,28 +12,31 @@ from .._io import atomic_write_bytes
 from ..errors import ConfigError, ModelError
 from ..mixing import MixedClassifier
 from ..models import ModelCard, save_checkpoint
+from ..models.mixers import mixer_arch_kwargs
 
 logger = logging.getLogger(__name__)
 
 
 def save_mixed(std_model, rob_model, alpha: float, path, *, dataset: str) -> Path:
-    """One robustmix checkpoint (safetensors + card) with both base models, alpha and their cards.
+    """One checkpoint of the paper's mixture (eq. 4) at ``alpha``; see :func:`save_mixer`."""
+    return save_mixer(MixedClassifier(std_model, rob_model, float(alpha)), path, dataset=dataset)
 
-    The base models must carry robustmix cards (zoo models or robustmix checkpoints) so that
-    the architecture can be rebuilt; load it back with ``robustmix.models.load(path)``.
+
+def save_mixer(mixer: torch.nn.Module, path, *, dataset: str) -> Path:
+    """One robustmix checkpoint (safetensors + card) of any mixer: linear, nonlinear or adaptive.
+
+    The card holds every setting of the mixer and the base models' cards; the
+    weights hold the base models (and the mixing network).  The base models must
+    carry robustmix cards (zoo models or robustmix checkpoints) so that their
+    architectures can be rebuilt; ``robustmix.models.load(path)`` restores the
+    mixer with identical outputs.
     """
-    specs, cards = {}, {}
-    for role, model in (("std", std_model), ("rob", rob_model)):
-        card = getattr(model, "card", None)
-        if card is None:
-            raise ModelError(f"the {role} model has no robustmix card, so its architecture cannot be rebuilt; "
-                             "export it with --export instead")
-        specs[role] = {"arch": card.arch, "kwargs": card.arch_kwargs}
-        cards[role] = card.to_dict()
-    mixed = MixedClassifier(std_model, rob_model, float(alpha))
-    card = ModelCard(name=Path(path).stem, arch="mixed", arch_kwargs={**specs, "alpha": float(alpha)}, dataset=dataset,
-                     recipe="mixture", hyperparameters={"alpha": float(alpha)}, metrics={"base_cards": cards})
-    return save_checkpoint(mixed, card, path)
+    arch, kwargs = mixer_arch_kwargs(mixer)
+    cards = {role: m.card.to_dict() for role, m in (("std", mixer.std_model), ("rob", mixer.rob_model))}
+    settings = {k: v for k, v in kwargs.items() if k not in ("std", "rob")}
+    card = ModelCard(name=Path(path).stem, arch=arch, arch_kwargs=kwargs, dataset=dataset, recipe="mixture",
+                     hyperparameters=settings, metrics={"base_cards": cards})
+    return save_checkpoint(mixer, card, path)
 
 
 def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:

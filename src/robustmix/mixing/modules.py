@@ -151,14 +151,6 @@ class _TemperedMixture(nn.Module):
         return f"temperature={self.temperature:g}"
 
 
-def mixed_from_specs(std: dict, rob: dict, alpha) -> MixedClassifier:
-    """Rebuild a saved mixture: ``std`` / ``rob`` are {"arch": ..., "kwargs": {...}} registry specs."""
-    from ..models.registry import create_model
-
-    return MixedClassifier(create_model(std["arch"], **std.get("kwargs", {})),
-                           create_model(rob["arch"], **rob.get("kwargs", {})), alpha)
-
-
 class FormulationMixture(_BasePair):
     """Eq. (1), (2) or (3) of the paper with a chosen trust term R_i(x).
 

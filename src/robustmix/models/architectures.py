@@ -18,6 +18,10 @@ class Normalize(nn.Module):
     def forward(self, x):
         return (x - self.mean) / self.std
 
+    def lipschitz_bound(self) -> float:
+        """Its l2 Lipschitz constant: 1 / the smallest std (the protocol ``network_lipschitz`` reads)."""
+        return float(1.0 / self.std.min())
+
 
 class SmallCNN(nn.Module):
     """A small VGG-style CNN for 28x28 inputs (two conv blocks and two dense layers)."""

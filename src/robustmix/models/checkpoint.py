@@ -108,24 +108,3 @@ def _read_weights(path: Path):
         raise CheckpointError(f"{path} has no robustmix model card; save it with robustmix.models.save_checkpoint")
     card = ModelCard.from_dict(json.loads(meta[CARD_KEY]))
     return (state, blob), card
-
-
-def load_checkpoint(path, *, expected_dataset: str | None = None, verify_hash: bool = True):
-    """Build the model described by the card and load its weights. Returns ``(model, card)`` in eval mode."""
-    from .registry import create_model
-
-    path = Path(path)
-    (state, blob), inner = _read_weights(path)
-    card = read_card(path)
-    if verify_hash and card.sha256 is not None and hashlib.sha256(blob).hexdigest() != card.sha256:
-        raise CheckpointError(f"{path} does not match the SHA-256 in {card_path(path)}: the file was modified or "
-                              "corrupted; restore the original")
-    if expected_dataset is not None and card.dataset != expected_dataset:
-        raise CheckpointError(f"{path} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
-                              f"pick a checkpoint for {expected_dataset!r} or change --dataset")
-    model = create_model(card.arch, **card.arch_kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit architecture {card.arch!r} with {card.arch_kwargs}: {exc}") from exc
-    return model.eval(), card

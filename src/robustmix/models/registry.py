@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -19,8 +21,10 @@ from torch import nn
 
 from ..errors import CheckpointError, ModelError
 from .architectures import PreActResNet18, SmallCNN, WideResNet
-from .checkpoint import ModelCard, load_checkpoint, read_card
+from .checkpoint import ModelCard, _read_weights, card_path, read_card
 from .lipschitz_net import LipschitzCNN
+
+logger = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 
@@ -42,18 +46,16 @@ ARCHITECTURES = {
 }
 
 
-def _mixed(std: dict, rob: dict, alpha: float = 0.5):
-    from ..mixing.modules import mixed_from_specs
-
-    return mixed_from_specs(std, rob, alpha)
 
 
-ARCHITECTURES["mixed"] = ArchSpec("mixed", _mixed, (0, 0, 0), "a saved mixed classifier: both base models + alpha")
+def register_architecture(name: str, input_shape: tuple[int, int, int], description: str):
+    """Decorator: add a model factory to the registry (how :mod:`robustmix.models.mixers` adds mixers)."""
+    def wrap(factory):
+        ARCHITECTURES[name] = ArchSpec(name, factory, input_shape, description)
+        return factory
+    return wrap
 
-ZOO_NAMES = (
-    "fmnist-std-cnn", "fmnist-at-linf-cnn", "fmnist-at-l2-cnn", "fmnist-trades-linf-cnn",
-    "fmnist-noise-0.12-cnn", "fmnist-noise-0.25-cnn", "fmnist-noise-0.50-cnn", "fmnist-lipschitz",
-)
+from ..zoo_table import ZOO_NAMES  # noqa: E402  (the one table of zoo names)
 
 
 def _suggest(name: str, options) -> str:
@@ -69,8 +71,12 @@ def create_model(arch: str, **kwargs) -> nn.Module:
         raise ModelError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}."
                          + _suggest(arch, ARCHITECTURES))
     spec = ARCHITECTURES[arch]
-    model = spec.factory(**kwargs)
-    if arch != "mixed":
+    try:
+        model = spec.factory(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"architecture {arch!r} does not take the settings {sorted(kwargs)} ({exc}); fix the "
+                         "card's arch_kwargs or re-save the checkpoint") from None
+    if not arch.startswith("mixed"):
         model.input_shape = spec.input_shape
     return model
 
@@ -108,6 +114,32 @@ def _resolve(name) -> Path:
         return path.with_suffix(".safetensors")
     raise ModelError(f"unknown model {name!r}: not a zoo name ({', '.join(ZOO_NAMES)}) nor a .safetensors "
                      "checkpoint." + _suggest(str(name), ZOO_NAMES))
+
+
+def load_checkpoint(path, *, expected_dataset: str | None = None, verify_hash: bool = True):
+    """Build the model described by the card and load its weights. Returns ``(model, card)`` in eval mode."""
+    path = Path(path)
+    (state, blob), inner = _read_weights(path)
+    card = read_card(path)
+    if verify_hash and not card_path(path).is_file():
+        logger.warning("%s has no card file beside it (%s): using the card inside the weights, whose integrity "
+                       "cannot be checked against a SHA-256; re-save it with save_checkpoint", path,
+                       card_path(path).name)
+    elif verify_hash and card.sha256 is None:
+        raise CheckpointError(f"the card {card_path(path)} has no sha256, so {path} cannot be checked; restore the "
+                              "card, re-save with robustmix.models.save_checkpoint, or load with verify_hash=False")
+    if verify_hash and card.sha256 is not None and hashlib.sha256(blob).hexdigest() != card.sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 in {card_path(path)}: the file was modified or "
+                              "corrupted; restore the original")
+    if expected_dataset is not None and card.dataset != expected_dataset:
+        raise CheckpointError(f"{path} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
+                              f"pick a checkpoint for {expected_dataset!r} or change --dataset")
+    model = create_model(card.arch, **card.arch_kwargs)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit architecture {card.arch!r} with {card.arch_kwargs}: {exc}") from exc
+    return model.eval(), card
 
 
 @lru_cache(maxsize=32)

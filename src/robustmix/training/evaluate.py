@@ -20,17 +20,13 @@ from ..models import load
 from .._io import atomic_write_bytes
 from ..models.checkpoint import card_path
 from ..models.registry import _resolve
+from ..zoo_table import ZOO
 from .recipes import accuracy, robust_accuracy
 
 logger = logging.getLogger(__name__)
 
 # the threat model each zoo model is evaluated under (robust ones at their training budget)
-THREATS = {
-    "fmnist-std-cnn": [("inf", 0.1), ("2", 1.5)],
-    "fmnist-at-linf-cnn": [("inf", 0.1)],
-    "fmnist-trades-linf-cnn": [("inf", 0.1)],
-    "fmnist-at-l2-cnn": [("2", 1.5)],
-}
+THREATS = {name: list(e.threats) for name, e in ZOO.items() if e.threats}
 
 
 def threat_tag(norm: str, eps: float) -> str:

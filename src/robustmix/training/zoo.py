@@ -11,25 +11,13 @@ import torch
 from ..errors import ModelError
 from ..models import ModelCard, create_model, save_checkpoint
 from ..models.registry import ZOO_DIR
+from ..zoo_table import ZOO
 from .evaluate import threat_tag
 from .recipes import TrainConfig, accuracy, robust_accuracy, train
 
 logger = logging.getLogger(__name__)
 
-ZOO_RECIPES = {
-    "fmnist-std-cnn": ("cnn-small", {}, TrainConfig("standard", epochs=8, lr=0.05)),
-    "fmnist-at-linf-cnn": ("cnn-small", {}, TrainConfig("pgd", epochs=6, lr=0.05, eps=0.1, norm="inf", attack_steps=5)),
-    # l2 budget 1.5: about half the l2 length of the l_inf ball's corner (0.1 * 28 = 2.8), a
-    # perceptible-but-label-preserving change on 28x28 images, the usual MNIST-family scale.
-    "fmnist-at-l2-cnn": ("cnn-small", {}, TrainConfig("pgd", epochs=5, lr=0.05, eps=1.5, norm="2", attack_steps=5)),
-    "fmnist-trades-linf-cnn": ("cnn-small", {}, TrainConfig("trades", epochs=6, lr=0.05, eps=0.1, norm="inf",
-                                                             attack_steps=5, trades_beta=6.0)),
-    "fmnist-noise-0.12-cnn": ("cnn-small", {}, TrainConfig("noise", epochs=6, lr=0.05, sigma=0.12)),
-    "fmnist-noise-0.25-cnn": ("cnn-small", {}, TrainConfig("noise", epochs=6, lr=0.05, sigma=0.25)),
-    "fmnist-noise-0.50-cnn": ("cnn-small", {}, TrainConfig("noise", epochs=6, lr=0.05, sigma=0.50)),
-    "fmnist-lipschitz": ("lipschitz-cnn", {"logit_scale": 10.0}, TrainConfig("lipschitz", epochs=6, lr=2e-3,
-                                                                            optimizer="adam", weight_decay=0.0)),
-}
+ZOO_RECIPES = {name: (e.arch, e.arch_kwargs, TrainConfig(**e.recipe)) for name, e in ZOO.items()}
 
 
 def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subset: int = 1000) -> Path:
