@@ -354,7 +354,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         active = torch.nonzero(~worst.broken).flatten()
         stat.ran_on = len(active)
         start = time.perf_counter()
-        for chunk in active.split(batch_size):
+        for chunk in active.split(batch_size) if len(active) else ():
             if member.source is None:
                 res = run_autoattack(model, x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard",
                                      attacks=[member.attack], seed=seed, batch_size=len(chunk),
