@@ -103,7 +103,8 @@ def checkpoints(steps: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p[1:] if 0 < math.ceil(q * steps) < steps})
+    marks = {math.ceil(round(q * steps, 9)) for q in p[1:]}   # round: 0.57 * 100 is 57.000...01 in floats
+    return sorted(w for w in marks if 0 < w < steps)
 
 
 def _ascent(grad: torch.Tensor, eta: torch.Tensor, p: float) -> torch.Tensor:
