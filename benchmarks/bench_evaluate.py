@@ -10,8 +10,6 @@ batch size N.  Prints the two times, their ratio and both robust accuracies
 import argparse
 import time
 
-import torch
-
 from common import setup
 from robustmix import MixedClassifier
 from robustmix.attacks import evaluate, run_autoattack

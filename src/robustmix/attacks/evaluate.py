@@ -156,6 +156,35 @@ class WorstCaseResult:
         """Two-sided 95% Clopper-Pearson interval of the robust accuracy."""
         return accuracy_interval(int(self.robust.sum()), self.n)
 
+    @classmethod
+    def concat(cls, results) -> "WorstCaseResult":
+        """Join the results of several batches evaluated with the same settings.
+
+        Per-attack counts and seconds are summed; per-batch diagnostics are not
+        merged (the joined result has none).
+        """
+        results = list(results)
+        if not results:
+            raise InputError("concat() needs at least one WorstCaseResult")
+        if any(r.settings != results[0].settings for r in results):
+            raise InputError("concat() got results evaluated with different settings; "
+                             "join the batches of one evaluation only")
+        table: dict[str, AttackStats] = {}
+        for r in results:
+            for a in r.per_attack:
+                t = table.setdefault(a.name, AttackStats(a.name))
+                t.ran_on, t.broke, t.seconds = t.ran_on + a.ran_on, t.broke + a.broke, t.seconds + a.seconds
+        adv = [r.x_adv for r in results]
+
+        def cat(field):
+            return torch.cat([getattr(r, field) for r in results])
+
+        return cls(robust=cat("robust"), margin=cat("margin"), found_by=[f for r in results for f in r.found_by],
+                   clean_correct=cat("clean_correct"), labels=cat("labels"), indices=cat("indices"),
+                   per_attack=list(table.values()), settings=dict(results[0].settings),
+                   warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+                   x_adv=torch.cat(adv) if all(a is not None for a in adv) else None)
+
     def records(self, indices=None) -> list[dict]:
         """One JSON-friendly dict per example (index, label, clean_correct, robust, margin, found_by)."""
         idx = self.indices.tolist() if indices is None else [int(i) for i in indices]
@@ -265,7 +294,8 @@ class _Worst:
 
 def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; wrap functions in an nn.Module")
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
+                          "wrap functions in an nn.Module")
     check_input(x)
     if len(x) == 0:
         raise InputError("x is empty: pass at least one example")
