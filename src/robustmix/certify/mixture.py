@@ -24,11 +24,15 @@ Which smoothed h is certified (``.smoothing``):
 
 Theorem 2 holds for both (Gaussian smoothing of any function into [0, 1]); the
 two are different classifiers, and a certificate is about the one it names.
-``estimator=None`` picks Clopper-Pearson: on the zoo's noise-trained CNN
-(sigma 0.5, 100 test images, benchmarks/bench_certify_bounds.py) the hard vote
-frequency of the top class is higher than its mean softmax score, and that gap
-outweighs the lower variance of the soft scores, so hard votes certify the
-larger radii (see the benchmark for the numbers).
+``estimator=None`` picks Clopper-Pearson, measured on the zoo's noise-trained
+CNN (sigma 0.5, g the standard CNN, 500 test images, 10,000 samples, delta
+0.001; benchmarks/bench_certify_bounds.py): mean radius at alpha = 1 of 1.024
+(Clopper-Pearson), 0.671 (betting), 0.653 (empirical Bernstein); at alpha = 0.8
+0.323, 0.235, 0.234.  The soft scores vary less (sample std 0.10) but their
+mean is lower than the vote frequency (0.82 against 0.91 for the top class),
+and the mean enters PhiInv, so hard votes certify larger radii on this model.
+Betting is the tighter of the two soft bounds and the one to use for the soft
+smoothed classifier.
 
 Sequential sampling (``sequential=True``) draws the estimation samples in
 rounds ending at the looks ``n_1 < ... < n_J = num_samples`` (doubling from
@@ -42,6 +46,9 @@ delta / J, so P(E_1 or ... or E_J) <= delta by the union bound (no
 independence needed).  Whatever look the stopping rule picks, the reported
 bound is one of these J, so it fails with probability <= delta.  The stopping
 rule may use every sample seen so far; it only chooses which bound to report.
+On the zoo (500 images, 10,000 samples, alpha = 1) tolerance 0.1 used 1.36x
+fewer forward passes than a fixed 10,000 at the same certified accuracy at
+radius 0.5 (74.8%), 0.15 used 1.65x fewer (74.4%), 0.25 2.7x fewer (72.4%).
 
 Floating point (Voracek & Hein, 2023): the guarantee is for Gaussian smoothing
 in exact arithmetic.  The implementation draws float32 (x's dtype) noise from a
@@ -65,10 +72,10 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_alpha, check_input, check_positive_int
+from .._validation import check_alpha, check_positive_int
 from ..errors import ConfigError, InputError, ModelError
 from .radii import smoothing_radius_from_bounds
-from .smoothing import ABSTAIN, _check_logits, smoothing_pass
+from .smoothing import ABSTAIN, _check_logits, check_batch, smoothing_pass
 from .stats import bernstein_lower, betting_lower, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -154,7 +161,7 @@ def _parse_estimator(estimator) -> Estimator:
 
 
 def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator):
-    check_input(x)
+    check_batch(x)
     try:
         sigma = float(sigma)
     except (TypeError, ValueError):

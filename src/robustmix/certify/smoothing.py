@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm as normal
 
-from .._validation import check_eps, check_input, check_positive_int
+from .._validation import check_eps, check_positive_int
 from ..errors import ConfigError, InputError, ModelError
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
 
@@ -83,6 +83,18 @@ def _batches(pieces, batch_size: int):
         size += piece[3] - piece[2]
     if batch:
         yield batch
+
+
+def check_batch(x) -> torch.Tensor:
+    """A finite floating-point batch (n, ...) of any range: smoothing is defined on all of R^d."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise InputError(f"x must be a floating-point torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
+                         "convert with torch.as_tensor(..., dtype=torch.float32)")
+    if x.ndim < 2:
+        raise InputError(f"x has shape {tuple(x.shape)}, expected a batch (n, ...): add one with x.unsqueeze(0)")
+    if not torch.isfinite(x).all():
+        raise InputError("x contains NaN or inf values; clean the inputs before certifying")
+    return x
 
 
 def _check_logits(logits, n: int) -> None:
@@ -183,7 +195,7 @@ class SmoothedClassifier:
     def sample(self, x: torch.Tensor, indices=None, num_samples: int | None = None, stream: int = 0,
                progress=None) -> SmoothingEstimate:
         """Estimate h at each input of ``x`` (n, ...). ``indices`` seed the noise (default 0..n-1)."""
-        check_input(x)
+        check_batch(x)
         n_samp = num_samples or self.num_samples
         indices = list(range(len(x))) if indices is None else [int(i) for i in indices]
         if len(indices) != len(x):
