@@ -7,7 +7,7 @@ mixture at k = 11 alphas.  Reported as medians of per-round ratios with their IQ
 Models: the zoo pair fmnist-std-cnn / fmnist-at-linf-cnn as `load` returns them (channels_last),
 and two randomly initialised preact-resnet18 (no zoo model of that size; the overhead does not
 depend on the weights).
-Run: python benchmarks/bench_mixing.py [--threads 1] [--rounds 21]
+Run: python benchmarks/bench_mixing.py [--threads 1] [--rounds 11]
 """
 
 import argparse
@@ -31,7 +31,7 @@ def pairs(batch_cnn, batch_resnet):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--batch-cnn", type=int, default=256)
     ap.add_argument("--batch-resnet", type=int, default=32)
     args = ap.parse_args()
