@@ -91,8 +91,8 @@ def main():
         ratio = r.per_round(lambda t: (t["mixture pgd20"] - t["mixture pgd10"]) / (t["apgd20"] - t["apgd10"]))
         ours_work = work(p["mixture pgd20"], costs) - work(p["mixture pgd10"], costs)
         theirs_work = work(p["apgd20"], costs) - work(p["apgd10"], costs)
-        print("\n| on the mixture | robustmix PGD step (ms) | APGD-CE iteration (ms) | PGD step / APGD iteration | floor "
-              "| counted per iteration, PGD / APGD |")
+        print("\n| on the mixture | robustmix PGD step (ms) | APGD-CE iteration (ms) | PGD step / APGD iteration "
+              "| floor | counted per iteration, PGD / APGD |")
         print("|---|---|---|---|---|---|")
         it_rows = lambda q: (q.backward["h", "input"]) // 10  # noqa: E731
         print(f"| {len(x)} images | {ours.median * 1e3:.1f} | {theirs.median * 1e3:.1f} | {ratio} | "

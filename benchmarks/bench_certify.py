@@ -8,9 +8,10 @@ samples each, batches of --batch):
   * one forward pass of the base model on a batch of noisy inputs, which prices a forward row;
   * Theorem 2 radii from the sampled bounds for 1 alpha and for 101 alphas (--radius-reps calls each).
 Sampling is reported against the Cohen-style loop and against its counted forward passes (floors
-from passes counted with hooks); the radius time is reported by itself, and the extra time of a whole 101-alpha certificate
-over a 1-alpha one as (radii 101 - radii 1) / (sampling + radii 1) per round, with its floor from
-the counted passes (zero: the same sampling serves every alpha and the radii make no pass).
+from passes counted with hooks); the radius time is reported by itself, and the extra time of a
+whole 101-alpha certificate over a 1-alpha one as (radii 101 - radii 1) / (sampling + radii 1) per
+round, with its floor from the counted passes (zero: the same sampling serves every alpha and
+the radii make no pass).
 Run: python benchmarks/bench_certify.py [--threads 1] [--n 10] [--samples 1000] [--rounds 5]
 """
 

@@ -1,8 +1,9 @@
 """Whole commands, timed as a user runs them: processes versus threads for a sweep, and the demo.
 
-Sweep (`robustmix sweep`, --n images, alphas 0 0.5 0.6 0.8 1, PGD-10, batches of n / 2 so that each
-process gets one, fresh output folder each time, no warm-up round: every run is a new process): one process with 2 threads against torchrun with 2 processes of 1 thread each,
-interleaved round by round; the speed-up is the median of per-round ratios (IQR).  Its floor is
+Sweep (`robustmix sweep`, --n images, alphas 0 0.5 0.6 0.8 1, PGD-10, batches of n / 2 so that
+each process gets one, a fresh output folder each time): one process with 2 threads against
+torchrun with 2 processes of 1 thread each, interleaved round by round with no warm-up round
+(every run is a new process); the speed-up is the median of per-round ratios (IQR).  Its floor is
 1.00: both compute the same records (checked), so the counted work is the same; only how the 2
 cores are used differs.  Process start-up is included.
 Demo (with --demo): `robustmix demo --quick` (and the default demo with --demo-full), wall time
@@ -31,18 +32,22 @@ def command(args, threads, out):
     return run
 
 
+def predictions(out):
+    return [(x["index"], x["clean"], x["std"], x["rob"], x["mix"]) for x in read_records(out / "records.jsonl")[1]]
+
+
 def sweep(n, rounds):
-    base = ["sweep", "-n", str(n), "--alphas", "0", "0.5", "0.6", "0.8", "1", "--steps", "10", "--batch-size", str(n // 2),
-            "--rob", "fmnist-at-linf-cnn"]
+    base = ["sweep", "-n", str(n), "--alphas", "0", "0.5", "0.6", "0.8", "1", "--steps", "10",
+            "--batch-size", str(n // 2), "--rob", "fmnist-at-linf-cnn"]
     with tempfile.TemporaryDirectory() as tmp:
         one, two = Path(tmp, "one"), Path(tmp, "two")
         variants = {"1 x 2": command([sys.executable, "-m", "robustmix"] + base, 2, one),
                     "2 x 1": command(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "robustmix"] + base, 1,
                                      two)}
-        r = interleave(variants, rounds=rounds, warmup=0, progress=True)  # every run is a fresh process
-        same = [(x["index"], x["clean"], x["std"], x["rob"], x["mix"]) for x in read_records(one / "records.jsonl")[1]] == \
-               [(x["index"], x["clean"], x["std"], x["rob"], x["mix"]) for x in read_records(two / "records.jsonl")[1]]
-    print(f"\nsweep, {n} images in batches of {n // 2}, 5 alphas, PGD-10; {rounds} interleaved rounds; ratio = median of per-round ratios (IQR)\n")
+        r = interleave(variants, rounds=rounds, warmup=0, progress=True)
+        same = predictions(one) == predictions(two)
+    print(f"\nsweep, {n} images in batches of {n // 2}, 5 alphas, PGD-10; {rounds} interleaved rounds; "
+          "ratio = median of per-round ratios (IQR)\n")
     print("| processes x threads | wall (s) | examples/s | speed-up over 1 x 2 | floor |\n|---|---|---|---|---|")
     print(f"| 1 x 2 | {r.median('1 x 2'):.1f} | {n / r.median('1 x 2'):.1f} | 1.00 | 1.00 |")
     print(f"| 2 x 1 (torchrun) | {r.median('2 x 1'):.1f} | {n / r.median('2 x 1'):.1f} | {r.ratio('1 x 2', '2 x 1')} "

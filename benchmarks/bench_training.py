@@ -59,7 +59,8 @@ def main():
     costs = unit_costs(r, sorted({arch(rc) for rc in RECIPES}), rows=args.batch_size)
 
     print(f"\n{args.rounds} interleaved rounds; ratio = median of per-round ratios (IQR); floor from counted passes\n")
-    print("| recipe | model | images/s | time / standard | floor | time / its counted work | counted passes per image |")
+    print("| recipe | model | images/s | time / standard | floor | time / its counted work "
+          "| counted passes per image |")
     print("|---|---|---|---|---|---|---|")
     for recipe in RECIPES:
         p = passes[recipe]

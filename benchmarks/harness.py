@@ -132,8 +132,8 @@ class PassCounter:
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         # a backward that only reaches parameters makes torch warn once per module; that case is counted as "params"
-        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect "
-                                "to module outputs")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with "
+                                "respect to module outputs")
         return self
 
     def __exit__(self, *exc) -> None:
