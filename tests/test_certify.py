@@ -95,9 +95,9 @@ class _Binary(torch.nn.Module):
 
 
 def test_theorem2_closed_form_for_linear_classifier():
-    w, b, sigma = torch.tensor([0.6, -0.8, 0.0]), 0.05, 0.5
+    w, b, sigma = torch.tensor([0.6, -0.8, 0.0]), 0.05 - 0.6 * 0.5 + 0.8 * 0.5, 0.5
     base = _Binary(w, b)
-    x = torch.tensor([[0.3, 0.0, 0.2], [0.0, -0.4, 0.1], [0.1, 0.1, 0.1]])
+    x = torch.tensor([[0.3, 0.0, 0.2], [0.0, -0.4, 0.1], [0.1, 0.1, 0.1]]) + 0.5  # inputs in [0, 1]
     exact_dist = (x @ w + b).abs() / w.norm()
     exact_p = torch.from_numpy(norm.cdf(((x @ w + b) / (sigma * w.norm())).numpy()))
     probs = torch.stack([1 - exact_p, exact_p], 1)

@@ -68,8 +68,8 @@ def dual_exponent(p) -> float:
     return {1.0: math.inf, 2.0: 2.0, math.inf: 1.0}[p]
 
 
-def check_input(x, *, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
-    """Check that ``x`` is a finite floating-point batch of rank >= ``min_ndim``."""
+def check_input(x, *, name: str = "x", min_ndim: int = 2, unit_range: bool = True) -> torch.Tensor:
+    """Check that ``x`` is a finite floating-point batch of rank >= ``min_ndim`` (values in [0, 1] by default)."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor(..., dtype=torch.float32)")
     if not x.is_floating_point():
@@ -81,7 +81,23 @@ def check_input(x, *, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
             "add a batch dimension with x.unsqueeze(0)")
     if not torch.isfinite(x).all():
         raise InputError(f"{name} contains NaN or inf values; clean the inputs before evaluating")
+    if unit_range and x.numel() and (x.min() < 0 or x.max() > 1):
+        raise InputError(f"{name} has values in [{float(x.min()):.3g}, {float(x.max()):.3g}] but robustmix models "
+                         "take inputs in [0, 1] (normalisation lives inside the model): pass unnormalised images "
+                         "scaled to [0, 1]")
     return x
+
+
+def check_labels(y, n: int, num_classes: int | None = None, *, name: str = "y") -> torch.Tensor:
+    """Check that ``y`` holds n integer class labels in [0, num_classes)."""
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise InputError(f"{name} must be an integer tensor of class labels, e.g. torch.tensor([3, 1, ...])")
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(f"{name} must have shape ({n},), one label per input; got {tuple(y.shape)}")
+    if n and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
+        raise InputError(f"{name} has labels in [{int(y.min())}, {int(y.max())}] but the model has "
+                         f"{num_classes} classes: labels must lie in [0, {num_classes})")
+    return y
 
 
 def check_eps(eps, *, name: str = "eps") -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .._validation import check_eps, check_input, check_p
-from ..errors import ConfigError
+from ..errors import AttackError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -120,5 +120,5 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="in
     delta = (x_adv - x).flatten(1)
     size = torch.linalg.vector_norm(delta, ord=p, dim=1)
     if (size > eps * (1 + 1e-4) + 1e-6).any() or x_adv.min() < 0 or x_adv.max() > 1:
-        raise RuntimeError("AutoAttack returned points outside the threat model; please report this")
+        raise AttackError("AutoAttack returned points outside the threat model; please report this")
     return AutoAttackResult(x_adv.detach(), robust, by_attack, messages)

@@ -167,8 +167,8 @@ def find_dataset(name: str, root=None, allow_download: bool = True) -> Path:
     info = dataset_info(name)
     if root is not None and not Path(root).is_dir():
         what = "is a file, not a folder" if Path(root).exists() else "does not exist"
-        raise DataNotFoundError(f"data root {root} {what}; pass the folder that holds the {info.name} files "
-                                "(or leave it out to search the known places)")
+        raise DataNotFoundError(f"data root {root} {what}. To fix: pass the folder that holds the {info.name} "
+                                f"files, or leave it out to search the known places ({info.install_hint})")
     tried = candidate_dirs(info, root)
     for folder in tried:
         if _has_files(info, folder):
