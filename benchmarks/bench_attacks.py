@@ -27,6 +27,7 @@ from robustmix.data import load_dataset
 from robustmix.models import load
 
 EPS, STEP = 0.1, 0.025
+REPEAT = 10  # passes per call of a unit variant: as many as the steps between PGD-10 and PGD-20
 
 
 def main():
@@ -47,7 +48,7 @@ def main():
         attack = PGD(model, EPS, "inf", steps=steps, step_size=STEP, early_stop=early_stop)
         return lambda: attack(x, y)
 
-    variants = unit_variants({"g": g, "h": h, "mixture": mixed}, x)
+    variants = unit_variants({"g": g, "h": h, "mixture": mixed}, x, repeat=REPEAT)
     for name, model in targets.items():
         for steps in (10, 20):
             variants[f"{name} pgd{steps}"] = pgd(model, steps)
@@ -59,7 +60,7 @@ def main():
             apgd = APGDAttack(mixed, n_iter=steps, eps=EPS, norm="Linf", loss="ce", device=x.device, seed=0)
             variants[f"apgd{steps}"] = (lambda a: lambda: a.perturb(x, y))(apgd)
     r = interleave(variants, rounds=args.rounds, warmup=1, count={"g": g, "h": h}, progress=True)
-    costs = unit_costs(r, ["g", "h"], rows=len(x))
+    costs = unit_costs(r, ["g", "h"], rows=len(x) * REPEAT)
     p = r.passes
 
     print(f"\n{args.rounds} interleaved rounds; ratio = median of per-round ratios (IQR); floor from counted passes\n")
@@ -69,18 +70,19 @@ def main():
     for name in targets:
         fb, p10, p20, e10, e20 = (f"{name} fwd+bwd", f"{name} pgd10", f"{name} pgd20", f"{name} es10", f"{name} es20")
         step = r.per_round(lambda t: (t[p20] - t[p10]) / 10)
-        ratio = r.per_round(lambda t: (t[p20] - t[p10]) / 10 / t[fb])
-        step_floor = (work(p[p20], costs) - work(p[p10], costs)) / 10 / work(p[fb], costs)
+        ratio = r.per_round(lambda t: (t[p20] - t[p10]) / t[fb])  # 10 steps over 10 forward+backward passes
+        step_floor = (work(p[p20], costs) - work(p[p10], costs)) / work(p[fb], costs)
         es_whole, es_whole_floor = r.ratio(e10, p10), floor(p[e10], p[p10], costs)
         attacked = p[e20].backward["h", "input"] - p[e10].backward["h", "input"]
         full = len(x) * 10
         if attacked:
-            es_step = r.per_round(lambda t: (t[e20] - t[e10]) / attacked / (t[fb] / len(x)))
-            es_step_floor = (work(p[e20], costs) - work(p[e10], costs)) / attacked / (work(p[fb], costs) / len(x))
+            per_row = len(x) * REPEAT
+            es_step = r.per_round(lambda t: (t[e20] - t[e10]) / attacked / (t[fb] / per_row))
+            es_step_floor = (work(p[e20], costs) - work(p[e10], costs)) / attacked / (work(p[fb], costs) / per_row)
             es_cells = f"{es_step} | {es_step_floor:.2f}"
         else:
             es_cells = "n/a (nothing left to attack) | n/a"
-        print(f"| {name} | {r.median(fb) * 1e3:.1f} | {step.median * 1e3:.1f} | {ratio} | {step_floor:.2f} | "
+        print(f"| {name} | {r.median(fb) / REPEAT * 1e3:.1f} | {step.median * 1e3:.1f} | {ratio} | {step_floor:.2f} | "
               f"{es_whole} | {es_whole_floor:.2f} | {es_cells} | {attacked} of {full} |")
     print("\ncounted, mixture PGD-10: " + p["mixture pgd10"].describe()
           + "\ncounted, mixture early-stop PGD-10: " + p["mixture es10"].describe())

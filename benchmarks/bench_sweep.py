@@ -2,7 +2,7 @@
 
 g = fmnist-std-cnn, h = fmnist-at-linf-cnn, k = 11 alphas (0, 0.1, ..., 1), PGD-10 l_inf eps 0.1
 (STD, ROB and MIX attacks), the first --n test images in one batch.  Engine and naive loop run
-interleaved round by round with one forward and one forward+backward of g and of h (which price
+interleaved round by round with ten forwards and ten forward+backwards of g and of h (which price
 the passes); the speed-up naive / engine is the median of per-round ratios (IQR), beside its floor:
 the ratio of the two runs' passes, counted with hooks on g and h and priced at those unit costs.
 
@@ -42,9 +42,9 @@ def main():
     def naive():
         results["naive"] = naive_sweep(g, h, x, y, cfg)
 
-    variants = {"engine": engine, "naive": naive, **unit_variants({"g": g, "h": h}, x)}
+    variants = {"engine": engine, "naive": naive, **unit_variants({"g": g, "h": h}, x, repeat=10)}
     r = interleave(variants, rounds=args.rounds, warmup=1, count={"g": g, "h": h}, progress=True)
-    costs = unit_costs(r, ["g", "h"], rows=len(x))
+    costs = unit_costs(r, ["g", "h"], rows=len(x) * 10)
     p = r.passes
     same = results["engine"].accuracy == results["naive"].accuracy
     speedup, fl = r.ratio("naive", "engine"), floor(p["naive"], p["engine"], costs)

@@ -19,8 +19,8 @@ The API, in the order a benchmark uses it::
     rounds.ratio("mix", ["g", "h"])               # denominators (or numerators) may be sums
     rounds.per_round(lambda t: ...) -> Spread     # any per-round statistic of the times t[name]
     rounds.passes["a"] -> Passes                  # rows through each model in a's counted call
-    unit_variants({"g": g}, x)                    # "g fwd", "g fwd+bwd" (and "g fwd+bwd(params)")
-    costs = unit_costs(rounds, ["g"], rows=len(x))  # seconds per row of each kind of pass
+    unit_variants({"g": g}, x, repeat=1)          # "g fwd", "g fwd+bwd" (and "g fwd+bwd(params)")
+    costs = unit_costs(rounds, ["g"], rows=len(x))  # seconds per row of each kind of pass (x repeat)
     work(passes, costs) -> seconds                # the counted work priced at those costs
     floor(passes_a, passes_b, costs) -> float     # work(a) / work(b)
 
@@ -260,22 +260,35 @@ def interleave(variants: Mapping[str, Callable[[], object]], rounds: int = 9, wa
 # ---------------------------------------------------------------------------------------------- floors
 
 
-def unit_variants(models: Mapping[str, nn.Module], x: torch.Tensor, params: bool = False) -> dict:
+def unit_variants(models: Mapping[str, nn.Module], x: torch.Tensor, params: bool = False, repeat: int = 1) -> dict:
     """Variants that price one pass of each model on the batch ``x``.
 
     ``"<name> fwd"``: a forward under no_grad; ``"<name> fwd+bwd"``: a forward and
     the gradient of the summed cross-entropy with respect to the input (an attack's
     step); with ``params``, ``"<name> fwd+bwd(params)"``: a forward and
     ``backward()`` into the parameters (a training step without the optimizer).
+    Each call makes ``repeat`` such passes (so that a short pass is timed over a
+    span like its benchmark's other variants); give :func:`unit_costs`
+    ``rows=len(x) * repeat``.
     """
     out = {}
     for name, model in models.items():
         y = torch.zeros(len(x), dtype=torch.long)
-        out[f"{name} fwd"] = _fwd(model, x)
-        out[f"{name} fwd+bwd"] = _fwd_bwd_input(model, x, y)
+        out[f"{name} fwd"] = _repeated(_fwd(model, x), repeat)
+        out[f"{name} fwd+bwd"] = _repeated(_fwd_bwd_input(model, x, y), repeat)
         if params:
-            out[f"{name} fwd+bwd(params)"] = _fwd_bwd_params(model, x, y)
+            out[f"{name} fwd+bwd(params)"] = _repeated(_fwd_bwd_params(model, x, y), repeat)
     return out
+
+
+def _repeated(fn, times):
+    if times == 1:
+        return fn
+
+    def run():
+        for _ in range(times):
+            fn()
+    return run
 
 
 def _fwd(model, x):
@@ -302,6 +315,7 @@ def _fwd_bwd_params(model, x, y):
 def unit_costs(rounds: Rounds, names: Iterable[str], rows: int) -> dict:
     """Seconds per row of each pass kind, from the medians of :func:`unit_variants`' per-round times.
 
+    ``rows``: rows per call of a unit variant (``len(x) * repeat``).
     Returns ``{(name, "fwd"): s, (name, "input"): s, (name, "params"): s}`` (the last
     only where ``unit_variants(..., params=True)`` was timed).
     """
