@@ -63,8 +63,10 @@ def demo(quick):
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, "-m", "robustmix", "demo"] + (["--quick"] if quick else [])
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", PEAK] + args + ["--out", tmp + "/demo"], check=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        done = subprocess.run([sys.executable, "-c", PEAK] + args + ["--out", tmp + "/demo"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            sys.exit(f"{' '.join(args[1:])} failed:\n{done.stderr[-2000:]}")
         wall = time.perf_counter() - t0
         peak = int(done.stdout.split()[-1])  # KiB, of the demo process alone
     shown = "`python3 -m robustmix demo" + (" --quick`" if quick else "` (default settings)")
