@@ -23,6 +23,12 @@ EXAMPLES = {
              "  robustmix sweep --std mypkg.models:standard --rob ckpt/robust.safetensors --dataset cifar10 "
              "--eps 0.0314",
     "tradeoff": "robustmix tradeoff --std fmnist-std-cnn --rob fmnist-trades-linf-cnn --steps 20 --num-examples 100 --out runs/fig4a",
+    "evaluate": "robustmix evaluate --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.7 --norm linf --eps 0.1 "
+                "-n 1000 --out runs/eval\n"
+                "  robustmix evaluate --model fmnist-at-linf-cnn --eps 0.1 -n 1000 --out runs/eval-h   # one model alone\n"
+                "  robustmix evaluate --model mixed.safetensors --indices picked.txt --out runs/eval-mix",
+    "pareto": "robustmix pareto --std fmnist-std-cnn --rob fmnist-at-linf-cnn --eps 0.1 --out results/pareto-linf\n"
+              "  robustmix pareto --rob fmnist-at-l2-cnn --norm 2 --eps 1.5 --n-headline 500 --out results/pareto-l2",
     "attack": "robustmix attack --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --autoattack standard --num-examples 500",
     "certify": "robustmix certify --std fmnist-std-cnn --rob fmnist-noise-0.50-cnn --sigma 0.5 --num-examples 500 --out runs/rs\n"
                "  robustmix certify --std fmnist-std-cnn --rob fmnist-lipschitz --lipschitz --out runs/lip",
@@ -54,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                  "log((1 - alpha) softmax(g) + alpha softmax(h)); attack it, certify it, report it.")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    ap.add_argument("--device", default="auto", help="where models run: auto (a GPU when there is one), cpu, cuda, "
+                    "cuda:1, ...; inputs follow the models")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name, help_text):
@@ -100,6 +108,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gammas", type=float, nargs="+", default=None)
     p.add_argument("--trusts", nargs="+", default=["one", "grad_std", "grad_max_std", "grad_ratio"])
     p.add_argument("--batch-size", type=int, default=100)
+
+    p = add("evaluate", "worst-case robust accuracy: an adaptive attack ensemble, per example, with a 95% interval")
+    models_and_data(p)
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of h in the mixture (ignored with --model)")
+    p.add_argument("--model", help="evaluate this model instead of the mixture of --std and --rob (a zoo name, a "
+                   "checkpoint, e.g. a saved nonlinear or adaptive mixer, or module:function)")
+    p.add_argument("--norm", default="inf", help="inf (linf) or 2 (l2)")
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--indices", help="file of test-set indices to evaluate, one integer per line (instead of -n)")
+    p.add_argument("--attacks", nargs="+", help="ensemble members or patterns (default: all; e.g. 'aa-*')")
+    p.add_argument("--steps", type=int, default=100, help="iterations of each APGD member")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--no-diagnostics", action="store_true", help="skip the gradient-masking checks")
+
+    p = add("pareto", "linear, nonlinear (MixedNUTS) and adaptive mixers on one accuracy-robustness front")
+    p.add_argument("--std", default="fmnist-std-cnn", help="standard model g")
+    p.add_argument("--rob", default="fmnist-at-linf-cnn", help="robust model h")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-root")
+    p.add_argument("--norm", default="inf")
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--n-curve", type=int, default=1000, help="test images per curve point (cheaper attack)")
+    p.add_argument("--n-headline", type=int, default=1000, help="test images per headline point (full ensemble)")
+    p.add_argument("--n-val", type=int, default=1000, help="validation images for the calibration")
+    p.add_argument("--n-train", type=int, default=10_000, help="training images for the adaptive mixer")
+    p.add_argument("--std-map", choices=["softmax", "onehot"], default="softmax")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
 
     p = add("attack", "attack the mixture at one alpha: PGD and/or AutoAttack (standard, rand, or Square only)")
     models_and_data(p)
@@ -255,12 +292,30 @@ def _models(args):
     return tuple(_checked_model(resolve_model(spec, info.name), spec, info) for spec in (args.std, args.rob))
 
 
+_DEVICE = "auto"
+
+
+def _device():
+    import torch
+
+    if _DEVICE == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(_DEVICE)
+    except RuntimeError:
+        raise ConfigError(f"--device {_DEVICE!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no GPU is visible to PyTorch; use --device cpu")
+    return device
+
+
 def _checked_model(model, spec, info):
-    """Refuse a model whose output is not (n, classes) logits on this data set's inputs."""
+    """Move the model to --device and refuse it if its output is not (n, classes) logits on this data set."""
     import torch
 
     from .errors import ModelError
 
+    model = model.to(_device())
     probe = torch.rand(2, *info.shape)
     with torch.no_grad():
         try:
@@ -370,6 +425,107 @@ def cmd_attack(args) -> int:
         print(f"{key:10s} {100 * value:5.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  n = {summary.n}")
     for w in summary.autoattack_warnings:
         print(f"AutoAttack warning: {w}")
+    return 0
+
+
+def _indices(path: str, size: int):
+    """Dataset indices from a file, one integer per line; every mistake named with its line."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--indices {path} not found; give a file with one test-set index per line")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"--indices {path} is not a text file; write one integer per line") from None
+    out = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"--indices {path} line {number}: {text[:20]!r} is not an integer; write one index "
+                              "per line") from None
+        if not 0 <= value < size:
+            raise ConfigError(f"--indices {path} line {number}: {value} is outside the split's 0..{size - 1}")
+        out.append(value)
+    if not out:
+        raise ConfigError(f"--indices {path} holds no indices; write one integer per line")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--indices {path} lists an index twice; give each index once")
+    return torch.tensor(out)
+
+
+def cmd_evaluate(args) -> int:
+    from .data import dataset_info, load_dataset
+    from .experiments.evaluate_run import EvaluateConfig, run_evaluate
+    from .mixing import MixedClassifier
+    from .models import resolve_model
+
+    cfg = EvaluateConfig(norm=args.norm, eps=args.eps, seed=args.seed, attacks=args.attacks, steps=args.steps,
+                         batch_size=args.batch_size, diagnostics=not args.no_diagnostics)
+    out = _out(args, "runs/evaluate")
+    info = dataset_info(args.dataset)
+    if args.model:
+        model = _checked_model(resolve_model(args.model, info.name), args.model, info)
+        what = {"model": args.model}
+    else:
+        check_alpha(args.alpha)
+        g, h = _models(args)
+        model, what = MixedClassifier(g, h, args.alpha), {**_data_settings(args), "alpha": args.alpha}
+    if args.indices:
+        x_all, y_all = load_dataset(args.dataset, args.split, args.data_root)
+        idx = _indices(args.indices, len(x_all))
+        x, y = x_all[idx], y_all[idx]
+    else:
+        x, y = _data(args)
+        idx = None
+    summary = run_evaluate(model, x, y, cfg, indices=idx, records_path=out / "records.jsonl",
+                           settings={**what, "dataset": info.name, "split": args.split}, fresh=args.fresh)
+    if not is_main_process():
+        return 0
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
+    lo, hi = summary.ci95
+    print(f"robust accuracy {100 * summary.accuracy:.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  n = {summary.n}"
+          f"  (clean {100 * summary.clean_accuracy:.1f}%)")
+    print(f"{'member':28s} {'ran on':>7s} {'broke':>6s} {'seconds':>8s}")
+    for row in summary.per_attack:
+        print(f"{row['name']:28s} {row['ran_on']:7d} {row['broke']:6d} {row['seconds']:8.1f}")
+    d = summary.diagnostics
+    if d["suspected"]:
+        print(f"gradient-masking warning: Square-only errors {d['square_only']}, accuracy not falling with eps "
+              f"{d['eps_not_decreasing']}, unbounded eps not reaching 0% {d['unbounded_not_zero']}")
+    print(f"wrote {out}/summary.json, records.jsonl")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from .data import load_dataset
+    from .experiments.pareto import ParetoSettings, run_pareto
+    from .reports import write_report
+
+    s = ParetoSettings(std=args.std, rob=args.rob, norm=args.norm, eps=args.eps, n_curve=args.n_curve,
+                       n_headline=args.n_headline, n_val=args.n_val, n_train=args.n_train, std_map=args.std_map,
+                       batch_size=args.batch_size, seed=args.seed)
+    for flag in ("n_curve", "n_headline", "n_val", "n_train"):
+        if getattr(args, flag) <= 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
+    out = _out(args, "runs/pareto")
+    g, h = _models(args)
+    sizes = {"train": args.n_train, "val": args.n_val, "test": max(args.n_curve, args.n_headline)}
+    splits = {k: tuple(t[:n] for t in load_dataset(args.dataset, k, args.data_root)) for k, n in sizes.items()}
+    device = next(g.parameters()).device
+    summary = run_pareto(g, h, splits, s, out, fresh=args.fresh)
+    write_json(out / "settings.json", _settings(args))
+    paths = write_report({"pareto": summary}, out)
+    for p in summary["headline"]:
+        print(f"{p['name']:10s} clean {100 * p['clean']:5.1f}%  worst-case {100 * p['robust']:5.1f}% "
+              f"[{100 * p['robust_ci95'][0]:.1f}, {100 * p['robust_ci95'][1]:.1f}]  n = {p['n']}")
+    print(f"report: {paths['html']} (device {device})")
     return 0
 
 
@@ -542,6 +698,7 @@ def cmd_list(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "sweep": cmd_sweep, "tradeoff": cmd_tradeoff, "attack": cmd_attack,
+            "evaluate": cmd_evaluate, "pareto": cmd_pareto,
             "certify": cmd_certify, "train": cmd_train, "calibrate": cmd_calibrate, "mix": cmd_mix, "fig3": cmd_fig3,
             "report": cmd_report, "list": cmd_list}
 
@@ -558,6 +715,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    global _DEVICE
+    _DEVICE = args.device
     try:
         return COMMANDS[args.command](args)
     except (RobustMixError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

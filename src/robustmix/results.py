@@ -153,3 +153,21 @@ class CalibrationSummary(Summary):
     choice: dict
     test: dict
     settings: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class EvaluateSummary(Summary):
+    """The worst case over the attack ensemble, per example, summed up (``robustmix evaluate``)."""
+
+    KIND: ClassVar[str] = "evaluate"
+    n: int
+    accuracy: float
+    ci95: list
+    clean_accuracy: float
+    clean_ci95: list
+    per_attack: list            # [{name, ran_on, broke, seconds}] in ensemble order
+    found_by: dict              # member -> examples whose first error it found
+    diagnostics: dict           # square_only, eps_not_decreasing, unbounded_not_zero, suspected
+    median_robust_margin: float
+    warnings: list = dataclasses.field(default_factory=list)
+    settings: dict = dataclasses.field(default_factory=dict)

@@ -252,11 +252,14 @@ def merge_shards(path, world: int) -> None:
     path = Path(path)
     header, records = None, {}
     for r in range(world):
-        part_header, part = load_records(path.with_name(f"{path.stem}.rank{r}{path.suffix}"))
+        part_path = path.with_name(f"{path.stem}.rank{r}{path.suffix}")
+        if not part_path.exists():  # a rank whose shard was empty wrote nothing
+            continue
+        part_header, part = load_records(part_path)
         header = header or part_header
         overlap = set(part) & set(records)
         if overlap:
             raise RunError(f"example {min(overlap)} appears in two shards; the shards overlap")
         records.update(part)
-    lines = [header] + [records[k] for k in sorted(records)]
+    lines = ([header] if header else []) + [records[k] for k in sorted(records)]
     atomic_write_bytes(path, "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in lines).encode())

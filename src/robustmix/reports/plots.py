@@ -87,3 +87,30 @@ def plot_certified(curves: dict, path, title: str = "") -> list[Path]:
 
 def fmt_pct(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def plot_pareto(summary: dict, path, title: str = "") -> list[Path]:
+    """Clean versus robust accuracy of every mixer: curves (a cheaper attack) and headline points (worst case)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    styles = {"linear": ("tab:blue", "o", "linear (alpha sweep)"),
+              "nonlinear": ("tab:red", "s", "nonlinear (calibration path)"),
+              "adaptive": ("tab:green", "^", "adaptive")}
+    for name, points in summary["curves"].items():
+        color, marker, label = styles.get(name, ("grey", "x", name))
+        pts = sorted(points, key=lambda p: p["clean"])
+        ax.plot([100 * p["clean"] for p in pts], [100 * p["robust"] for p in pts], color=color, marker=marker, ms=4,
+                lw=1, alpha=0.6, label=f"{label}: {summary['curve_attack'].split(',')[0]}")
+    for p in summary["headline"]:
+        color = styles.get(p["name"], ("black",))[0] if p["name"] in styles else "black"
+        lo, hi = p["robust_ci95"]
+        ax.errorbar(100 * p["clean"], 100 * p["robust"], yerr=[[100 * (p["robust"] - lo)], [100 * (hi - p["robust"])]],
+                    fmt="*", ms=11, color=color, mec="black", capsize=3)
+        ax.annotate(p["name"], (100 * p["clean"], 100 * p["robust"]), textcoords="offset points", xytext=(6, -10),
+                    fontsize=8)
+    ax.set_xlabel("Clean accuracy (%)")
+    ax.set_ylabel("Robust accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    n = summary["headline"][0]["n"] if summary["headline"] else 0
+    ax.set_title(title or f"Mixers on one front (stars: worst-case ensemble, 95% CI, n = {n})", fontsize=9)
+    return _save(fig, path)

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from ..results import SweepSummary, TradeoffSummary
-from .plots import fmt_pct, plot_certified, plot_sweep, plot_tradeoff
+from .plots import fmt_pct, plot_certified, plot_pareto, plot_sweep, plot_tradeoff
 
 
 def _typed(summary: dict, key: str, cls):
@@ -39,6 +39,8 @@ def figures(summary: dict, out_dir) -> dict[str, Path]:
     if tradeoff is not None:
         figs["fig1"] = plot_tradeoff(tradeoff, fig_dir / "fig1_trust_terms",
                                      f"Fig. 1: options for $R_i$, n = {tradeoff.n}")[0]
+    if summary.get("pareto"):
+        figs["pareto"] = plot_pareto(summary["pareto"], fig_dir / "pareto")[0]
     cert = summary.get("certified")
     if cert:
         rs = cert["rs"]
@@ -162,9 +164,30 @@ def _sections(summary: dict) -> list[tuple[str, str, list]]:
                     f"'sound' rows use simultaneous Hoeffding bounds (failure probability {s.get('certify_delta')}). "
                     + (f"Lipschitz network: per-class probability Lipschitz bound "
                        f"{c['lipschitz']['lipschitz_per_class']:.3f}." if "lipschitz" in c else ""), [rows]))
+    if summary.get("pareto"):
+        out.append(_pareto_section(summary["pareto"]))
     if "timings_s" in summary:
         out.append(("Run time", ", ".join(f"{k}: {v} s" for k, v in summary["timings_s"].items()), []))
     return out
+
+
+def _pareto_section(p: dict) -> tuple[str, str, list]:
+    s = p["settings"]
+    head = [["model", "clean (%) [95% CI]", "worst-case robust (%) [95% CI]", "n", "settings"]]
+    for pt in p["headline"]:
+        extra = ", ".join(f"{k}={pt[k]:.3g}" for k in ("alpha", "scale", "power", "bias") if pt.get(k) is not None)
+        head.append([pt["name"], fmt_ci(pt["clean"], pt["clean_ci95"]), fmt_ci(pt["robust"], pt["robust_ci95"]),
+                     str(pt["n"]), extra])
+    matched = [["mixer", "curve robust (%)", "clean (%)", "linear clean at same robust (%)", "gain (points)"]]
+    for r in p["matched"]:
+        name = r["name"] + (f" (keep {r['percentile']:g}%)" if r.get("percentile") is not None else "")
+        gain = "n/a" if r["gain"] is None else f"{100 * r['gain']:+.1f}"
+        matched.append([name, fmt_pct(r["robust"]), fmt_pct(r["clean"]), fmt_pct(r["linear_clean"]), gain])
+    text = (f"g = `{s['std']}`, h = `{s['rob']}`, l_{'inf' if str(s['norm']) in ('inf', 'linf') else s['norm']} "
+            f"eps = {s['eps']}. Headline rows: the worst case over the whole attack ensemble (AutoAttack standard, "
+            f"APGD-CE/DLR end to end, through surrogates and by transfer), per example. Curves and the matched table: "
+            f"{p['curve_attack']}. Calibration on {s['n_val']} validation images only.")
+    return ("Mixers on one front: linear, nonlinear, adaptive", text, [head, matched])
 
 
 def write_report(summary: dict, out_dir) -> dict[str, Path]:
@@ -173,7 +196,7 @@ def write_report(summary: dict, out_dir) -> dict[str, Path]:
     sections = _sections(summary)
     md = ["# robustmix report", ""]
     body = ["<h1>robustmix report</h1>"]
-    fig_for = {"Fig. 2": ["fig2"], "Fig. 1": ["fig1"], "Fig. 3": ["fig3_thm1", "fig3_thm2", "fig3_lipnet"]}
+    fig_for = {"Mixers on one front": ["pareto"], "Fig. 2": ["fig2"], "Fig. 1": ["fig1"], "Fig. 3": ["fig3_thm1", "fig3_thm2", "fig3_lipnet"]}
     for title, text, tables in sections:
         md += [f"## {title}", "", text, ""]
         body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]

@@ -1,0 +1,97 @@
+"""Worst-case evaluation of one model through the runner (``robustmix evaluate``): per-example records, resumable.
+
+Each batch goes through :func:`robustmix.attacks.evaluate` (the adaptive
+ensemble); its records hold whether the example survived, the smallest
+true-model margin found and the member that found it.  The first record of a
+batch also carries that batch's per-member table and gradient-masking
+diagnostics, so the summary is rebuilt from the records alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .._validation import check_eps, check_p, check_positive_int
+from ..attacks.evaluate import evaluate
+from ..errors import ConfigError
+from ..results import EvaluateSummary, binomial_ci
+from .runner import is_main_process, run_records
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    norm: str = "inf"
+    eps: float = 0.1
+    seed: int = 0
+    attacks: list | None = None       # member names or patterns (default: the whole ensemble)
+    steps: int = 100
+    restarts: int = 1
+    batch_size: int = 250
+    square_queries: int = 5000
+    diagnostics: bool = True
+
+    def __post_init__(self):
+        self.eps = check_eps(self.eps)
+        if not self.eps > 0:
+            raise ConfigError(f"eps must be > 0 for an attack, got {self.eps}")
+        check_p(self.norm)
+        for name in ("steps", "restarts", "batch_size", "square_queries"):
+            check_positive_int(getattr(self, name), name=name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig) -> list[dict]:
+    res = evaluate(model, xb, yb, norm=cfg.norm, eps=cfg.eps, seed=cfg.seed, indices=idx, attacks=cfg.attacks,
+                   steps=cfg.steps, restarts=cfg.restarts, batch_size=len(xb), square_queries=cfg.square_queries,
+                   diagnostics=cfg.diagnostics, keep_adv=False)
+    recs = [{k: v for k, v in r.items() if k not in ("index", "label")} for r in res.records()]
+    recs[0]["batch"] = {"per_attack": [dataclasses.asdict(s) for s in res.per_attack],
+                        "diagnostics": dataclasses.asdict(res.diagnostics) if res.diagnostics else None,
+                        "warnings": res.warnings}
+    return recs
+
+
+def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records_path=None, settings: dict | None = None,
+                 fresh: bool = False, progress: bool = True) -> EvaluateSummary | None:
+    """Run (or resume) the worst-case evaluation; returns the summary (None on torchrun ranks other than 0)."""
+    records = run_records(records_path, lambda xb, yb, idx: evaluate_batch(model, xb, yb, idx, cfg), x, y,
+                          kind="evaluate", settings={**cfg.to_dict(), **(settings or {})}, models={"model": model},
+                          indices=indices, batch_size=cfg.batch_size, fresh=fresh, progress=progress,
+                          desc="worst-case evaluation")
+    return summarize_evaluate(records, cfg, settings) if is_main_process() else None
+
+
+def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict | None = None) -> EvaluateSummary:
+    n = len(records)
+    robust = sum(r["robust"] for r in records)
+    clean = sum(r["clean_correct"] for r in records)
+    table: dict[str, dict] = {}
+    square_only, flags, warnings = 0, {"eps_not_decreasing": False, "unbounded_not_zero": False}, set()
+    for r in records:
+        batch = r.get("batch")
+        if not batch:
+            continue
+        for s in batch["per_attack"]:
+            row = table.setdefault(s["name"], {"ran_on": 0, "broke": 0, "seconds": 0.0})
+            row["ran_on"] += s["ran_on"]
+            row["broke"] += s["broke"]
+            row["seconds"] += s["seconds"]
+        d = batch.get("diagnostics")
+        if d:
+            square_only += d.get("square_only") or 0
+            for k in flags:
+                flags[k] = flags[k] or bool(d.get(k))
+        warnings.update(batch.get("warnings", []))
+    margins = [r["margin"] for r in records if r["margin"] is not None and r["robust"]]
+    return EvaluateSummary(
+        n=n, accuracy=robust / n, ci95=list(binomial_ci(robust, n)), clean_accuracy=clean / n,
+        clean_ci95=list(binomial_ci(clean, n)),
+        per_attack=[{"name": k, **v, "seconds": round(v["seconds"], 2)} for k, v in table.items()],
+        found_by={name: sum(r["found_by"] == name for r in records if not r["robust"] and r["clean_correct"])
+                  for name in table},
+        diagnostics={"square_only": square_only, **flags, "suspected": bool(square_only) or any(flags.values())},
+        median_robust_margin=sorted(margins)[len(margins) // 2] if margins else math.nan,
+        warnings=sorted(warnings), settings={**cfg.to_dict(), **(settings or {})})
