@@ -128,7 +128,7 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
                                fresh=fresh, progress=progress)
         return summary
 
-    summary = {"settings": s.to_dict(), "curve_attack": f"APGD-CE/DLR ensemble ({s.curve_steps} steps, end to end, "
+    summary = {"kind": "pareto", "settings": s.to_dict(), "curve_attack": f"APGD-CE/DLR ensemble ({s.curve_steps} steps, end to end, "
                f"surrogates and transfer), n = {len(xc)}", "curves": {}, "headline": []}
     linear = []
     for a in s.alphas:

@@ -190,8 +190,14 @@ def _pareto_section(p: dict) -> tuple[str, str, list]:
     return ("Mixers on one front: linear, nonlinear, adaptive", text, [head, matched])
 
 
+def _normalise(summary: dict) -> dict:
+    """A pareto run's own summary.json is reported like a demo summary with a "pareto" part."""
+    return {"pareto": summary} if summary.get("kind") == "pareto" else summary
+
+
 def write_report(summary: dict, out_dir) -> dict[str, Path]:
     out_dir = Path(out_dir)
+    summary = _normalise(summary)
     figs = figures(summary, out_dir)
     sections = _sections(summary)
     md = ["# robustmix report", ""]
@@ -224,7 +230,10 @@ def write_report(summary: dict, out_dir) -> dict[str, Path]:
 
 
 def terminal_summary(summary: dict) -> str:
+    summary = _normalise(summary)
     parts = []
+    if "pareto" in summary:
+        parts += [text_table(t) for t in _pareto_section(summary["pareto"])[2]]
     if "headline" in summary:
         parts.append(text_table(headline_rows(summary["headline"])))
     if "sweep" in summary:
