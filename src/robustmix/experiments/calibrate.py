@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import logging
 import math
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from .._validation import check_alpha, check_eps
 from ..errors import ConfigError
 from ..results import CalibrationSummary, binomial_ci
 
+logger = logging.getLogger(__name__)
+
 OBJECTIVES = ("clean", "robust", "certified")
+MIXERS = ("linear", "nonlinear", "adaptive")
 
 
 @dataclasses.dataclass
@@ -75,8 +79,14 @@ class CalibrateSettings:
     radius: float = 0.5
     samples: int = 1000
     seed: int = 0
+    mixer: str = "linear"             # linear, nonlinear (MixedNUTS map) or adaptive (trained mixing network)
+    confirm_steps: int = 100          # APGD iterations of the worst-case evaluator on the test split
 
     def __post_init__(self):
+        if self.mixer not in MIXERS:
+            raise ConfigError(f"unknown mixer {self.mixer!r}: use one of {', '.join(MIXERS)}")
+        if self.mixer != "linear" and self.objective == "certified":
+            raise ConfigError("the certified objective calibrates the linear mixer only; use --mixer linear")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
         if self.objective in ("clean", "robust"):
@@ -94,7 +104,16 @@ class CalibrateSettings:
 
 def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings: dict | None = None,
                     fresh: bool = False) -> CalibrationSummary:
-    """Choose alpha on ``splits["val"]`` and confirm it on ``splits["test"]`` (each an (x, y) pair), resumably."""
+    """Choose the mixer on ``splits["val"]`` and confirm it on ``splits["test"]`` (each an (x, y) pair), resumably.
+
+    The linear mixer's alpha comes from a PGD sweep on validation (or certified accuracy); the nonlinear
+    mixer's map and alpha from h's attacked validation logits (:mod:`.calibrate_mixers`), choosing along its
+    calibration path the point that meets the objective; the adaptive mixer trains its mixing network on
+    ``splits["train"]``.  The clean and attacked objectives are confirmed on the test split with the
+    worst-case evaluator; the chosen mixer is saved to ``out/mixer.safetensors`` when its base models have cards.
+    """
+    if cal.mixer != "linear":
+        return _calibrate_mixer(g, h, splits, cal, Path(out), settings or {}, fresh)
     from .certified import CertifyConfig, certified_curve, run_certify
     from .sweep import SweepConfig, run_sweep
 
@@ -116,9 +135,67 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
             clean, robust = summ.accuracy["clean"], summ.accuracy["mix"]
         if split == "val":
             result["choice"] = choose_alpha(alphas, clean, robust, len(x), cal.objective, cal.target).to_dict()
+            if cal.objective != "certified":
+                break
         else:
             n = len(x)
             result["test"] = {"n": n, "clean": clean[0], "clean_ci95": binomial_ci(round(clean[0] * n), n),
-                              "robust": robust[0], "robust_ci95": binomial_ci(round(robust[0] * n), n)}
+                              "robust": robust[0], "robust_ci95": binomial_ci(round(robust[0] * n), n),
+                              "robust_attack": f"certified at radius {cal.radius}"}
+    if "test" not in result:
+        from ..mixing import MixedClassifier
+
+        mixer = MixedClassifier(g, h, result["choice"]["alpha"])
+        result["test"] = _confirm(mixer, splits["test"], cal, out, settings or {}, fresh)
+        _save(mixer, out, settings or {})
     return CalibrationSummary(choice=result["choice"], test=result["test"],
                               settings={**dataclasses.asdict(cal), **(settings or {})})
+
+
+def _confirm(mixer, test, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool) -> dict:
+    """Clean and worst-case accuracy of the chosen mixer on the test split, with 95% intervals."""
+    from .evaluate_run import EvaluateConfig, run_evaluate
+
+    x, y = test
+    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps, diagnostics=False)
+    s = run_evaluate(mixer, x, y, cfg, records_path=out / "test-evaluate.jsonl",
+                     settings={**settings, "split": "test", "mixer": cal.mixer}, fresh=fresh)
+    return {"n": s.n, "clean": s.clean_accuracy, "clean_ci95": s.clean_ci95, "robust": s.accuracy,
+            "robust_ci95": s.ci95, "robust_attack": "worst case over the attack ensemble (robustmix evaluate)"}
+
+
+def _save(mixer, out: Path, settings: dict) -> None:
+    from ..errors import ModelError
+    from .export import save_mixer
+
+    try:
+        save_mixer(mixer, out / "mixer.safetensors", dataset=settings.get("dataset", "unknown"))
+    except ModelError as exc:  # base models without robustmix cards (e.g. module:function factories)
+        logger.warning("the calibrated mixer was not saved as a checkpoint: %s", exc)
+
+
+def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool):
+    from .calibrate_mixers import PATH_PERCENTILES, calibrate_nonlinear
+    from .pareto import ParetoSettings, _adaptive, _logits
+
+    ps = ParetoSettings(norm=cal.norm, eps=cal.eps, calib_steps=cal.steps, seed=cal.seed)
+    xv, yv = splits["val"]
+    if cal.mixer == "nonlinear":
+        logits = _logits(out / "val-logits.safetensors", g, h, xv, yv, ps)
+        fits = [calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc)
+                for pc in PATH_PERCENTILES if pc > 0]
+        clean, robust = [f.clean_acc for f in fits], [f.robust_proxy for f in fits]
+        pick = choose_alpha(list(range(len(fits))), clean, robust, len(xv), cal.objective, cal.target)
+        best = fits[int(pick.alpha)]
+        mixer = best.mixer(g, h)
+        choice = {**pick.to_dict(), "alpha": best.alpha, "percentile": best.percentile, "scale": best.scale,
+                  "power": best.power, "bias": best.bias, "robust_proxy": "h's attacked validation examples kept "
+                  "in the worst case (calibrate_mixers)"}
+    else:
+        xt, yt = splits["train"]
+        mixer = _adaptive(out / "adaptive", g, h, xt, yt, ps, progress=True)
+        choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
+                  "validation": {}, "mixing_net": mixer.config()}
+    test = _confirm(mixer, splits["test"], cal, out, settings, fresh)
+    _save(mixer, out, settings)
+    return CalibrationSummary(choice=choice, test=test, settings={**dataclasses.asdict(cal), **settings})

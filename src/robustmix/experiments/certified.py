@@ -24,6 +24,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
+from ..certify.mixture import certify_mixture
 from ..certify.smoothing import SmoothedClassifier
 from ..errors import ConfigError, InputError
 from .runner import run_records
@@ -38,6 +39,8 @@ class CertifyConfig:
     estimator: str = "soft"        # "soft" (Hoeffding on softmax scores) or "hard" (Clopper-Pearson on votes)
     seed: int = 0
     examples_per_record_batch: int = 10
+    sound_alphas: list | None = None   # also store certify_mixture's tight sound radii at these alphas (smoothed h)
+    n0: int = 100                      # selection samples of the tight sound certificate
 
     def __post_init__(self):
         if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
@@ -48,6 +51,13 @@ class CertifyConfig:
             raise ConfigError(f"delta must be in (0, 1), got {self.delta!r}")
         if self.estimator not in ("soft", "hard"):
             raise ConfigError("estimator must be 'soft' or 'hard'")
+        if self.sound_alphas is not None:
+            if self.sigma is None:
+                raise ConfigError("tight sound radii (sound_alphas) need a smoothed h: give sigma")
+            self.sound_alphas = [float(a) for a in check_alpha(self.sound_alphas).reshape(-1).tolist()]
+            check_positive_int(self.n0, name="n0")
+            if self.num_samples < self.n0:
+                raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -67,8 +77,37 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
     est = smoother.sample(xb, idx.tolist())
     lower, upper = est.bounds(cfg.delta, cfg.estimator)
     point = est.point(cfg.estimator)
-    return [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]), "h_lower": _probs_list(lower[j]),
+    recs = [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]), "h_lower": _probs_list(lower[j]),
              "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
+    if cfg.sound_alphas:
+        cert = certify_mixture(None, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
+                               num_samples=cfg.num_samples, n0=cfg.n0, delta=cfg.delta, seed=cfg.seed, indices=idx,
+                               batch_size=cfg.batch_size)
+        for j, r in enumerate(recs):
+            r["sound"] = {"radius": cert.radius[:, j].tolist(), "prediction": cert.prediction[:, j].tolist(),
+                          "estimator": cert.estimator}
+    return recs
+
+
+def sound_curve(records: list[dict], sound_alphas, alpha: float, grid) -> dict:
+    """Certified accuracy over ``grid`` from the tight sound certificates, at the swept alpha nearest ``alpha``.
+
+    The certificates come from :func:`robustmix.certify.certify_mixture` (Cohen-style selection samples, one
+    Clopper-Pearson bound with all of delta, Theorem 2); an abstention counts as not certified.  Returns the
+    same fields as :func:`certified_curve` for one alpha.
+    """
+    if not records or "sound" not in records[0]:
+        raise ConfigError("these records hold no tight sound certificates; rerun certify with --sound")
+    k = min(range(len(sound_alphas)), key=lambda i: abs(sound_alphas[i] - alpha))
+    labels = torch.tensor([r["label"] for r in records])
+    radius = torch.tensor([r["sound"]["radius"][k] for r in records], dtype=torch.float64)
+    pred = torch.tensor([r["sound"]["prediction"][k] for r in records])
+    curve = certified_accuracy(radius[None], (pred == labels)[None], grid)
+    g, h = _stack(records, "g_probs"), _stack(records, "h_probs")
+    a = float(sound_alphas[k])
+    clean = ((((1 - a) * g + a * h).argmax(-1)) == labels).double().mean()
+    return {"alphas": [a], "grid": [float(v) for v in grid], "certified": curve.tolist(), "clean": [float(clean)],
+            "estimator": records[0]["sound"]["estimator"]}
 
 
 def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None, records_path=None,
@@ -159,18 +198,23 @@ def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma
     rec = Path(records_dir) if records_dir else None
     out = {"grid": grid}
     records = {}
+    sound_alphas = [round(0.5 + 0.05 * i, 2) for i in range(11)]
     for tag, base, sig in (("smooth", smooth_base, sigma), ("baseline", baseline_base, baseline_sigma)):
-        cfg = CertifyConfig(sigma=sig, num_samples=samples, delta=delta, seed=seed, batch_size=min(samples, 2000))
+        cfg = CertifyConfig(sigma=sig, num_samples=samples, delta=delta, seed=seed, batch_size=min(samples, 2000),
+                            sound_alphas=sound_alphas, n0=min(100, samples))
         records[tag] = run_certify(std_model, base, x, y, cfg, records_path=rec / f"certify-{tag}.jsonl" if rec else None,
                                    settings={**(settings or {}), "role": tag}, fresh=fresh, progress=progress)
     base_clean = certified_curve(records["baseline"], 1.0, grid, theorem=2, sigma=baseline_sigma)["clean"][0]
-    alpha = match_clean_accuracy(records["smooth"], base_clean)
+    alpha = match_clean_accuracy(records["smooth"], base_clean, alphas=sound_alphas)
     out["rs"] = {"alpha": alpha, "baseline_clean": base_clean}
     for theorem in (1, 2):
         for sound in (False, True):
             mix = certified_curve(records["smooth"], alpha, grid, theorem=theorem, sigma=sigma, sound=sound)
             base = certified_curve(records["baseline"], 1.0, grid, theorem=theorem, sigma=baseline_sigma, sound=sound)
             out["rs"][f"thm{theorem}{'_sound' if sound else ''}"] = {"mixture": mix, "baseline": base}
+    # Theorem 2 with the tight sound certificate (one Clopper-Pearson bound on the selected class, all of delta)
+    out["rs"]["thm2_tight"] = {"mixture": sound_curve(records["smooth"], sound_alphas, alpha, grid),
+                               "baseline": sound_curve(records["baseline"], sound_alphas, 1.0, grid)}
     if lipschitz_model is not None:
         lip = probability_lipschitz(lipschitz_model, 2)
         lip_records = run_certify(std_model, lipschitz_model, x, y, CertifyConfig(sigma=None),
