@@ -148,3 +148,66 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(ConfigError):
         main(["--debug", "sweep", "-n", "5", "--batch-size", "0", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("content,needle", [("3\nseven\n", "line 2: 'seven' is not an integer"),
+                                            ("3\n10000\n", "line 2: 10000 is outside"),
+                                            ("1\n1\n", "lists an index twice"), ("\n", "holds no indices")])
+def test_evaluate_indices_file_errors(content, needle, tmp_path, capsys):
+    f = tmp_path / "idx.txt"
+    f.write_text(content)
+    assert main(["evaluate", "--indices", str(f), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,needle", [(["--eps", "0"], "eps must be > 0"), (["--norm", "7"], "unknown norm"),
+                                         (["--alpha", "2"], "alpha")])
+def test_evaluate_bad_settings(argv, needle, tmp_path, capsys):
+    assert main(["evaluate", "-n", "4", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "o" / "records.jsonl").exists()
+
+
+def test_evaluate_writes_records_and_resumes(tmp_path, capsys):
+    import json
+
+    f = tmp_path / "idx.txt"
+    f.write_text("5\n2\n9\n")
+    argv = ["evaluate", "--indices", str(f), "--attacks", "apgd-ce@*", "--steps", "3", "--batch-size", "2",
+            "--alpha", "0.7", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["kind"] == "evaluate" and summary["n"] == 3 and len(summary["ci95"]) == 2
+    recs = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()[1:]]
+    assert sorted(r["index"] for r in recs) == [2, 5, 9]
+    assert main(argv) == 0 and json.loads((tmp_path / "o" / "summary.json").read_text()) == summary
+    assert "robust accuracy" in capsys.readouterr().out
+
+
+def test_certify_sound_uses_the_tight_certificate(tmp_path):
+    import json
+
+    out = tmp_path / "o"
+    assert main(["certify", "-n", "3", "--rob", "fmnist-noise-0.50-cnn", "--sigma", "0.5", "--samples", "200",
+                 "--alphas", "0.8", "1.0", "--sound", "--out", str(out)]) == 0
+    recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()[1:]]
+    assert all(len(r["sound"]["radius"]) == 2 and r["sound"]["estimator"] == "clopper-pearson" for r in recs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "certify" and list(summary["curves"]) == ["theorem2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mixer", ["linear", "nonlinear", "adaptive"])
+def test_calibrate_every_mixer_end_to_end(mixer, tmp_path):
+    import json
+
+    from robustmix.models import load
+
+    out = tmp_path / mixer
+    assert main(["calibrate", "--mixer", mixer, "--target", "0.85", "-n", "16", "--steps", "3", "--out",
+                 str(out)]) == 0
+    result = json.loads((out / "calibration.json").read_text())
+    assert result["kind"] == "calibration" and result["test"]["n"] == 16
+    assert type(load(out / "mixer.safetensors")).__name__.lower().startswith(
+        {"linear": "mixed", "nonlinear": "nonlinear", "adaptive": "adaptive"}[mixer])
