@@ -22,7 +22,7 @@ from ..results import rate_ci
 from ..data import load_dataset
 from ..mixing import MixedClassifier
 from ..models import load
-from .attack_eval import AttackConfig, run_attack_eval, summarize_attack
+from .evaluate_run import EvaluateConfig, run_evaluate
 from .certified import run_fig3
 from .sweep import SweepConfig, run_sweep
 from .tradeoff import TradeoffConfig, run_tradeoff
@@ -44,14 +44,15 @@ class DemoSettings:
     n_sweep: int = 500
     alphas: list = dataclasses.field(default_factory=lambda: [round(0.1 * i, 2) for i in range(11)])
     steps: int = 20
-    n_tradeoff: int = 20
-    tradeoff_steps: int = 5
-    tradeoff_trusts: list = dataclasses.field(default_factory=lambda: ["one", "grad_std", "grad_max_std", "grad_ratio"])
+    n_tradeoff: int = 200
+    tradeoff_steps: int = 3
+    tradeoff_trusts: list = dataclasses.field(default_factory=lambda: ["one", "grad_max_std"])
     tradeoff_gammas: list = dataclasses.field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0, float("inf")])
     n_autoattack: int = 100
     autoattack_batch: int = 25
-    autoattack_version: str = "custom"
-    autoattack_attacks: list = dataclasses.field(default_factory=lambda: ["apgd-ce", "apgd-t"])
+    # the worst-case evaluator's members run in the demo (the full ensemble: robustmix evaluate / pareto)
+    autoattack_attacks: list = dataclasses.field(default_factory=lambda: ["aa-apgd-ce", "aa-apgd-t", "apgd-*"])
+    autoattack_steps: int = 50
     n_certify: int = 200
     certify_samples: int = 1000
     certify_delta: float = 0.001
@@ -61,7 +62,8 @@ class DemoSettings:
     def quick(cls) -> "DemoSettings":
         return cls(n_sweep=100, alphas=[0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0], steps=10, n_tradeoff=20, tradeoff_steps=5,
                    tradeoff_trusts=["one", "grad_max_std"], tradeoff_gammas=[0.0, 0.3, 1.0, 3.0, float("inf")],
-                   n_autoattack=50, autoattack_attacks=["apgd-ce"], n_certify=100, certify_samples=500)
+                   n_autoattack=50, autoattack_attacks=["aa-apgd-ce", "apgd-ce@*"], autoattack_steps=20,
+                   n_certify=100, certify_samples=500)
 
 
 def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True, fresh: bool = False) -> dict:
@@ -101,9 +103,8 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
         "clean_g": sweep.at("clean", 0.0), "clean_h": sweep.at("clean", 1.0), "clean_mix": sweep.at("clean", alpha),
         "pgd_mix": sweep.at("mix", alpha), "pgd_h": sweep.at("mix", 1.0), "n_pgd": sweep.n,
         "pgd_mix_ci95": rate_ci(sweep.at("mix", alpha), sweep.n), "pgd_h_ci95": rate_ci(sweep.at("mix", 1.0), sweep.n),
-        "aa_mix": aa["mixture"]["accuracy"]["autoattack"], "aa_h": aa["h"]["accuracy"]["autoattack"],
-        "aa_mix_ci95": aa["mixture"]["ci95"]["autoattack"], "aa_h_ci95": aa["h"]["ci95"]["autoattack"],
-        "n_aa": aa["h"]["n"],
+        "aa_mix": aa["mixture"]["accuracy"], "aa_h": aa["h"]["accuracy"],
+        "aa_mix_ci95": aa["mixture"]["ci95"], "aa_h_ci95": aa["h"]["ci95"], "n_aa": aa["h"]["n"],
     }
     hl = summary["headline"]
     hl["gap_closed"] = gap_closed(hl["clean_mix"], hl["clean_g"], hl["clean_h"])
@@ -120,15 +121,15 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
 
 
 def _autoattack_step(g, h, alpha, x, y, s: DemoSettings, rec: Path, names: dict, fresh: bool, progress) -> dict:
-    """AutoAttack on h and on the mixture, per example through the runner (resumable like every step)."""
-    version = "standard" if s.autoattack_version == "standard" else "custom"
+    """Worst case over the evaluator's members (AutoAttack's APGD-CE/APGD-T plus the APGD ensemble) on h and
+    on the mixture, per example through the runner (resumable like every step)."""
     result = {}
     for name, model, a in (("h", h, 1.0), ("mixture", MixedClassifier(g, h, alpha), alpha)):
-        cfg = AttackConfig(eps=s.eps, norm="inf", steps=0, autoattack=version, batch_size=s.autoattack_batch,
-                           seed=s.seed, attacks=None if version == "standard" else list(s.autoattack_attacks))
-        records = run_attack_eval(model, x, y, cfg, records_path=rec / f"autoattack-{name}.jsonl",
-                                  settings={**names, "alpha": a}, fresh=fresh, progress=progress)
-        result[name] = summarize_attack(records, a, cfg).to_dict()
+        cfg = EvaluateConfig(norm="inf", eps=s.eps, seed=s.seed, attacks=list(s.autoattack_attacks),
+                             steps=s.autoattack_steps, batch_size=s.autoattack_batch, diagnostics=False)
+        summary = run_evaluate(model, x, y, cfg, records_path=rec / f"evaluate-{name}.jsonl",
+                               settings={**names, "alpha": a}, fresh=fresh, progress=progress)
+        result[name] = {**summary.to_dict(), "alpha": a}
     return result
 
 
