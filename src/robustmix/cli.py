@@ -342,6 +342,12 @@ def _settings(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("func", "config", "fresh", "verbose", "debug")}
 
 
+def _save_run(summary, out: Path, args) -> None:
+    """A finished run's typed summary and the settings it ran with (written only after it succeeded)."""
+    summary.save(out / "summary.json")
+    write_json(out / "settings.json", _settings(args))
+
+
 def _data_settings(args) -> dict:
     return {"std": args.std, "rob": args.rob, "dataset": args.dataset, "split": args.split}
 
@@ -374,8 +380,7 @@ def cmd_sweep(args) -> int:
                         fresh=args.fresh)
     if not is_main_process():
         return 0
-    summary.save(out / "summary.json")
-    write_json(out / "settings.json", _settings(args))
+    _save_run(summary, out, args)
     plot_sweep(summary, out / "fig2_alpha_sweep")
     print(text_table(sweep_table(summary)) + "\n\nTable I\n" + text_table(table1_rows(summary.table1)))
     print(f"\nn = {summary.n}; wrote {out}/summary.json, fig2_alpha_sweep.png, records.jsonl")
@@ -396,8 +401,7 @@ def cmd_tradeoff(args) -> int:
                            fresh=args.fresh)
     if not is_main_process():
         return 0
-    summary.save(out / "summary.json")
-    write_json(out / "settings.json", _settings(args))
+    _save_run(summary, out, args)
     plot_tradeoff(summary, out / "tradeoff")
     for name, c in summary.curves.items():
         print(f"{name:24s} clean {' '.join(f'{100 * v:5.1f}' for v in c['clean'])}")
@@ -422,8 +426,7 @@ def cmd_attack(args) -> int:
     if not is_main_process():
         return 0
     summary = summarize_attack(records, args.alpha, cfg)
-    summary.save(out / "summary.json")
-    write_json(out / "settings.json", _settings(args))
+    _save_run(summary, out, args)
     for key, value in summary.accuracy.items():
         lo, hi = summary.ci95[key]
         print(f"{key:10s} {100 * value:5.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  n = {summary.n}")
@@ -491,8 +494,7 @@ def cmd_evaluate(args) -> int:
                            settings={**what, "dataset": info.name, "split": args.split}, fresh=args.fresh)
     if not is_main_process():
         return 0
-    summary.save(out / "summary.json")
-    write_json(out / "settings.json", _settings(args))
+    _save_run(summary, out, args)
     lo, hi = summary.ci95
     print(f"robust accuracy {100 * summary.accuracy:.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  n = {summary.n}"
           f"  (clean {100 * summary.clean_accuracy:.1f}%)")
@@ -567,8 +569,7 @@ def cmd_certify(args) -> int:
     summary = CertifySummary(n=len(records), alphas=list(args.alphas), grid=grid,
                              curves={k: {"clean": c["clean"], "certified": c["certified"]} for k, c in curves.items()},
                              settings=_settings(args))
-    summary.save(out / "summary.json")
-    write_json(out / "settings.json", _settings(args))
+    _save_run(summary, out, args)
     for key, c in summary.curves.items():
         plot_certified({f"alpha={a:.2f}": {"grid": grid, "certified": c["certified"][i], "clean": c["clean"][i]}
                         for i, a in enumerate(summary.alphas)}, out / f"certified_{key}", f"Certified accuracy, {key}")
