@@ -1,6 +1,8 @@
 """Certified robustness of the mixed classifier: Lemma 1, Theorems 1 and 2, smoothing and Lipschitz bounds."""
 
-from .lipschitz import SOFTMAX_L2_FACTOR, conv2d_spectral_norm, network_lipschitz, probability_lipschitz
+from .lipschitz import (SOFTMAX_L2_FACTOR, conv2d_spectral_norm, network_lipschitz, pairwise_logit_lipschitz,
+                        probability_lipschitz)
+from .logit_ball import logit_ball_gap, logit_ball_radius
 from .radii import (certified_accuracy, lemma1_certified, lemma1_margin, lipschitz_radius, lipschitz_radius_from_bounds,
                     smoothed_lipschitz, smoothing_radius, smoothing_radius_from_bounds)
 from .mixture import Estimator, MixtureCertificate, certify_mixture
@@ -12,5 +14,6 @@ __all__ = [
     "lemma1_margin", "lemma1_certified", "smoothed_lipschitz", "certified_accuracy", "probability_lipschitz",
     "network_lipschitz", "conv2d_spectral_norm", "SOFTMAX_L2_FACTOR", "SmoothedClassifier", "SmoothingEstimate",
     "MonteCarloSmoothed", "ABSTAIN", "certify_mixture", "MixtureCertificate", "Estimator", "bernstein_lower",
-    "betting_lower", "clopper_pearson_lower", "clopper_pearson_upper",
+    "betting_lower", "clopper_pearson_lower", "clopper_pearson_upper", "logit_ball_gap", "logit_ball_radius",
+    "pairwise_logit_lipschitz",
 ]

@@ -62,7 +62,9 @@ def network_lipschitz(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
     shape = tuple(input_shape)
     bound = 1.0
-    probe = torch.zeros((1,) + shape)
+    param = next(model.parameters(), None)
+    probe = torch.zeros((1,) + shape) if param is None else torch.zeros((1,) + shape, dtype=param.dtype,
+                                                                          device=param.device)
     layers = _flatten_modules(model)
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
@@ -130,3 +132,29 @@ def probability_lipschitz(model: nn.Module, p=2, input_shape: tuple[int, ...] | 
         with torch.no_grad():
             c = model(torch.zeros((1,) + tuple(input_shape))).shape[-1]
     return torch.full((c,), SOFTMAX_L2_FACTOR * logit_bound * factor, dtype=torch.float64)
+
+
+def pairwise_logit_lipschitz(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """Sound (c, c) bounds K[j, k] >= Lip_2(x -> z_j(x) - z_k(x)) for :func:`network_lipschitz`'s networks.
+
+    Two bounds, the smaller kept: sqrt(2) times the logit map's bound (``<e_j - e_k, dz>``
+    with ||e_j - e_k||_2 = sqrt(2)), and, when the last layer is ``nn.Linear`` (weights W),
+    ||w_j - w_k||_2 times the bound of everything before it (times ``logit_scale``).
+    The diagonal is 0.
+    """
+    whole = math.sqrt(2.0) * network_lipschitz(model, input_shape)
+    layers = _flatten_modules(model)
+    last = layers[-1]
+    if isinstance(last, nn.Linear) and len(layers) > 1:
+        body = network_lipschitz(nn.Sequential(*layers[:-1]), input_shape)
+        body *= float(getattr(model, "logit_scale", 1.0))
+        w = last.weight.detach().to(torch.float64).cpu()
+        pairs = torch.cdist(w, w) * body * _FLOAT_SLACK
+        pairs = pairs.clamp(max=whole)
+    else:
+        c = getattr(model, "num_classes", None)
+        if c is None:
+            with torch.no_grad():
+                c = model(torch.zeros((1,) + tuple(input_shape))).shape[-1]
+        pairs = torch.full((c, c), whole, dtype=torch.float64)
+    return pairs.fill_diagonal_(0.0)

@@ -115,3 +115,17 @@ def plot_pareto(summary: dict, path, title: str = "") -> list[Path]:
     n = summary["headline"][0]["n"] if summary["headline"] else 0
     ax.set_title(title or f"Mixers on one front (stars: worst-case ensemble, 95% CI, n = {n})", fontsize=9)
     return _save(fig, path)
+
+
+def plot_lipschitz_certified(summary: dict, path, title: str = "") -> list[Path]:
+    """Certified accuracy versus l2 radius of a Lipschitz h and its mixtures, one line per (certificate, alpha).
+
+    ``summary["curves"][method][alpha]`` holds {grid, certified, clean}; Theorem 1 is drawn dashed.
+    """
+    curves = {}
+    for method, by_alpha in summary["curves"].items():
+        for alpha, c in by_alpha.items():
+            label = f"{method}, " + ("h alone" if float(alpha) == 1.0 else f"alpha={float(alpha):g}")
+            curves[label] = {**c, "ls": "--" if method.lower().startswith("theorem") else "-"}
+    return plot_certified(curves, path, title or "Certified accuracy of the Lipschitz h and the mixture "
+                                              "(open circles: clean accuracy)")
