@@ -22,34 +22,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .._seeding import MASK32 as _MASK32, example_keys, hash32  # noqa: F401  (re-exported)
 from ..errors import ConfigError, InputError
 from .pgd import _per_sample_norm, project
 
-_MASK32 = 0xFFFFFFFF
 
 Observe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2^32 for int64 x in [0, 2^32), without int64 overflow."""
-    lo, hi = c & 0xFFFF, c >> 16
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK32
-
-
-def hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixing function (Wellons' lowbias32) on int64 tensors holding values in [0, 2^32)."""
-    x = x & _MASK32
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def example_keys(seed: int, indices: torch.Tensor, stream: int) -> torch.Tensor:
-    """One 32-bit key per example from (seed, dataset index, stream): the same wherever the example is batched."""
-    base = hash32(torch.tensor(int(seed) & _MASK32, dtype=torch.int64, device=indices.device))
-    return hash32(hash32(base ^ (indices.to(torch.int64) & _MASK32)) ^ (int(stream) & _MASK32))
 
 
 def keyed_uniform(keys: torch.Tensor, shape, dtype=torch.float32) -> torch.Tensor:

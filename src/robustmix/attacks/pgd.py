@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_eps, check_input, check_p, check_positive_int
+from .._seeding import example_seed
 from ..errors import AttackError, ConfigError, InputError
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,7 +54,7 @@ def random_start(x: torch.Tensor, eps: float, p: float, generator: torch.Generat
 
 def example_generators(seeds, restart: int = 0) -> list[torch.Generator]:
     """One CPU generator per example, seeded by (seed, restart): results do not depend on batching."""
-    return [torch.Generator().manual_seed(int(s) * 1_000_003 + restart) for s in seeds]
+    return [torch.Generator().manual_seed(example_seed(int(s), 0, restart)) for s in seeds]
 
 
 def random_start_per_example(x: torch.Tensor, eps: float, p: float, generators) -> torch.Tensor:

@@ -23,7 +23,6 @@ Modes:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from scipy.stats import norm as normal
 
 from .._validation import check_eps, check_positive_int
+from .._seeding import example_seed
 from ..errors import ConfigError, InputError, ModelError
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
 
@@ -41,9 +41,8 @@ NOISE_CHUNK_ELEMENTS = 1 << 22
 
 
 def noise_seed(seed: int, index: int, stream: int, chunk: int) -> int:
-    """The 63-bit generator seed of noise chunk ``chunk`` of input ``index`` in ``stream``."""
-    key = f"{int(seed)}/{int(index)}/{int(stream)}/{int(chunk)}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    """The 63-bit generator seed of noise chunk ``chunk`` of input ``index`` in ``stream`` (the one seeding rule)."""
+    return example_seed(seed, index, stream, chunk)
 
 
 def chunk_rows(shape) -> int:

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._seeding import example_seed
 from .._validation import check_eps, check_input, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError
@@ -99,7 +100,7 @@ def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, *, ep
     parts: dict[str, list] = {"g": [], "h": [], "adv": []}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        seeds = [seed * 1_000_003 + j for j in range(i, i + len(xb))]
+        seeds = [example_seed(seed, j, stream=2) for j in range(i, i + len(xb))]
         xa = attack(xb, yb, seeds=seeds)
         with torch.no_grad():
             parts["g"].append(std_model(xb).float().cpu())

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from .._seeding import example_seed
 from .._validation import check_alpha, check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
@@ -65,7 +66,8 @@ class SweepConfig:
 
 
 def example_seeds(indices: torch.Tensor, seed: int) -> list[int]:
-    return [int(i) + seed * 10_000_019 for i in indices.tolist()]
+    """Per-example seeds of the PGD random starts (the one seeding rule, :mod:`robustmix._seeding`)."""
+    return [example_seed(seed, int(i), stream=1) for i in indices.tolist()]
 
 
 def _top2_gap(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
