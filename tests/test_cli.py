@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ def test_bad_arguments_one_line_error(argv, needle, capsys, monkeypatch, tmp_pat
     monkeypatch.setenv("ROBUSTMIX_NO_DOWNLOAD", "1")
     code = main(argv + (["--out", str(tmp_path)] if argv[0] in ("sweep", "attack", "certify") else []))
     err = capsys.readouterr().err
+    assert not Path("/nonexistent").exists()  # a missing data root is never created
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 

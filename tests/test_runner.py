@@ -181,3 +181,28 @@ def test_killed_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, s
         proc.wait()
     subprocess.run([sys.executable, str(script), str(path)], check=True, env=env)
     assert read_records(path) == read_records(ref)
+
+
+def test_refused_cli_run_leaves_the_folder_as_it_was(tmp_path):
+    from robustmix.cli import main
+
+    out = tmp_path / "o"
+    argv = ["sweep", "-n", "4", "--alphas", "0", "1", "--steps", "1", "--batch-size", "4", "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(argv[:-2] + ["--eps", "0.2", "--out", str(out)]) == 2  # other settings: refused
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_public_api_validates_its_inputs():
+    from robustmix.mixing import MixedClassifier
+
+    g, h = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        MixedClassifier(g, h, 0.5)(torch.rand(2, 4) * 3)
+    with pytest.raises(InputError, match="integer dtype"):
+        MixedClassifier(g, h, 0.5)(torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ConfigError, match="steps"):
+        SweepConfig(steps=-1)
+    with pytest.raises(ConfigError, match="eps"):
+        SweepConfig(eps=-0.1)
