@@ -20,6 +20,7 @@ from ..models import load
 from .._io import atomic_write_bytes
 from ..models.checkpoint import card_path
 from ..models.registry import _resolve
+from ..errors import ModelError
 from ..zoo_table import ZOO
 from .recipes import accuracy, robust_accuracy
 
@@ -74,3 +75,25 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
         card["metrics"] = {**card["metrics"], **metrics}
         atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return metrics
+
+
+def record_worst_case(name: str, summary_path, write: bool = True) -> dict:
+    """Put a ``robustmix evaluate`` summary of zoo model ``name`` into its card as ``worst-case-<threat>``."""
+    from ..results import EvaluateSummary
+
+    s = EvaluateSummary.load(summary_path)
+    if s.settings.get("model") != name:
+        raise ModelError(f"{summary_path} evaluates {s.settings.get('model')!r}, not {name!r}")
+    norm, eps = str(s.settings["norm"]), float(s.settings["eps"])
+    metric = {"accuracy": s.accuracy, "ci95": s.ci95, "eps": eps, "norm": norm, "n": s.n,
+              "split": f"test[:{s.n}]", "attack": "worst case over the robustmix evaluate ensemble (AutoAttack "
+              "standard, APGD-CE/DLR end to end and by transfer), per example",
+              "by_attack": {row["name"]: row["broke"] for row in s.per_attack}, "diagnostics": s.diagnostics,
+              "source": str(summary_path)}
+    key = f"worst-case-{threat_tag(norm, eps)}"
+    if write:
+        path = card_path(_resolve(name))
+        card = json.loads(path.read_text())
+        card["metrics"] = {**card["metrics"], key: metric}
+        atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    return {key: metric}
