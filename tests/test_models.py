@@ -113,3 +113,19 @@ def test_shipped_lipschitz_network_never_exceeds_its_card_bound():
     for x in x1[:4]:
         jac = torch.autograd.functional.jacobian(model, x[None]).reshape(10, -1)
         assert torch.linalg.matrix_norm(jac, ord=2) <= bound
+
+
+def test_worst_case_card_metric_from_stored_records():
+    from pathlib import Path
+
+    from robustmix.errors import ModelError
+    from robustmix.training.evaluate import record_worst_case
+
+    src = Path(__file__).resolve().parent.parent / "results/pareto-linf/records/headline-h.jsonl"
+    if not src.exists():
+        pytest.skip("stored results not present")
+    m = record_worst_case("fmnist-at-linf-cnn", src, write=False)["worst-case-linf-0.1"]
+    assert m["n"] == 1000 and m["ci95"][0] <= m["accuracy"] <= m["ci95"][1]
+    assert m["accuracy"] == card("fmnist-at-linf-cnn").metrics["worst-case-linf-0.1"]["accuracy"]
+    with pytest.raises(ModelError, match="not 'fmnist-trades-linf-cnn'"):
+        record_worst_case("fmnist-trades-linf-cnn", src, write=False)

@@ -78,12 +78,27 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
 
 
 def record_worst_case(name: str, summary_path, write: bool = True) -> dict:
-    """Put a ``robustmix evaluate`` summary of zoo model ``name`` into its card as ``worst-case-<threat>``."""
+    """Put a ``robustmix evaluate`` summary of zoo model ``name`` into its card as ``worst-case-<threat>``.
+
+    ``summary_path``: a ``summary.json`` of ``robustmix evaluate --model NAME``, or a records file
+    (``records.jsonl``) of an evaluation of that model (e.g. ``robustmix pareto``'s ``headline-h``).
+    """
+    from ..experiments.evaluate_run import EvaluateConfig, summarize_evaluate
+    from ..experiments.runner import read_records
     from ..results import EvaluateSummary
 
-    s = EvaluateSummary.load(summary_path)
-    if s.settings.get("model") != name:
-        raise ModelError(f"{summary_path} evaluates {s.settings.get('model')!r}, not {name!r}")
+    if str(summary_path).endswith(".jsonl"):
+        header, records = read_records(summary_path)
+        settings = dict(header.get("settings", {}))
+        cfg = EvaluateConfig(**{k: settings.pop(k) for k in list(settings) if k in EvaluateConfig.__dataclass_fields__})
+        s = summarize_evaluate(records, cfg, settings)
+        model = s.settings.get("model") or (s.settings.get("rob") if s.settings.get("mixer") == "h" else
+                                            s.settings.get("std") if s.settings.get("mixer") == "g" else None)
+    else:
+        s = EvaluateSummary.load(summary_path)
+        model = s.settings.get("model")
+    if model != name:
+        raise ModelError(f"{summary_path} evaluates {model!r}, not {name!r}")
     norm, eps = str(s.settings["norm"]), float(s.settings["eps"])
     metric = {"accuracy": s.accuracy, "ci95": s.ci95, "eps": eps, "norm": norm, "n": s.n,
               "split": f"test[:{s.n}]", "attack": "worst case over the robustmix evaluate ensemble (AutoAttack "
