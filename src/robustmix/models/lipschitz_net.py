@@ -3,7 +3,9 @@
 Training uses torchlip's spectrally normalised (Bjorck-orthonormalised)
 convolutions and dense layers with GroupSort activations and pixel-unshuffle
 downsampling (a permutation), so each layer is 1-Lipschitz in l2 by
-construction and the logits are ``logit_scale``-Lipschitz.  For deployment and
+construction and the logits are ``logit_scale``-Lipschitz (default 1: a
+1-Lipschitz logit map; training sharpens the softmax with a temperature in the
+loss, see the "lipschitz" recipe, never inside the network).  For deployment and
 certification the constrained layers are exported to plain ``nn.Conv2d`` /
 ``nn.Linear`` with fixed weights; :func:`robustmix.certify.lipschitz.network_lipschitz`
 then computes a guaranteed bound from those weights (exact per-frequency
@@ -38,7 +40,7 @@ class LipschitzCNN(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, hidden: int = 128,
-                 logit_scale: float = 10.0, constrained: bool = True, mean=(0.2860,)):
+                 logit_scale: float = 1.0, constrained: bool = True, mean=(0.2860,)):
         super().__init__()
         self.num_classes = num_classes
         self.constrained = constrained
