@@ -1,0 +1,68 @@
+"""Reports are rebuilt from stored summaries alone: HTML and Markdown present, plots present, numbers traceable."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from robustmix.reports import terminal_summary, write_report
+from robustmix.results import SweepSummary, TradeoffSummary, binomial_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo_like_summary() -> dict:
+    n = 200
+    acc = {"clean": [0.93, 0.91, 0.87], "mix": [0.0, 0.55, 0.79]}
+    sweep = SweepSummary(alphas=[0.0, 0.6, 1.0], n=n, accuracy=acc,
+                         ci95={k: [list(binomial_ci(round(v * n), n)) for v in vals] for k, vals in acc.items()},
+                         table1={"g": {"clean_correct": 0.9, "clean_incorrect": 0.4},
+                                 "h": {"adv_correct": 0.7, "adv_incorrect": 0.3}})
+    tradeoff = TradeoffSummary(n=n, gammas=[0.0, 1.0, "inf"], eps=0.1, norm="inf", steps=3,
+                               curves={"one|probs": {"clean": [0.93, 0.9, 0.87], "attacked": [0.0, 0.5, 0.79]}})
+    return {"settings": {"eps": 0.1, "steps": 20}, "sweep": sweep.to_dict(), "tradeoff": tradeoff.to_dict()}
+
+
+def test_report_from_a_stored_sweep_and_tradeoff(tmp_path):
+    summary = _demo_like_summary()
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    paths = write_report(json.loads((tmp_path / "summary.json").read_text()), tmp_path)
+    html, md = paths["html"].read_text(), paths["markdown"].read_text()
+    assert paths["fig2"].stat().st_size > 1000 and paths["fig1"].stat().st_size > 1000
+    assert "data:image/png;base64," in html and "fig2_alpha_sweep.png" in md
+    lo, hi = summary["sweep"]["ci95"]["mix"][1]
+    assert f"55.0 [{100 * lo:.1f}, {100 * hi:.1f}]" in md  # each accuracy with its interval
+    assert "n = 200" in md
+    assert terminal_summary(summary).count("\n") > 3
+
+
+def test_pareto_report_numbers_trace_to_the_summary(tmp_path):
+    src = ROOT / "results" / "pareto-linf"
+    if not (src / "summary.json").exists():
+        pytest.skip("stored results not present")
+    shutil.copy(src / "summary.json", tmp_path / "summary.json")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    paths = write_report(summary, tmp_path)
+    md = paths["markdown"].read_text()
+    assert paths["pareto"].exists() and "pareto.png" in md
+    for point in summary["headline"]:
+        assert f"{100 * point['robust']:.1f} [{100 * point['robust_ci95'][0]:.1f}" in md
+        assert f"{100 * point['clean']:.1f}" in md
+    numbers = set(re.findall(r"\d+\.\d", md))
+    stored = {f"{100 * v:.1f}" for p in summary["headline"] for v in (p["clean"], p["robust"], *p["robust_ci95"],
+                                                                      *p["clean_ci95"])}
+    stored |= {f"{100 * r[k]:.1f}" for r in summary["matched"] for k in ("robust", "clean", "linear_clean") if r[k]}
+    stored |= {f"{100 * r['gain']:+.1f}".lstrip("+-") for r in summary["matched"] if r["gain"] is not None}
+    assert stored <= numbers
+
+
+def test_broken_summary_is_refused(tmp_path):
+    from robustmix.errors import ConfigError
+
+    bad = {"kind": "sweep", "schema_version": 99, "alphas": [], "n": 0, "accuracy": {}, "ci95": {}, "table1": {}}
+    with pytest.raises(ConfigError, match="newer"):
+        SweepSummary.from_dict(bad)
+    with pytest.raises(ConfigError, match="unknown fields"):
+        SweepSummary.from_dict({**bad, "schema_version": 1, "extra": 1})
