@@ -213,3 +213,21 @@ def test_calibrate_every_mixer_end_to_end(mixer, tmp_path):
     assert result["kind"] == "calibration" and result["test"]["n"] == 16
     assert type(load(out / "mixer.safetensors")).__name__.lower().startswith(
         {"linear": "mixed", "nonlinear": "nonlinear", "adaptive": "adaptive"}[mixer])
+
+
+def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
+    import torch
+
+    from robustmix.mixing import NonlinearMixedClassifier
+    from robustmix.models import load
+
+    out = tmp_path / "nl.safetensors"
+    assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.66", "--scale", "18", "--power", "2.5", "--bias",
+                 "-0.7", "--out", str(out)]) == 0
+    back = load(out)
+    ref = NonlinearMixedClassifier(load("fmnist-std-cnn"), load("fmnist-at-linf-cnn"), alpha=0.66, scale=18.0,
+                                   power=2.5, bias=-0.7)
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(back(x), ref(x))
+    assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.5", "--scale", "-1", "--out", str(out)]) == 2
+    assert "scale" in capsys.readouterr().err

@@ -200,6 +200,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rob", default="fmnist-at-linf-cnn")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--alpha", type=float, required=True)
+    p.add_argument("--mixer", choices=["linear", "nonlinear"], default="linear",
+                   help="linear (eq. 4) or nonlinear (MixedNUTS map of h's logits; an adaptive mixer is saved by "
+                        "'calibrate --mixer adaptive')")
+    p.add_argument("--scale", type=float, default=1.0, help="nonlinear: scale of the map")
+    p.add_argument("--power", type=float, default=1.0, help="nonlinear: power of the map")
+    p.add_argument("--bias", type=float, default=0.0, help="nonlinear: bias added after the layer norm")
+    p.add_argument("--top-k", type=int, default=None, help="nonlinear: layer norm over the k largest logits")
+    p.add_argument("--std-map", choices=["softmax", "onehot"], default="softmax", help="nonlinear: g's probabilities")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     p.add_argument("--export", help="also write a torch.export program (.pt2), loadable with torch.export.load")
     p.add_argument("--onnx", help="also write an ONNX file (needs the onnx package)")
@@ -664,7 +672,7 @@ def cmd_mix(args) -> int:
     import torch
 
     from .data import dataset_info
-    from .experiments.export import export_onnx, export_program, save_mixed
+    from .experiments.export import export_onnx, export_program, save_mixer
     from .models import load
 
     check_alpha(args.alpha)
@@ -673,7 +681,16 @@ def cmd_mix(args) -> int:
         if target and Path(target).is_dir():
             raise ConfigError(f"{flag} {target} is a folder; give a file name such as {Path(target) / 'mixed.pt2'}")
     g, h = _models(args)
-    path = save_mixed(g, h, args.alpha, args.out, dataset=info.name)
+    if args.mixer == "nonlinear":
+        from .mixing import NonlinearMixedClassifier
+
+        mixer = NonlinearMixedClassifier(g, h, alpha=args.alpha, scale=args.scale, power=args.power, bias=args.bias,
+                                         top_k=args.top_k, std_map=args.std_map)
+    else:
+        from .mixing import MixedClassifier
+
+        mixer = MixedClassifier(g, h, args.alpha)
+    path = save_mixer(mixer, args.out, dataset=info.name)
     print(f"wrote {path} (load with robustmix.models.load)")
     example = torch.rand(2, *info.shape)
     if args.export:
