@@ -17,8 +17,8 @@ from .errors import ConfigError, RobustMixError
 logger = logging.getLogger("robustmix")
 
 EXAMPLES = {
-    "demo": "robustmix demo                 # the paper on the shipped Fashion-MNIST zoo (< 10 min)\n"
-            "  robustmix demo --quick --out /tmp/rm   # a smaller run (< 2 min)",
+    "demo": "robustmix demo                 # the paper on the shipped Fashion-MNIST zoo (about 10 min on 2 cores)\n"
+            "  robustmix demo --quick --out /tmp/rm   # a smaller run (2-3 min)",
     "sweep": "robustmix sweep --std fmnist-std-cnn --rob fmnist-at-linf-cnn --num-examples 1000 --eps 0.1 --out runs/sweep\n"
              "  robustmix sweep --std mypkg.models:standard --rob ckpt/robust.safetensors --dataset cifar10 "
              "--eps 0.0314",
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="output folder (records, JSON, plots)")
 
     p = add("demo", "run the offline end-to-end demo and write a report")
-    p.add_argument("--quick", action="store_true", help="smaller settings, under 2 minutes")
+    p.add_argument("--quick", action="store_true", help="smaller settings, 2-3 minutes on 2 cores")
     p.add_argument("--out", default="robustmix-demo", help="output folder (default: robustmix-demo)")
 
     p = add("sweep", "alpha sweep: clean, STD-, ROB- and MIX-attacked accuracy for every alpha (Fig. 2, Table I)")
