@@ -95,6 +95,7 @@ def test_shipped_lipschitz_network_never_exceeds_its_card_bound():
 
     model, bound = load("fmnist-lipschitz"), card("fmnist-lipschitz").lipschitz_l2
     assert bound == pytest.approx(network_lipschitz(model, (1, 28, 28)), rel=1e-6)
+    assert bound <= 1.0 and float(model.logit_scale) == 1.0          # a 1-Lipschitz logit map, no output scaling
     torch.manual_seed(0)
     x1 = torch.rand(64, 1, 28, 28)
     x2 = (x1 + 0.05 * torch.randn_like(x1)).requires_grad_(True)
