@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .._seeding import MASK32 as _MASK32, example_keys, hash32  # noqa: F401  (re-exported)
+from .._seeding import example_keys, hash32  # noqa: F401  (example_keys: part of this module's API)
 from ..errors import ConfigError, InputError
 from .pgd import _per_sample_norm, project
 

@@ -51,9 +51,10 @@ import torch
 from torch import nn
 
 from .._validation import check_eps, check_input, check_p, check_positive_int, model_device
-from ..certify.stats import clopper_pearson_lower, clopper_pearson_upper
+from ..results import binomial_ci
 from ..errors import AttackError, ConfigError, InputError
-from .apgd import apgd, example_keys
+from .._seeding import example_keys
+from .apgd import apgd
 from .autoattack import run_autoattack
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ def accuracy_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float
         raise ConfigError(f"level must be in (0, 1), got {level!r}")
     if n < 1:
         return (0.0, 1.0)
-    half = (1 - level) / 2
-    return float(clopper_pearson_lower(k, n, half)), float(clopper_pearson_upper(k, n, half))
+    return binomial_ci(k, n, level)
 
 
 def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

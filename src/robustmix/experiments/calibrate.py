@@ -176,12 +176,12 @@ def _save(mixer, out: Path, settings: dict) -> None:
 
 def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool):
     from .calibrate_mixers import PATH_PERCENTILES, calibrate_nonlinear
-    from .pareto import ParetoSettings, _adaptive, _logits
+    from .pareto import ParetoSettings, cached_validation_logits, trained_adaptive_mixer
 
     ps = ParetoSettings(norm=cal.norm, eps=cal.eps, calib_steps=cal.steps, seed=cal.seed)
     xv, yv = splits["val"]
     if cal.mixer == "nonlinear":
-        logits = _logits(out / "val-logits.safetensors", g, h, xv, yv, ps)
+        logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, ps)
         fits = [calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc)
                 for pc in PATH_PERCENTILES if pc > 0]
         clean, robust = [f.clean_acc for f in fits], [f.robust_proxy for f in fits]
@@ -193,7 +193,7 @@ def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, sett
                   "in the worst case (calibrate_mixers)"}
     else:
         xt, yt = splits["train"]
-        mixer = _adaptive(out / "adaptive", g, h, xt, yt, ps, progress=True)
+        mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, ps, progress=True)
         choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
                   "validation": {}, "mixing_net": mixer.config()}
     test = _confirm(mixer, splits["test"], cal, out, settings, fresh)

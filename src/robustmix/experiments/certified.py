@@ -26,7 +26,7 @@ from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, s
                              smoothing_radius_from_bounds)
 from ..certify.mixture import certify_mixture
 from ..certify.smoothing import SmoothedClassifier
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from .runner import run_records
 
 

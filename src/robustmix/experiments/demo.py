@@ -15,8 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from .._io import write_json
 from ..results import rate_ci
 from ..data import load_dataset

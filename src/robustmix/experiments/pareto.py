@@ -28,12 +28,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import torch
-
 from .._io import read_json, write_json
 from ..mixing import AdaptiveMixedClassifier, MixedClassifier, default_mixing_net
 from ..training.adaptive import train_mixing_net
-from .calibrate_mixers import NonlinearCalibration, ValidationLogits, calibrate_nonlinear, collect_logits
+from .calibrate_mixers import ValidationLogits, calibrate_nonlinear, collect_logits
 from .evaluate_run import EvaluateConfig, run_evaluate
 
 logger = logging.getLogger(__name__)
@@ -70,8 +68,8 @@ def _point(summary, name: str, **extra) -> dict:
             "robust": summary.accuracy, "robust_ci95": summary.ci95, "n": summary.n, **extra}
 
 
-def _logits(path: Path, g, h, x, y, s: ParetoSettings) -> ValidationLogits:
-    """h's attacked validation logits, computed once and kept beside the records."""
+def cached_validation_logits(path: Path, g, h, x, y, s: ParetoSettings) -> ValidationLogits:
+    """h's attacked validation logits, computed once and kept beside the records (pareto and calibrate)."""
     from safetensors.torch import load_file, save_file
 
     meta_path = path.with_suffix(".json")
@@ -89,7 +87,8 @@ def _logits(path: Path, g, h, x, y, s: ParetoSettings) -> ValidationLogits:
     return v
 
 
-def _adaptive(path: Path, g, h, x, y, s: ParetoSettings, progress: bool) -> AdaptiveMixedClassifier:
+def trained_adaptive_mixer(path: Path, g, h, x, y, s: ParetoSettings, progress: bool) -> AdaptiveMixedClassifier:
+    """The adaptive mixer with its mixing network trained once (resumable) and kept beside the records."""
     example = x[:2].to(next(g.parameters()).device)
     mixer = AdaptiveMixedClassifier(g, h, default_mixing_net(g, h, example), alpha_range=s.adaptive_range)
     mixer.to(example.device)
@@ -137,12 +136,11 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["curves"]["linear"] = linear
 
     xv, yv = splits["val"]
-    logits = _logits(out / "val-logits.safetensors", g, h, xv, yv, s)
+    logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, s)
     calib = {}
     for pc in sorted(set(s.percentiles) | {s.percentile}):
         calib[pc] = calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc,
                                         std_map=s.std_map)
-    identity = {"scale": [1.0], "power": [1.0], "bias": [0.0]}
     summary["calibration"] = {"logits_attack": logits.attack, "logits_seconds": logits.seconds,
                               "nonlinear": {str(pc): c.to_dict() | {"searched": len(c.searched)}
                                             for pc, c in calib.items()}}
@@ -159,7 +157,7 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["calibration"]["linear_alpha"] = lin_alpha
 
     xt, yt = splits["train"]
-    adaptive = _adaptive(out / "adaptive", g, h, xt, yt, s, progress)
+    adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, s, progress)
     res = evaluate(adaptive, "curve-adaptive", curve_cfg, xc, yc, mixer="adaptive")
     summary["curves"]["adaptive"] = [_point(res, "adaptive")]
     best = calib[s.percentile]
