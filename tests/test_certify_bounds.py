@@ -233,6 +233,60 @@ def test_sequential_stops_early_and_stays_valid():
     assert ((fixed.radius - cert.radius).amax(0) <= 0.1 + 0.2).float().mean() > 0.95
 
 
+@pytest.mark.parametrize("radii", [None, [0.25, 0.5, 1.0]])
+def test_sequential_with_reported_radii_stays_valid(radii):
+    """Optional stopping steered by the reported radii: still at most delta of the reported bounds miss p."""
+    h = Linear([1.0, 1.0])
+    x = torch.randn(1500, 2, generator=torch.Generator().manual_seed(8)) * 0.6
+    delta = 0.2
+    cert = certify_mixture(None, h, x, sigma=0.5, alphas=[1.0], num_samples=3200, delta=delta, sequential=True,
+                           tolerance=math.inf, radii=radii)
+    p_true = h.smoothed(h.margin(x), 0.5, "hard")
+    p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
+    assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
+    assert cert.radii == radii and cert.tolerance == math.inf
+
+
+def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001):
+    """estimate_top_bound on given votes for the top class: hits (n, num_samples) booleans."""
+    from robustmix.certify.mixture import Estimator, estimate_top_bound
+    cum = np.cumsum(hits, 1)
+
+    def draw(active, start, stop):
+        return cum[active, stop - 1] - (cum[active, start - 1] if start else 0), None
+
+    top = torch.zeros(len(hits), dtype=torch.long)
+    return estimate_top_bound(draw, top, Estimator.CLOPPER_PEARSON, sigma=sigma, c=3, num_samples=num_samples,
+                              alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), delta=delta, sequential=True,
+                              tolerance=tolerance, radii=radii)
+
+
+def test_reported_radii_steer_the_stopping_rule():
+    """Brute force over votes with known frequencies: an input stops early only when its reported bin is settled."""
+    from robustmix.certify.mixture import _looks, _radius
+    rng = np.random.default_rng(3)
+    p = np.repeat([1.0, 0.999, 0.98, 0.9, 0.84, 0.75, 0.6, 0.4], 40)
+    hits = rng.random((len(p), 6400)) < p[:, None]
+    grid = [0.25, 0.5, 0.75, 1.0]
+    fixed, _ = _replay(hits, radii=None, tolerance=0.0)              # tolerance 0: never stops before the end
+    steered, used = _replay(hits, radii=grid, tolerance=math.inf)
+    plain, used_plain = _replay(hits, radii=None, tolerance=0.1)
+    looks = _looks(6400, True)
+    assert (fixed > 0).any() and set(used.tolist()) <= set(looks)
+    top, a = torch.zeros(len(p), dtype=torch.long), torch.tensor([0.8, 1.0], dtype=torch.float64)
+    r_fixed, r_steered = _radius(fixed, top, 3, 0.5, a), _radius(steered, top, 3, 0.5, a)
+    # every vote for the top class: stops at the first look certified past the largest reported radius
+    assert (used[:40] < 6400).all() and (r_steered[1, :40] >= 1.0).all()   # alpha 0.8 caps radii at 0.42
+    # the certified fraction at each reported radius equals the full-budget run's for nearly every input
+    for r in grid:
+        assert abs(int((r_steered >= r).sum()) - int((r_fixed >= r).sum())) <= 4, r
+    assert used.mean() < used_plain.mean() < 6400
+    # certain abstentions (p = 0.4 < 1/2) stop at the first look
+    assert (used[-40:] == looks[0]).all() and (r_steered[:, -40:] == 0).all()
+    # tolerance 0 and no radii: every input runs the whole budget
+    assert (_replay(hits[:10], radii=None, tolerance=0.0)[1] == 6400).all()
+
+
 @pytest.mark.parametrize("estimator", ["clopper-pearson", "betting"])
 def test_no_flips_inside_certified_radii(estimator):
     """Attack every certified point inside its radius: the exact worst case of h (shift against w) with the
@@ -281,6 +335,10 @@ def test_no_flips_inside_certified_radii(estimator):
     (dict(alphas=-0.1), ConfigError, "alpha"),
     (dict(estimator="wilson"), ConfigError, "estimator"),
     (dict(tolerance=-1.0), ConfigError, "tolerance"),
+    (dict(radii=[0.5, -1.0]), ConfigError, "radii"),
+    (dict(radii=[]), ConfigError, "radii"),
+    (dict(radii="0.5"), ConfigError, "radii"),
+    (dict(radii=[math.nan]), ConfigError, "radii"),
     (dict(indices=[1, 2]), InputError, "indices"),
 ])
 def test_bad_arguments_name_the_argument_and_the_fix(kwargs, error, words):

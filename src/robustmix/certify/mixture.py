@@ -116,6 +116,8 @@ class MixtureCertificate:
     n0: int
     num_samples: int
     sequential: bool
+    tolerance: float | None = None     # sequential runs: radius an input may leave on the table
+    radii: list | None = None          # sequential runs: the reported radii that steer stopping
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (schema_version 1), fields by name."""
@@ -126,14 +128,68 @@ class MixtureCertificate:
         return out
 
 
+FIRST_LOOK = 200   # estimation samples at the first look of a sequential run; later looks double
+OPTIMISM = 1.0     # stopping heuristic: p may exceed its point estimate by OPTIMISM times the bound's width
+
+
 def _looks(num_samples: int, sequential: bool) -> list[int]:
     if not sequential:
         return [num_samples]
-    looks, n = [], 200
+    looks, n = [], FIRST_LOOK
     while n < num_samples:
         looks.append(n)
         n *= 2
     return looks + [num_samples]
+
+
+def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: float, alphas: torch.Tensor, c: int,
+                       num_samples: int, delta: float, sequential: bool = False, tolerance: float = 0.1,
+                       radii=None) -> tuple[np.ndarray, np.ndarray]:
+    """The estimation stage: (p_lower (n,), samples used (n,)) for the selected classes ``top``.
+
+    ``draw(active, start, stop)`` returns, for the inputs ``active`` (indices into
+    ``top``), the number of votes for their top class among the estimation samples
+    ``start <= j < stop`` and, for soft estimators, every sample's top-class score
+    ((len(active), stop - start)).  Fixed budget: one draw and one bound with all of
+    delta.  Sequential: the looks of :func:`_looks`, a bound at level delta / J at
+    each, and an input stops once, at every alpha, the radius it could still gain
+    (counted up to the largest of ``radii``) is at most ``tolerance`` and would not
+    cross one of ``radii`` (module docstring).
+    """
+    n = len(top)
+    looks = _looks(num_samples, sequential)
+    step_delta = delta / len(looks)
+    votes_top = np.zeros(n)
+    scores = np.zeros((n, num_samples)) if est.smoothing == "soft" else None
+    p_lower, used = np.zeros(n), np.zeros(n, dtype=np.int64)
+    active, prev = np.arange(n), 0
+    best = step_delta ** (1.0 / num_samples)   # Clopper-Pearson with every vote for c_A: no bound gets higher
+    grid = torch.as_tensor([] if radii is None else radii, dtype=torch.float64)
+    cap = float(grid.max()) if len(grid) else math.inf
+    for look in looks:
+        votes, tracked = draw(active, prev, look)
+        votes_top[active] += votes
+        if scores is not None:
+            scores[active, prev:look] = tracked
+            sub = scores[active, :look]
+        p_lower[active] = _lower(est, votes_top[active], None if scores is None else sub, look, step_delta)
+        used[active] = look
+        prev = look
+        if look == num_samples:
+            break
+        point = votes_top[active] / look if scores is None else sub.mean(1)
+        width = point - p_lower[active]
+        # the bound at the last look if p sat OPTIMISM widths above the point estimate (a heuristic, not a bound)
+        reachable = np.clip(point + width * (OPTIMISM - math.sqrt(look / num_samples)), 0.0, best)
+        rows = torch.from_numpy(active)
+        now = _radius(p_lower[active], top[rows], c, sigma, alphas)
+        later = _radius(reachable, top[rows], c, sigma, alphas)
+        crosses = ((now[..., None] < grid) & (grid <= later[..., None])).any(-1)
+        settled = ((later.clamp(max=cap) - now.clamp(max=cap) <= tolerance) & ~crosses).all(0).numpy()
+        active = active[~settled]
+        if len(active) == 0:
+            break
+    return p_lower, used
 
 
 def _lower(estimator: Estimator, votes_top: np.ndarray, scores: np.ndarray | None, n: int, delta: float) -> np.ndarray:
@@ -181,8 +237,9 @@ def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, t
         tolerance = float(tolerance)
     except (TypeError, ValueError):
         raise ConfigError(f"tolerance must be a number >= 0 (an l2 radius), got {tolerance!r}") from None
-    if not (tolerance >= 0 and math.isfinite(tolerance)):
-        raise ConfigError(f"tolerance must be a finite number >= 0 (an l2 radius), got {tolerance!r}")
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be a number >= 0 (an l2 radius; inf: only ``radii`` steer stopping), "
+                          f"got {tolerance!r}")
     a = check_alpha(alphas).reshape(-1)
     idx = list(range(len(x))) if indices is None else [int(i) for i in indices]
     if len(idx) != len(x):
@@ -190,10 +247,25 @@ def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, t
     return sigma, a, idx, tolerance
 
 
+def _check_radii(radii):
+    if radii is None:
+        return None
+    values = [radii] if isinstance(radii, (int, float)) else radii
+    try:
+        out = sorted(float(r) for r in values if not isinstance(r, bool))
+    except (TypeError, ValueError):
+        out = []
+    if not out or len(out) != len(values) or not all(r > 0 and math.isfinite(r) for r in out):
+        raise ConfigError(f"radii must be positive l2 radii (those you will report, e.g. [0.25, 0.5, 1.0]) or None, "
+                          f"got {radii!r}")
+    return out
+
+
 @torch.no_grad()
 def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
                     delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
-                    batch_size: int = 1000, sequential: bool = False, tolerance: float = 0.1) -> MixtureCertificate:
+                    batch_size: int = 1000, sequential: bool = False, tolerance: float = 0.1,
+                    radii=None) -> MixtureCertificate:
     """Certify the mixture of ``g`` and the Gaussian-smoothed ``h_base`` at every alpha (Theorem 2).
 
     ``g``, ``h_base``: models returning (n, c) logits (``g`` may be None: it does
@@ -201,11 +273,15 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     number or k values in [0, 1]; ``indices`` the dataset index of each input
     (seeds its noise; default 0..n-1); ``estimator`` one of "clopper-pearson",
     "bernstein", "betting" or None (Clopper-Pearson); ``tolerance``: l2 radius a
-    sequential run may leave on the table per input.  All certificates hold
+    sequential run may leave on the table per input; ``radii``: the l2 radii at
+    which you will report certified accuracy (a sequential run keeps sampling an
+    input while its radius may still cross one of them, and does not pursue radii
+    beyond the largest; None: no such radii).  All certificates hold
     together with probability >= 1 - delta (per input, over the noise).
     """
     est = _parse_estimator(estimator)
     sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
+    radii = _check_radii(radii)
     n = len(x)
     opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
     prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,
@@ -218,35 +294,16 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
             raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: mix models of the same task")
     top = (votes_sel if est.smoothing == "hard" else prob_sel).argmax(1)
 
-    looks = _looks(num_samples, sequential)
-    step_delta = delta / len(looks)
-    votes_top = np.zeros(n)
-    scores = np.zeros((n, num_samples)) if est.smoothing == "soft" else None
-    p_lower, used = np.zeros(n), np.zeros(n, dtype=np.int64)
-    active, prev = np.arange(n), 0
-    best = step_delta ** (1.0 / num_samples)   # Clopper-Pearson with every vote for c_A: no bound gets higher
-    for look in looks:
+    def draw(active, start, stop):
         rows = torch.from_numpy(active)
         _, votes, tracked = smoothing_pass(h_base, x[rows.to(x.device)], sigma, indices=[idx[i] for i in active],
-                                           start=prev, stop=look, track=top[rows] if scores is not None else None,
-                                           **opts)
-        votes_top[active] += votes.gather(1, top[rows][:, None])[:, 0].numpy()
-        if scores is not None:
-            scores[active, prev:look] = tracked.numpy()
-            sub = scores[active, :look]
-        p_lower[active] = _lower(est, votes_top[active], None if scores is None else sub, look, step_delta)
-        used[active] = look
-        prev = look
-        if look == num_samples:
-            break
-        point = votes_top[active] / look if scores is None else sub.mean(1)
-        reachable = np.clip(2 * point - p_lower[active], 0.0, best)   # a mirrored bound: a stopping heuristic only
-        now = _radius(p_lower[active], top[rows], c, sigma, a)
-        later = _radius(reachable, top[rows], c, sigma, a)
-        settled = ((later - now).amax(0) <= tolerance).numpy()
-        active = active[~settled]
-        if len(active) == 0:
-            break
+                                           start=start, stop=stop,
+                                           track=top[rows] if est.smoothing == "soft" else None, **opts)
+        return votes.gather(1, top[rows][:, None])[:, 0].numpy(), None if tracked is None else tracked.numpy()
+
+    p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
+                                       delta=delta, sequential=sequential, tolerance=tolerance,
+                                       radii=radii)
     radius = _radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
@@ -254,4 +311,6 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     return MixtureCertificate(prediction=prediction, radius=radius, alphas=a, top_class=top,
                               p_lower=torch.from_numpy(p_lower), samples_used=torch.from_numpy(used),
                               smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(delta), n0=n0,
-                              num_samples=num_samples, sequential=bool(sequential))
+                              num_samples=num_samples, sequential=bool(sequential),
+                              tolerance=tolerance if sequential else None,
+                              radii=radii if sequential else None)

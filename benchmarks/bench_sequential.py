@@ -1,0 +1,114 @@
+"""Sequential sampling versus a fixed budget, on recorded base predictions (record_smoothing_votes.py).
+
+Replays certify_mixture's estimation stage (robustmix.certify.mixture.estimate_top_bound, the code
+certify_mixture runs) on the recorded predictions, so every stopping rule sees the same samples, and
+prints forward passes (n0 selection samples included) and certified accuracy against a fixed budget
+at alpha = 1.  --verify K also runs certify_mixture itself on the first K images (sequential, first
+rule given) and checks that the replay gives the same radii and sample counts.
+Run: python benchmarks/bench_sequential.py --votes DIR [--tolerances 0.1] [--radii-sets none 0.25,0.5,0.75,1.0]
+     [--first-looks 200] [--optimism 1.0] [--verify 20]
+"""
+
+import argparse
+import itertools
+import pathlib
+
+import numpy as np
+import torch
+
+from harness import setup
+from robustmix.certify import certify_mixture
+from robustmix.certify import mixture
+from robustmix.data import load_dataset
+from robustmix.models import load
+
+RADII = (0.25, 0.5, 0.75, 1.0)
+
+
+def load_votes(folder):
+    parts = [np.load(p) for p in sorted(pathlib.Path(folder).glob("votes-*.npz"))]
+    if not parts:
+        raise SystemExit(f"no votes-*.npz in {folder}: run record_smoothing_votes.py first")
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in ("index", "label", "selection", "estimation")}
+    return cat, float(parts[0]["sigma"]), str(parts[0]["model"])
+
+
+def replay(data, sigma, *, num_samples, delta, sequential, tolerance=0.1, radii=None, first_look=200,
+           optimism=1.0):
+    sel, est = data["selection"], data["estimation"][:, :num_samples]
+    c = 10
+    top = torch.from_numpy(np.stack([np.bincount(s, minlength=c) for s in sel]).argmax(1))
+    hits = np.cumsum(est == top.numpy()[:, None], 1)
+
+    def draw(active, start, stop):
+        before = hits[active, start - 1] if start > 0 else 0
+        return hits[active, stop - 1] - before, None
+
+    mixture.FIRST_LOOK, mixture.OPTIMISM = first_look, optimism
+    p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
+                                               alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
+                                               num_samples=num_samples, delta=delta, sequential=sequential,
+                                               tolerance=tolerance, radii=radii)
+    radius = mixture._radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
+    return top, radius, used
+
+
+def parse_radii(spec):
+    return None if spec == "none" else [float(r) for r in spec.split(",")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--votes", required=True)
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--delta", type=float, default=0.001)
+    ap.add_argument("--tolerances", type=float, nargs="+", default=[0.1])
+    ap.add_argument("--radii-sets", nargs="+", default=["none"],
+                    help="comma-separated reported radii steering the stopping rule, or none")
+    ap.add_argument("--first-looks", type=int, nargs="+", default=[200])
+    ap.add_argument("--optimism", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--verify", type=int, default=0, help="run certify_mixture on this many images and compare")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    print(setup(args.threads))
+    data, sigma, model = load_votes(args.votes)
+    n, labels = len(data["index"]), torch.from_numpy(data["label"].astype(np.int64))
+    print(f"\n{model} at sigma {sigma}, {n} test images, n0 = {data['selection'].shape[1]}, delta = {args.delta}, "
+          f"alpha = 1; forward passes include the selection samples\n")
+    head = " | ".join(f"cert. @ {r}" for r in RADII)
+    print(f"| run | passes / image | saved | {head} | mean radius |")
+    print("|---" * (4 + len(RADII)) + "|")
+    n0 = data["selection"].shape[1]
+    fixed_passes = n0 + args.samples
+
+    def row(name, top, radius, used):
+        correct = top == labels
+        cells = " | ".join(f"{100 * float(((radius >= r) & correct).double().mean()):.1f}%" for r in RADII)
+        per = n0 + used.mean()
+        print(f"| {name} | {per:,.0f} | {fixed_passes / per:.2f}x | {cells} | {radius.mean():.3f} |", flush=True)
+
+    row(f"fixed {args.samples:,}", *replay(data, sigma, num_samples=args.samples, delta=args.delta, sequential=False))
+    rules = list(itertools.product(args.first_looks, args.optimism, args.tolerances, args.radii_sets))
+    for first, opt, tol, spec in rules:
+        grid = parse_radii(spec)
+        res = replay(data, sigma, num_samples=args.samples, delta=args.delta, sequential=True, tolerance=tol,
+                     radii=grid, first_look=first, optimism=opt)
+        row(f"sequential: first look {first}, optimism {opt}, tolerance {tol}, radii {spec}", *res)
+    if args.verify:
+        first, opt, tol, spec = rules[0]
+        grid = parse_radii(spec)
+        k = min(args.verify, n)
+        top, radius, used = replay({key: v[:k] for key, v in data.items()}, sigma, num_samples=args.samples,
+                                   delta=args.delta, sequential=True, tolerance=tol, radii=grid,
+                                   first_look=first, optimism=opt)
+        x, _ = load_dataset("fashion-mnist", "test", allow_download=False)
+        idx = data["index"][:k].tolist()
+        cert = certify_mixture(None, load(model), x[idx], sigma=sigma, alphas=[1.0], num_samples=args.samples,
+                               delta=args.delta, indices=idx, sequential=True, tolerance=tol, radii=grid)
+        same = torch.equal(cert.radius[0], radius) and torch.equal(cert.samples_used, torch.from_numpy(used))
+        print(f"\ncertify_mixture on the first {k} images: radii and sample counts "
+              f"{'identical to' if same else 'DIFFERENT from'} the replay")
+
+
+if __name__ == "__main__":
+    main()
