@@ -247,6 +247,18 @@ def test_sequential_with_reported_radii_stays_valid(radii):
     assert cert.radii == radii and cert.tolerance == math.inf
 
 
+def test_h_mean_estimates_the_soft_smoothed_classifier():
+    """The point estimate over every drawn sample, against the closed form (Gauss-Hermite) within 5 MC std."""
+    h = Linear([0.7, -0.4], b=0.2)
+    x = torch.randn(30, 2, generator=torch.Generator().manual_seed(9)) * 0.5
+    cert = certify_mixture(None, h, x, sigma=0.5, alphas=[1.0], num_samples=2000, n0=50, sequential=True,
+                           radii=[0.25, 0.5])
+    exact = h.smoothed(h.margin(x), 0.5, "soft")
+    std = 0.5 / torch.sqrt((50 + cert.samples_used).double())
+    assert ((cert.h_mean[:, 1] - exact).abs() <= 5 * std).all()
+    assert torch.allclose(cert.h_mean.sum(1), torch.ones(len(x), dtype=torch.float64))
+
+
 def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001):
     """estimate_top_bound on given votes for the top class: hits (n, num_samples) booleans."""
     from robustmix.certify.mixture import Estimator, estimate_top_bound

@@ -197,6 +197,30 @@ def test_certify_sound_uses_the_tight_certificate(tmp_path):
     assert all(len(r["sound"]["radius"]) == 2 and r["sound"]["estimator"] == "clopper-pearson" for r in recs)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "certify" and list(summary["curves"]) == ["theorem2"]
+    assert all("h_lower" not in r and r["sound"]["samples"] == 300 for r in recs)   # one sampling pass, no second
+
+
+def test_certify_sound_sequential_samples_less(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    assert main(["certify", "-n", "4", "--rob", "fmnist-noise-0.50-cnn", "--sigma", "0.5", "--samples", "1600",
+                 "--alphas", "1.0", "--sound", "--sequential", "--radii", "0.25", "0.5", "--out", str(out)]) == 0
+    recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()[1:]]
+    assert all(r["sound"]["samples"] <= 1700 for r in recs) and min(r["sound"]["samples"] for r in recs) < 1700
+    assert "noise samples per image" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--sequential"], "--sound"),
+    (["--sound", "--radii", "0.5"], "--sequential"),
+    (["--sound", "--sequential", "--radii", "-0.5"], "radii"),
+    (["--sound", "--sequential", "--tolerance", "-1"], "tolerance"),
+])
+def test_certify_sequential_bad_flags(extra, words, tmp_path, capsys):
+    argv = ["certify", "-n", "2", "--sigma", "0.5", "--samples", "200", "--out", str(tmp_path / "o"), *extra]
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

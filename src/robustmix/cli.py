@@ -158,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sound", action="store_true", help="sound certificates that hold with probability 1 - delta: "
                    "selection samples, one Clopper-Pearson bound on the selected class (Cohen et al.'s CERTIFY at "
                    "alpha = 1), Theorem 2 for the mixture; abstains when unsure")
+    p.add_argument("--sequential", action="store_true", help="with --sound: sample in rounds and stop each input once "
+                   "its certificate is settled (alpha spending keeps 1 - delta)")
+    p.add_argument("--tolerance", type=float, default=0.1, help="with --sequential: l2 radius an input may leave on "
+                   "the table (inf: only --radii steer stopping)")
+    p.add_argument("--radii", type=float, nargs="+", help="with --sequential: the radii you will report, e.g. 0.25 0.5 "
+                   "0.75 1.0 (sampling continues while a radius may cross one; radii past the largest are not pursued)")
 
     p = add("fig3", "Fig. 3: certified accuracy of the mixture vs a smaller-sigma smoothed baseline of equal clean accuracy")
     models_and_data(p, rob_default="fmnist-noise-0.50-cnn")
@@ -553,8 +559,14 @@ def cmd_certify(args) -> int:
         raise ConfigError("give exactly one of --sigma SIGMA (smoothed h) or --lipschitz (h with a known bound)")
     out = _out(args, "runs/certify")
     check_alpha(args.alphas)
+    if (args.sequential or args.radii) and not (args.sound and args.sigma):
+        raise ConfigError("--sequential and --radii apply to the tight sound certificate: add --sound (with --sigma)")
+    if args.radii and not args.sequential:
+        raise ConfigError("--radii steers sequential sampling: add --sequential")
+    sound = bool(args.sound and args.sigma)
     cfg = CertifyConfig(sigma=args.sigma, num_samples=args.samples, delta=args.delta, seed=args.seed,
-                        sound_alphas=list(args.alphas) if args.sound and args.sigma else None)
+                        sound_alphas=list(args.alphas) if sound else None, sound_only=sound,
+                        sequential=args.sequential, tolerance=args.tolerance, radii=args.radii)
     x, y = _data(args)
     g, h = _models(args)
     records = run_certify(g, h, x, y, cfg, records_path=out / "records.jsonl", settings=_data_settings(args),
@@ -584,6 +596,9 @@ def cmd_certify(args) -> int:
         for i, a in enumerate(summary.alphas):
             print(f"{key} alpha={a:.2f}: clean {100 * c['clean'][i]:.1f}%  certified@0.5 "
                   f"{100 * summary.certified_at(key, a, 0.5):.1f}%  @1.0 {100 * summary.certified_at(key, a, 1.0):.1f}%")
+    if sound:
+        used = sum(r["sound"]["samples"] for r in records) / len(records)
+        print(f"noise samples per image (selection + estimation): {used:,.0f}")
     print(f"\nn = {summary.n}; wrote {out}/summary.json and plots")
     return 0
 

@@ -109,6 +109,7 @@ class MixtureCertificate:
     top_class: torch.Tensor     # (n,) class picked by the selection samples
     p_lower: torch.Tensor       # (n,) lower bound on h's smoothed score of top_class
     samples_used: torch.Tensor  # (n,) estimation samples drawn (n0 selection samples not included)
+    h_mean: torch.Tensor        # (n, c) mean softmax of h_base over every sample drawn: a point estimate, not a bound
     smoothing: str              # "hard" (votes) or "soft" (mean softmax): the smoothed h certified
     estimator: str
     sigma: float
@@ -247,7 +248,8 @@ def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, t
     return sigma, a, idx, tolerance
 
 
-def _check_radii(radii):
+def check_radii(radii):
+    """The reported radii of a sequential run, sorted; None stays None (ConfigError on anything else)."""
     if radii is None:
         return None
     values = [radii] if isinstance(radii, (int, float)) else radii
@@ -281,7 +283,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     """
     est = _parse_estimator(estimator)
     sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
-    radii = _check_radii(radii)
+    radii = check_radii(radii)
     n = len(x)
     opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
     prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,
@@ -294,11 +296,14 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
             raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: mix models of the same task")
     top = (votes_sel if est.smoothing == "hard" else prob_sel).argmax(1)
 
+    prob_total = prob_sel.numpy().copy()
+
     def draw(active, start, stop):
         rows = torch.from_numpy(active)
-        _, votes, tracked = smoothing_pass(h_base, x[rows.to(x.device)], sigma, indices=[idx[i] for i in active],
+        prob, votes, tracked = smoothing_pass(h_base, x[rows.to(x.device)], sigma, indices=[idx[i] for i in active],
                                            start=start, stop=stop,
                                            track=top[rows] if est.smoothing == "soft" else None, **opts)
+        prob_total[active] += prob.numpy()
         return votes.gather(1, top[rows][:, None])[:, 0].numpy(), None if tracked is None else tracked.numpy()
 
     p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
@@ -310,6 +315,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
              est.smoothing, used.mean())
     return MixtureCertificate(prediction=prediction, radius=radius, alphas=a, top_class=top,
                               p_lower=torch.from_numpy(p_lower), samples_used=torch.from_numpy(used),
+                              h_mean=torch.from_numpy(prob_total / (n0 + used[:, None])),
                               smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(delta), n0=n0,
                               num_samples=num_samples, sequential=bool(sequential),
                               tolerance=tolerance if sequential else None,

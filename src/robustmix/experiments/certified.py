@@ -24,7 +24,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
-from ..certify.mixture import certify_mixture
+from ..certify.mixture import certify_mixture, check_radii
 from ..certify.smoothing import SmoothedClassifier
 from ..errors import ConfigError
 from .runner import run_records
@@ -41,6 +41,10 @@ class CertifyConfig:
     examples_per_record_batch: int = 10
     sound_alphas: list | None = None   # also store certify_mixture's tight sound radii at these alphas (smoothed h)
     n0: int = 100                      # selection samples of the tight sound certificate
+    sound_only: bool = False           # only the tight sound certificate: no separate Monte-Carlo pass (half the cost)
+    sequential: bool = False           # tight sound certificate with sequential sampling (certify_mixture)
+    tolerance: float = 0.1             # sequential: radius an input may leave on the table
+    radii: list | None = None          # sequential: the reported radii that steer stopping
 
     def __post_init__(self):
         if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
@@ -58,6 +62,12 @@ class CertifyConfig:
             check_positive_int(self.n0, name="n0")
             if self.num_samples < self.n0:
                 raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
+        elif self.sound_only or self.sequential:
+            raise ConfigError("sound_only and sequential concern the tight sound certificate: give sound_alphas too")
+        self.radii = check_radii(self.radii)
+        if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
+            raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
+                              f"got {self.tolerance!r}")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -74,18 +84,24 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
         if smoother is None:
             h_probs = rob_model(xb).double().softmax(-1).cpu()
             return [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(h_probs[j])} for j in range(len(xb))]
-    est = smoother.sample(xb, idx.tolist())
-    lower, upper = est.bounds(cfg.delta, cfg.estimator)
-    point = est.point(cfg.estimator)
-    recs = [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]), "h_lower": _probs_list(lower[j]),
-             "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
+    if cfg.sound_only:
+        recs = [{"g_probs": _probs_list(g_probs[j])} for j in range(len(xb))]
+    else:
+        est = smoother.sample(xb, idx.tolist())
+        lower, upper = est.bounds(cfg.delta, cfg.estimator)
+        point = est.point(cfg.estimator)
+        recs = [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]),
+                 "h_lower": _probs_list(lower[j]), "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
     if cfg.sound_alphas:
         cert = certify_mixture(None, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
                                num_samples=cfg.num_samples, n0=cfg.n0, delta=cfg.delta, seed=cfg.seed, indices=idx,
-                               batch_size=cfg.batch_size)
+                               batch_size=cfg.batch_size, sequential=cfg.sequential, tolerance=cfg.tolerance,
+                               radii=cfg.radii)
         for j, r in enumerate(recs):
             r["sound"] = {"radius": cert.radius[:, j].tolist(), "prediction": cert.prediction[:, j].tolist(),
-                          "estimator": cert.estimator}
+                          "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.n0}
+            if cfg.sound_only:   # the mixture's clean prediction uses h's mean over the certificate's own samples
+                r["h_probs"] = _probs_list(cert.h_mean[j])
     return recs
 
 
