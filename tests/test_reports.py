@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from robustmix.reports import terminal_summary, write_report
-from robustmix.results import SweepSummary, TradeoffSummary, binomial_ci
+from robustmix.errors import ConfigError
+from robustmix.results import ParetoSummary, SweepSummary, TradeoffSummary, binomial_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,10 @@ def test_pareto_report_numbers_trace_to_the_summary(tmp_path):
         pytest.skip("stored results not present")
     shutil.copy(src / "summary.json", tmp_path / "summary.json")
     summary = json.loads((tmp_path / "summary.json").read_text())
+    typed = ParetoSummary.load(tmp_path / "summary.json")   # the stored summary is a valid typed result
+    assert typed.to_dict()["headline"] == summary["headline"] and typed.point("h") == summary["headline"][1]
+    with pytest.raises(ConfigError, match="no headline point"):
+        typed.point("z")
     paths = write_report(summary, tmp_path)
     md = paths["markdown"].read_text()
     assert paths["pareto"].exists() and "pareto.png" in md

@@ -541,8 +541,8 @@ def cmd_pareto(args) -> int:
     device = next(g.parameters()).device
     summary = run_pareto(g, h, splits, s, out, fresh=args.fresh)
     write_json(out / "settings.json", _settings(args))
-    paths = write_report({"pareto": summary}, out)
-    for p in summary["headline"]:
+    paths = write_report({"pareto": summary.to_dict()}, out)
+    for p in summary.headline:
         print(f"{p['name']:10s} clean {100 * p['clean']:5.1f}%  worst-case {100 * p['robust']:5.1f}% "
               f"[{100 * p['robust_ci95'][0]:.1f}, {100 * p['robust_ci95'][1]:.1f}]  n = {p['n']}")
     print(f"report: {paths['html']} (device {device})")

@@ -171,3 +171,24 @@ class EvaluateSummary(Summary):
     median_robust_margin: float
     warnings: list = dataclasses.field(default_factory=list)
     settings: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ParetoSummary(Summary):
+    """``robustmix pareto``: every mixer's clean / worst-case points, calibration and matched-robustness gains."""
+
+    KIND: ClassVar[str] = "pareto"
+    settings: dict
+    curve_attack: str
+    curves: dict          # mixer -> points {name, clean, clean_ci95, robust, robust_ci95, n, ...}
+    headline: list        # the same points on the headline images, with diagnostics and per-attack accuracy
+    calibration: dict
+    matched: list
+
+    def point(self, name: str) -> dict:
+        """The headline point of ``name`` ("g", "h", "linear", "nonlinear" or "adaptive")."""
+        for p in self.headline:
+            if p["name"] == name:
+                return p
+        raise ConfigError(f"no headline point named {name!r}; have {[p['name'] for p in self.headline]}")
+

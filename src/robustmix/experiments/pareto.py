@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 
 from .._io import read_json, write_json
+from ..results import ParetoSummary
 from ..mixing import AdaptiveMixedClassifier, MixedClassifier, default_mixing_net
 from ..training.adaptive import train_mixing_net
 from .calibrate_mixers import ValidationLogits, calibrate_nonlinear, collect_logits
@@ -107,7 +108,8 @@ def trained_adaptive_mixer(path: Path, g, h, x, y, s: ParetoSettings, progress: 
     return mixer
 
 
-def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = False, progress: bool = True) -> dict:
+def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = False,
+               progress: bool = True) -> ParetoSummary:
     """Curves, calibration, adaptive training and headline points (see the module docstring); returns the summary.
 
     ``splits``: {"train", "val", "test"} -> (x, y), each already cut to the sizes wanted.
@@ -169,8 +171,9 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
         summary["headline"].append(_point(res, name, **extra, diagnostics=res.diagnostics,
                                           per_attack=res.per_attack))
     summary["matched"] = matched_table(summary)
-    write_json(out / "summary.json", summary)
-    return summary
+    result = ParetoSummary.from_dict(summary)
+    result.save(out / "summary.json")
+    return result
 
 
 def _linear_alpha(logits: ValidationLogits, percentile: float) -> float:
