@@ -6,7 +6,7 @@ prints forward passes (n0 selection samples included) and certified accuracy aga
 at alpha = 1.  --verify K also runs certify_mixture itself on the first K images (sequential, first
 rule given) and checks that the replay gives the same radii and sample counts.
 Run: python benchmarks/bench_sequential.py --votes DIR [--tolerances 0.1] [--radii-sets none 0.25,0.5,0.75,1.0]
-     [--first-looks 200] [--optimism 1.0] [--verify 20]
+     [--first-looks 200] [--optimism 1.0] [--verify 40]
 """
 
 import argparse
