@@ -239,12 +239,13 @@ def test_sequential_with_reported_radii_stays_valid(radii):
     h = Linear([1.0, 1.0])
     x = torch.randn(1500, 2, generator=torch.Generator().manual_seed(8)) * 0.6
     delta = 0.2
+    tolerance = math.inf if radii else 0.1
     cert = certify_mixture(None, h, x, sigma=0.5, alphas=[1.0], num_samples=3200, delta=delta, sequential=True,
-                           tolerance=math.inf, radii=radii)
+                           tolerance=tolerance, radii=radii)
     p_true = h.smoothed(h.margin(x), 0.5, "hard")
     p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
     assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
-    assert cert.radii == radii and cert.tolerance == math.inf
+    assert cert.radii == radii and cert.tolerance == tolerance
 
 
 def test_h_mean_estimates_the_soft_smoothed_classifier():
@@ -259,7 +260,7 @@ def test_h_mean_estimates_the_soft_smoothed_classifier():
     assert torch.allclose(cert.h_mean.sum(1), torch.ones(len(x), dtype=torch.float64))
 
 
-def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001):
+def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001, sequential=True):
     """estimate_top_bound on given votes for the top class: hits (n, num_samples) booleans."""
     from robustmix.certify.mixture import Estimator, estimate_top_bound
     cum = np.cumsum(hits, 1)
@@ -269,7 +270,7 @@ def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.
 
     top = torch.zeros(len(hits), dtype=torch.long)
     return estimate_top_bound(draw, top, Estimator.CLOPPER_PEARSON, sigma=sigma, c=3, num_samples=num_samples,
-                              alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), delta=delta, sequential=True,
+                              alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), delta=delta, sequential=sequential,
                               tolerance=tolerance, radii=radii)
 
 
@@ -280,7 +281,7 @@ def test_reported_radii_steer_the_stopping_rule():
     p = np.repeat([1.0, 0.999, 0.98, 0.9, 0.84, 0.75, 0.6, 0.4], 40)
     hits = rng.random((len(p), 6400)) < p[:, None]
     grid = [0.25, 0.5, 0.75, 1.0]
-    fixed, _ = _replay(hits, radii=None, tolerance=0.0)              # tolerance 0: never stops before the end
+    fixed, _ = _replay(hits, radii=None, sequential=False)           # the whole budget, all of delta
     steered, used = _replay(hits, radii=grid, tolerance=math.inf)
     plain, used_plain = _replay(hits, radii=None, tolerance=0.1)
     looks = _looks(6400, True)
@@ -293,9 +294,12 @@ def test_reported_radii_steer_the_stopping_rule():
     for r in grid:
         assert abs(int((r_steered >= r).sum()) - int((r_fixed >= r).sum())) <= 4, r
     assert used.mean() < used_plain.mean() < 6400
-    # certain abstentions (p = 0.4 < 1/2) stop at the first look
-    assert (used[-40:] == looks[0]).all() and (r_steered[:, -40:] == 0).all()
-    # tolerance 0 and no radii: every input runs the whole budget
+    # abstentions (p = 0.4 < 1/2) stop within a few looks, once a certificate is out of reach
+    assert (used[-40:] <= 4 * looks[0]).all() and (r_steered[:, -40:] == 0).all()
+    # the reported bound is Clopper-Pearson on exactly the samples used, at delta / J (alpha spending)
+    k = np.array([hits[i, :u].sum() for i, u in enumerate(used)])
+    assert np.allclose(steered, clopper_pearson_lower(k, used, 0.001 / len(looks)), rtol=0, atol=1e-12)
+    # tolerance 0 and no radii: inputs that are certified somewhere run the whole budget
     assert (_replay(hits[:10], radii=None, tolerance=0.0)[1] == 6400).all()
 
 
@@ -351,6 +355,9 @@ def test_no_flips_inside_certified_radii(estimator):
     (dict(radii=[]), ConfigError, "radii"),
     (dict(radii="0.5"), ConfigError, "radii"),
     (dict(radii=[math.nan]), ConfigError, "radii"),
+    (dict(radii=[0.5]), ConfigError, "sequential=True"),
+    (dict(sequential=True, tolerance=math.inf), ConfigError, "give radii"),
+    (dict(sequential=True, tolerance=math.nan), ConfigError, "tolerance"),
     (dict(indices=[1, 2]), InputError, "indices"),
 ])
 def test_bad_arguments_name_the_argument_and_the_fix(kwargs, error, words):

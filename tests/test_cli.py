@@ -208,7 +208,8 @@ def test_certify_sound_sequential_samples_less(tmp_path, capsys):
                  "--alphas", "1.0", "--sound", "--sequential", "--radii", "0.25", "0.5", "--out", str(out)]) == 0
     recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()[1:]]
     assert all(r["sound"]["samples"] <= 1700 for r in recs) and min(r["sound"]["samples"] for r in recs) < 1700
-    assert "noise samples per image" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "noise samples per image" in shown and "@0.25" in shown and "steered by --radii" in shown
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -216,6 +217,8 @@ def test_certify_sound_sequential_samples_less(tmp_path, capsys):
     (["--sound", "--radii", "0.5"], "--sequential"),
     (["--sound", "--sequential", "--radii", "-0.5"], "radii"),
     (["--sound", "--sequential", "--tolerance", "-1"], "tolerance"),
+    (["--sound", "--tolerance", "0.3"], "--sequential"),
+    (["--sound", "--sequential", "--tolerance", "inf"], "radii"),
 ])
 def test_certify_sequential_bad_flags(extra, words, tmp_path, capsys):
     argv = ["certify", "-n", "2", "--sigma", "0.5", "--samples", "200", "--out", str(tmp_path / "o"), *extra]

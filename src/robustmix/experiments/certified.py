@@ -65,6 +65,10 @@ class CertifyConfig:
         elif self.sound_only or self.sequential:
             raise ConfigError("sound_only and sequential concern the tight sound certificate: give sound_alphas too")
         self.radii = check_radii(self.radii)
+        if self.radii is not None and not self.sequential:
+            raise ConfigError("radii steer sequential sampling: set sequential=True as well")
+        if self.sequential and math.isinf(self.tolerance) and self.radii is None:
+            raise ConfigError("tolerance inf lets only the reported radii steer stopping: give radii as well")
         if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
                               f"got {self.tolerance!r}")
