@@ -44,11 +44,15 @@ def replay(data, sigma, *, num_samples, delta, sequential, tolerance=0.1, radii=
         before = hits[active, start - 1] if start > 0 else 0
         return hits[active, stop - 1] - before, None
 
+    defaults = mixture.FIRST_LOOK, mixture.OPTIMISM
     mixture.FIRST_LOOK, mixture.OPTIMISM = first_look, optimism
-    p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
-                                               alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
-                                               num_samples=num_samples, delta=delta, sequential=sequential,
-                                               tolerance=tolerance, radii=radii)
+    try:
+        p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
+                                                   alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
+                                                   num_samples=num_samples, delta=delta, sequential=sequential,
+                                                   tolerance=tolerance, radii=radii)
+    finally:
+        mixture.FIRST_LOOK, mixture.OPTIMISM = defaults
     radius = mixture._radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
     return top, radius, used
 
@@ -69,6 +73,7 @@ def main():
     ap.add_argument("--optimism", type=float, nargs="+", default=[1.0])
     ap.add_argument("--verify", type=int, default=0, help="run certify_mixture on this many images and compare")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
     print(setup(args.threads))
     data, sigma, model = load_votes(args.votes)
@@ -101,10 +106,11 @@ def main():
         top, radius, used = replay({key: v[:k] for key, v in data.items()}, sigma, num_samples=args.samples,
                                    delta=args.delta, sequential=True, tolerance=tol, radii=grid,
                                    first_look=first, optimism=opt)
-        x, _ = load_dataset("fashion-mnist", "test", allow_download=False)
+        x, _ = load_dataset("fashion-mnist", "test", root=args.data_root, allow_download=False)
         idx = data["index"][:k].tolist()
+        mixture.FIRST_LOOK, mixture.OPTIMISM = first, opt
         cert = certify_mixture(None, load(model), x[idx], sigma=sigma, alphas=[1.0], num_samples=args.samples,
-                               delta=args.delta, indices=idx, sequential=True, tolerance=tol, radii=grid)
+                               n0=n0, delta=args.delta, indices=idx, sequential=True, tolerance=tol, radii=grid)
         same = torch.equal(cert.radius[0], radius) and torch.equal(cert.samples_used, torch.from_numpy(used))
         print(f"\ncertify_mixture on the first {k} images: radii and sample counts "
               f"{'identical to' if same else 'DIFFERENT from'} the replay")

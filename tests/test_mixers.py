@@ -338,4 +338,3 @@ def test_collect_logits_attacks_h_only(pair):
     assert (out.rob_adv.argmax(1) == y).float().mean() < 1.0
     again = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=10)
     torch.testing.assert_close(again.rob_adv, out.rob_adv)  # per-example seeds: batching does not matter
-

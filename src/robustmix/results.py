@@ -21,6 +21,10 @@ comes from examples carries its two-sided 95% Clopper-Pearson interval and n:
   numbers), ``test`` (n, clean, robust and their intervals), ``settings``.
 * ``evaluate``: the worst-case evaluator's summary (``accuracy``, ``ci95``,
   ``n``, per-attack table, diagnostics), see :mod:`robustmix.attacks.evaluate`.
+* ``pareto``: ``settings``, ``curve_attack``, ``curves`` {linear, nonlinear,
+  adaptive: points {name, clean, clean_ci95, robust, robust_ci95, n, ...}},
+  ``headline`` (the same points with diagnostics and per-attack accuracy),
+  ``calibration``, ``matched`` (matched-robustness gains over the linear mixer).
 """
 
 from __future__ import annotations
