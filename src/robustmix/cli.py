@@ -159,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
                    "selection samples, one Clopper-Pearson bound on the selected class (Cohen et al.'s CERTIFY at "
                    "alpha = 1), Theorem 2 for the mixture; abstains when unsure")
     p.add_argument("--sequential", action="store_true", help="with --sound: sample in rounds and stop each input once "
-                   "its certificate is settled (alpha spending keeps 1 - delta)")
+                   "its certificate is settled (alpha spending keeps 1 - delta); the mixture's clean accuracy then "
+                   "comes from h's mean over each input's own, smaller sample")
     p.add_argument("--tolerance", type=float, default=0.1, help="with --sequential: l2 radius an input may leave on "
                    "the table (inf: only --radii steer stopping)")
     p.add_argument("--radii", type=float, nargs="+", help="with --sequential: the radii you will report, e.g. 0.25 0.5 "
