@@ -210,6 +210,9 @@ def test_certify_sound_sequential_samples_less(tmp_path, capsys):
     assert all(r["sound"]["samples"] <= 1700 for r in recs) and min(r["sound"]["samples"] for r in recs) < 1700
     shown = capsys.readouterr().out
     assert "noise samples per image" in shown and "@0.25" in shown and "steered by --radii" in shown
+    assert main(["certify", "-n", "1", "--sigma", "0.5", "--samples", "200", "--alphas", "1.0", "--sound",
+                 "--sequential", "--radii", "2.3", "--out", str(tmp_path / "far")]) == 0
+    assert 2.3 in json.loads((tmp_path / "far" / "summary.json").read_text())["grid"]   # reported radii exactly
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -577,7 +577,7 @@ def cmd_certify(args) -> int:
     if not is_main_process():
         return 0
     g.cpu(), h.cpu()
-    grid = [round(0.05 * i, 3) for i in range(41)]
+    grid = sorted({round(0.05 * i, 3) for i in range(41)} | set(args.radii or []))   # the reported radii exactly
     curves = {}
     if args.lipschitz:
         lip = probability_lipschitz(h, 2, getattr(h, "input_shape", None) or tuple(x.shape[1:]))
