@@ -44,15 +44,11 @@ def replay(data, sigma, *, num_samples, delta, sequential, tolerance=0.1, radii=
         before = hits[active, start - 1] if start > 0 else 0
         return hits[active, stop - 1] - before, None
 
-    defaults = mixture.FIRST_LOOK, mixture.OPTIMISM
-    mixture.FIRST_LOOK, mixture.OPTIMISM = first_look, optimism
-    try:
-        p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
-                                                   alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
-                                                   num_samples=num_samples, delta=delta, sequential=sequential,
-                                                   tolerance=tolerance, radii=radii)
-    finally:
-        mixture.FIRST_LOOK, mixture.OPTIMISM = defaults
+    p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
+                                               alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
+                                               num_samples=num_samples, delta=delta, sequential=sequential,
+                                               tolerance=tolerance, radii=radii, first_look=first_look,
+                                               optimism=optimism)
     radius = mixture._radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
     return top, radius, used
 
@@ -108,7 +104,8 @@ def main():
                                    first_look=first, optimism=opt)
         x, _ = load_dataset("fashion-mnist", "test", root=args.data_root, allow_download=False)
         idx = data["index"][:k].tolist()
-        mixture.FIRST_LOOK, mixture.OPTIMISM = first, opt
+        if (first, opt) != (mixture.FIRST_LOOK, mixture.OPTIMISM):
+            raise SystemExit("--verify checks certify_mixture's own rule: put its first look and optimism first")
         cert = certify_mixture(None, load(model), x[idx], sigma=sigma, alphas=[1.0], num_samples=args.samples,
                                n0=n0, delta=args.delta, indices=idx, sequential=True, tolerance=tol, radii=grid)
         same = torch.equal(cert.radius[0], radius) and torch.equal(cert.samples_used, torch.from_numpy(used))

@@ -161,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true", help="with --sound: sample in rounds and stop each input once "
                    "its certificate is settled (alpha spending keeps 1 - delta); the mixture's clean accuracy then "
                    "comes from h's mean over each input's own, smaller sample")
-    p.add_argument("--tolerance", type=float, default=0.1, help="with --sequential: l2 radius an input may leave on "
-                   "the table (inf: only --radii steer stopping)")
+    p.add_argument("--tolerance", type=float, help="with --sequential: l2 radius an input may leave on the table "
+                   "(default 0.1; inf: only --radii steer stopping)")
     p.add_argument("--radii", type=float, nargs="+", help="with --sequential: the radii you will report, e.g. 0.25 0.5 "
                    "0.75 1.0 (sampling continues while a radius may cross one; radii past the largest are not pursued)")
 
@@ -564,12 +564,13 @@ def cmd_certify(args) -> int:
         raise ConfigError("--sequential and --radii apply to the tight sound certificate: add --sound (with --sigma)")
     if args.radii and not args.sequential:
         raise ConfigError("--radii steers sequential sampling: add --sequential")
-    if args.tolerance != 0.1 and not args.sequential:
+    if args.tolerance is not None and not args.sequential:
         raise ConfigError("--tolerance applies to sequential sampling: add --sequential")
     sound = bool(args.sound and args.sigma)
     cfg = CertifyConfig(sigma=args.sigma, num_samples=args.samples, delta=args.delta, seed=args.seed,
                         sound_alphas=list(args.alphas) if sound else None, sound_only=sound,
-                        sequential=args.sequential, tolerance=args.tolerance, radii=args.radii)
+                        sequential=args.sequential, radii=args.radii,
+                        **({} if args.tolerance is None else {"tolerance": args.tolerance}))
     x, y = _data(args)
     g, h = _models(args)
     records = run_certify(g, h, x, y, cfg, records_path=out / "records.jsonl", settings=_data_settings(args),

@@ -145,10 +145,10 @@ FIRST_LOOK = 200   # estimation samples at the first look of a sequential run; l
 OPTIMISM = 1.0     # stopping heuristic: p may exceed its point estimate by OPTIMISM times the bound's width
 
 
-def _looks(num_samples: int, sequential: bool) -> list[int]:
+def _looks(num_samples: int, sequential: bool, first: int = FIRST_LOOK) -> list[int]:
     if not sequential:
         return [num_samples]
-    looks, n = [], FIRST_LOOK
+    looks, n = [], first
     while n < num_samples:
         looks.append(n)
         n *= 2
@@ -157,7 +157,8 @@ def _looks(num_samples: int, sequential: bool) -> list[int]:
 
 def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: float, alphas: torch.Tensor, c: int,
                        num_samples: int, delta: float, sequential: bool = False, tolerance: float = 0.1,
-                       radii=None) -> tuple[np.ndarray, np.ndarray]:
+                       radii=None, first_look: int = FIRST_LOOK,
+                       optimism: float = OPTIMISM) -> tuple[np.ndarray, np.ndarray]:
     """The estimation stage: (p_lower (n,), samples used (n,)) for the selected classes ``top``.
 
     ``draw(active, start, stop)`` returns, for the inputs ``active`` (indices into
@@ -170,7 +171,7 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
     cross one of ``radii`` (module docstring).
     """
     n = len(top)
-    looks = _looks(num_samples, sequential)
+    looks = _looks(num_samples, sequential, first_look)
     step_delta = delta / len(looks)
     votes_top = np.zeros(n)
     scores = np.zeros((n, num_samples)) if est.smoothing == "soft" else None
@@ -192,8 +193,8 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
             break
         point = votes_top[active] / look if scores is None else sub.mean(1)
         width = point - p_lower[active]
-        # the bound at the last look if p sat OPTIMISM widths above the point estimate (a heuristic, not a bound)
-        reachable = np.clip(point + width * (OPTIMISM - math.sqrt(look / num_samples)), 0.0, best)
+        # the bound at the last look if p sat `optimism` widths above the point estimate (a heuristic, not a bound)
+        reachable = np.clip(point + width * (optimism - math.sqrt(look / num_samples)), 0.0, best)
         rows = torch.from_numpy(active)
         now = _radius(p_lower[active], top[rows], c, sigma, alphas)
         later = _radius(reachable, top[rows], c, sigma, alphas)
@@ -276,6 +277,17 @@ def check_radii(radii):
     return out
 
 
+def check_sequential(sequential: bool, tolerance: float, radii):
+    """The reported radii (sorted, or None) after checking that they and ``tolerance`` fit ``sequential``."""
+    radii = check_radii(radii)
+    if radii is not None and not sequential:
+        raise ConfigError("radii steer sequential sampling: pass sequential=True as well (or drop radii)")
+    if sequential and math.isinf(tolerance) and radii is None:
+        raise ConfigError("tolerance=inf lets only the reported radii steer stopping: give radii=[...] as well "
+                          "(without them every input would stop at the first look)")
+    return radii
+
+
 @torch.no_grad()
 def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
                     delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
@@ -296,12 +308,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     """
     est = _parse_estimator(estimator)
     sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
-    radii = check_radii(radii)
-    if radii is not None and not sequential:
-        raise ConfigError("radii steer sequential sampling: pass sequential=True as well (or drop radii)")
-    if sequential and math.isinf(tolerance) and radii is None:
-        raise ConfigError("tolerance=inf lets only the reported radii steer stopping: give radii=[...] as well "
-                          "(without them every input would stop at the first look)")
+    radii = check_sequential(sequential, tolerance, radii)
     n = len(x)
     opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
     prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,

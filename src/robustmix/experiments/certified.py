@@ -24,7 +24,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
-from ..certify.mixture import certify_mixture, check_radii
+from ..certify.mixture import certify_mixture, check_sequential
 from ..certify.smoothing import SmoothedClassifier
 from ..errors import ConfigError
 from .runner import run_records
@@ -64,14 +64,10 @@ class CertifyConfig:
                 raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
         elif self.sound_only or self.sequential:
             raise ConfigError("sound_only and sequential concern the tight sound certificate: give sound_alphas too")
-        self.radii = check_radii(self.radii)
-        if self.radii is not None and not self.sequential:
-            raise ConfigError("radii steer sequential sampling: set sequential=True as well")
-        if self.sequential and math.isinf(self.tolerance) and self.radii is None:
-            raise ConfigError("tolerance inf lets only the reported radii steer stopping: give radii as well")
         if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
                               f"got {self.tolerance!r}")
+        self.radii = check_sequential(self.sequential, self.tolerance, self.radii)
 
     def to_dict(self):
         return dataclasses.asdict(self)
