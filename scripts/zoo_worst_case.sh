@@ -8,8 +8,9 @@ N=${N:-1000}
 DEVICE=${DEVICE:-auto}
 python3 - "$N" "$DEVICE" <<'PY'
 import subprocess, sys
+from robustmix.experiments.zoo_card import record_worst_case
 from robustmix.training import THREATS
-from robustmix.training.evaluate import record_worst_case, threat_tag
+from robustmix.zoo_table import threat_tag
 n, device = sys.argv[1], sys.argv[2]
 for name, threats in THREATS.items():
     for norm, eps in threats:

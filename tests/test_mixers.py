@@ -8,10 +8,9 @@ import torch
 from scipy.special import erf, logsumexp
 
 from robustmix.errors import CheckpointError, ConfigError, ModelError
-from robustmix.experiments.calibrate_mixers import NonlinearCalibration, calibrate_nonlinear, collect_logits
+from robustmix.fitting import NonlinearCalibration, calibrate_nonlinear, collect_logits, train_mixing_net
 from robustmix.mixing import AdaptiveMixedClassifier, MixedClassifier, MixingNet, NonlinearMixedClassifier
 from robustmix.mixing.nonlinear import nonlinear_map, nonlinear_mix
-from robustmix.training import train_mixing_net
 
 from .conftest import Linear2Logits
 

@@ -120,7 +120,7 @@ def test_worst_case_card_metric_from_stored_records():
     from pathlib import Path
 
     from robustmix.errors import ModelError
-    from robustmix.training.evaluate import record_worst_case
+    from robustmix.experiments.zoo_card import record_worst_case
 
     src = Path(__file__).resolve().parent.parent / "results/pareto-linf/records/headline-h.jsonl"
     if not src.exists():

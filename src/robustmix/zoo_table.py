@@ -39,3 +39,8 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 ZOO_NAMES = tuple(ZOO)
+
+
+def threat_tag(norm: str, eps: float) -> str:
+    """The metric-key suffix of a threat model, e.g. ``linf-0.1`` (the cards' ``pgd20-linf-0.1``)."""
+    return f"{'linf' if norm == 'inf' else 'l2'}-{eps}"

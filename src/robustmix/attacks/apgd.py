@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .._seeding import example_keys, hash32  # noqa: F401  (example_keys: part of this module's API)
 from ..errors import ConfigError, InputError
-from .pgd import _per_sample_norm, project
+from .pgd import per_sample_norm, project
 
 
 Observe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,7 +54,7 @@ def keyed_start(x: torch.Tensor, eps: float, p: float, keys: torch.Tensor) -> to
         noise = keyed_uniform(keys, x.shape[1:], x.dtype) * 2 - 1
     else:
         noise = keyed_normal(keys, x.shape[1:], x.dtype)
-        noise = noise / _per_sample_norm(noise, 2.0).clamp_min(1e-12)
+        noise = noise / per_sample_norm(noise, 2.0).clamp_min(1e-12)
     return (x + eps * noise).clamp(0, 1)
 
 
@@ -89,7 +89,7 @@ def _ascent(grad: torch.Tensor, eta: torch.Tensor, p: float) -> torch.Tensor:
     shape = (-1,) + (1,) * (grad.ndim - 1)
     if p == math.inf:
         return eta.view(shape) * grad.sign()
-    return eta.view(shape) * grad / _per_sample_norm(grad, 2.0).clamp_min(1e-12)
+    return eta.view(shape) * grad / per_sample_norm(grad, 2.0).clamp_min(1e-12)
 
 
 def apgd(source, x: torch.Tensor, y: torch.Tensor, eps: float, p: float, *, steps: int = 100, loss: str = "ce",

@@ -23,7 +23,8 @@ from ..errors import AttackError, ConfigError, InputError
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _per_sample_norm(v: torch.Tensor, p: float) -> torch.Tensor:
+def per_sample_norm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """The l_p norm of each example of a batch, shaped (n, 1, ..., 1) to broadcast against ``v``."""
     return torch.linalg.vector_norm(v.flatten(1), ord=p, dim=1).view(-1, *([1] * (v.ndim - 1)))
 
 
@@ -33,7 +34,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, p: float) -> torch
     if p == math.inf:
         delta = delta.clamp(-eps, eps)
     elif p == 2.0:
-        norm = _per_sample_norm(delta, 2.0)
+        norm = per_sample_norm(delta, 2.0)
         delta = delta * torch.clamp(eps / norm.clamp_min(1e-12), max=1.0)
     else:
         raise ConfigError("projection is implemented for p = 2 and inf")
@@ -46,7 +47,7 @@ def random_start(x: torch.Tensor, eps: float, p: float, generator: torch.Generat
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
         return (x + eps * noise).clamp(0, 1)
     direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    direction = direction / _per_sample_norm(direction, 2.0).clamp_min(1e-12)
+    direction = direction / per_sample_norm(direction, 2.0).clamp_min(1e-12)
     d = x[0].numel()
     radius = torch.rand((len(x),) + (1,) * (x.ndim - 1), generator=generator, device=x.device, dtype=x.dtype) ** (1 / d)
     return (x + eps * radius * direction).clamp(0, 1)
@@ -65,7 +66,7 @@ def random_start_per_example(x: torch.Tensor, eps: float, p: float, generators) 
 def _ascent_step(grad: torch.Tensor, step: float, p: float) -> torch.Tensor:
     if p == math.inf:
         return step * grad.sign()
-    return step * grad / _per_sample_norm(grad, 2.0).clamp_min(1e-12)
+    return step * grad / per_sample_norm(grad, 2.0).clamp_min(1e-12)
 
 
 def _loss_fn(loss) -> Loss:

@@ -58,7 +58,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from .lipschitz import SOFTMAX_L2_FACTOR
-from .radii import _alpha_grid, _finish, lemma1_margin
+from .radii import alpha_grid, finish_radii, lemma1_margin
 
 _BISECTION_STEPS = 64
 
@@ -128,7 +128,7 @@ def logit_ball_radius(logits: torch.Tensor, lipschitz, alpha, labels=None, *, th
     """
     z = _check_logits(logits)
     log_q, k, pred = _log_q(z, lipschitz)
-    a, scalar = _alpha_grid(alpha, z)                                  # (k, 1)
+    a, scalar = alpha_grid(alpha, z)                                   # (k, 1)
     mu = lemma1_margin(a.reshape(-1)).reshape(-1, 1).to(z.device)
     log_budget = torch.log1p(-mu.clamp(max=1.0))                       # log(1 - mu), -inf at alpha = 1/2
     log_mu = torch.log(mu)                                             # -inf at alpha = 1
@@ -159,4 +159,4 @@ def logit_ball_radius(logits: torch.Tensor, lipschitz, alpha, labels=None, *, th
         probs = torch.softmax(z, 1)
         t1 = lipschitz_radius(probs, SOFTMAX_L2_FACTOR * float(lip), a[:, 0])
         r = torch.maximum(r, t1.to(r))
-    return _finish(r, a, scalar, pred, labels)
+    return finish_radii(r, a, scalar, pred, labels)

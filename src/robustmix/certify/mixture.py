@@ -87,7 +87,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..errors import ConfigError, InputError, ModelError
 from .radii import smoothing_radius_from_bounds
-from .smoothing import ABSTAIN, _check_logits, check_batch, smoothing_pass
+from .smoothing import ABSTAIN, check_base_logits, check_batch, smoothing_pass
 from .stats import bernstein_lower, betting_lower, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     c = prob_sel.shape[1]
     if g is not None:
         g_logits = g(x)
-        _check_logits(g_logits, n)
+        check_base_logits(g_logits, n)
         if g_logits.shape[1] != c:
             raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: mix models of the same task")
     top = (votes_sel if est.smoothing == "hard" else prob_sel).argmax(1)

@@ -26,12 +26,15 @@ def _check_probs(probs: torch.Tensor, name="probs") -> torch.Tensor:
     return probs.double().clamp(0.0, 1.0)
 
 
-def _alpha_grid(alpha, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def alpha_grid(alpha, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A checked alpha (number or 1-D grid) as a (k, 1) column on ``like``'s device, and whether it was a number."""
     a = check_alpha(alpha).to(like.device)
     return a.reshape(-1, 1), a.ndim == 0
 
 
-def _finish(r: torch.Tensor, alpha: torch.Tensor, scalar: bool, pred: torch.Tensor, labels) -> torch.Tensor:
+def finish_radii(r: torch.Tensor, alpha: torch.Tensor, scalar: bool, pred: torch.Tensor, labels) -> torch.Tensor:
+    """Raw (k, n) radii to certified ones: NaN/inf and negatives to 0, 0 where alpha < 1/2 or ``pred`` is not
+    the label (when ``labels`` are given); (n,) again when alpha was a number (see :func:`alpha_grid`)."""
     r = torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
     r = torch.where(alpha >= 0.5, r, torch.zeros_like(r))
     if labels is not None:
@@ -72,13 +75,13 @@ def lipschitz_radius_from_bounds(lower_top, upper, pred, lipschitz, alpha, label
     """Theorem 1 from confidence bounds: ``lower_top`` (n,) <= h_y, ``upper`` (n, c) >= h_i."""
     n, c = upper.shape
     lip = _lipschitz_pairs(lipschitz, c, upper)
-    a, scalar = _alpha_grid(alpha, upper)
+    a, scalar = alpha_grid(alpha, upper)
     gap = lower_top[:, None] - upper                                  # (n, c)
     num = a[:, :, None] * gap[None] + a[:, :, None] - 1               # (k, n, c)
     den = a[:, :, None] * (lip[pred][:, None] + lip[None, :])[None]
     r = num / den.clamp_min(1e-300)
     r = r.masked_fill(torch.nn.functional.one_hot(pred, c).bool()[None], math.inf).amin(-1)
-    return _finish(r, a, scalar, pred, labels)
+    return finish_radii(r, a, scalar, pred, labels)
 
 
 def lipschitz_radius(probs: torch.Tensor, lipschitz, alpha, labels=None) -> torch.Tensor:
@@ -100,12 +103,12 @@ def smoothing_radius_from_bounds(lower_top, upper, pred, sigma, alpha, labels=No
     if sigma == 0:
         raise ConfigError("sigma must be > 0 for a smoothed classifier")
     n, c = upper.shape
-    a, scalar = _alpha_grid(alpha, upper)
+    a, scalar = alpha_grid(alpha, upper)
     runner_up = upper.masked_fill(torch.nn.functional.one_hot(pred, c).bool(), -math.inf).amax(1)  # (n,)
     top = torch.special.ndtri((a * lower_top[None]).clamp(0.0, 1.0))
     other = torch.special.ndtri((a * runner_up[None].clamp(0.0, 1.0) + 1 - a).clamp(0.0, 1.0))
     r = sigma / 2 * (top - other)
-    return _finish(r, a, scalar, pred, labels)
+    return finish_radii(r, a, scalar, pred, labels)
 
 
 def smoothing_radius(probs: torch.Tensor, sigma: float, alpha, labels=None) -> torch.Tensor:

@@ -96,7 +96,8 @@ def check_batch(x) -> torch.Tensor:
     return x
 
 
-def _check_logits(logits, n: int) -> None:
+def check_base_logits(logits, n: int) -> None:
+    """Raise :class:`ModelError` unless a base model's output is one (n, c) logits tensor with c >= 2."""
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] < 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ModelError(f"the base model must return (n, c) logits with c >= 2 for n inputs; got {got} for {n} "
@@ -136,7 +137,7 @@ def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, s
             at += hi - lo
         noisy.mul_(sigma).add_(x[rows])
         logits = base(noisy)
-        _check_logits(logits, len(noisy))
+        check_base_logits(logits, len(noisy))
         probs = F.softmax(logits.double(), -1)
         if prob_sum is None:
             prob_sum = torch.zeros((n, probs.shape[1]), dtype=torch.float64, device=device)

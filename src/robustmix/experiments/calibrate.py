@@ -107,7 +107,7 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
     """Choose the mixer on ``splits["val"]`` and confirm it on ``splits["test"]`` (each an (x, y) pair), resumably.
 
     The linear mixer's alpha comes from a PGD sweep on validation (or certified accuracy); the nonlinear
-    mixer's map and alpha from h's attacked validation logits (:mod:`.calibrate_mixers`), choosing along its
+    mixer's map and alpha from h's attacked validation logits (:mod:`robustmix.fitting.mixednuts`), choosing along its
     calibration path the point that meets the objective; the adaptive mixer trains its mixing network on
     ``splits["train"]``.  The clean and attacked objectives are confirmed on the test split with the
     worst-case evaluator; the chosen mixer is saved to ``out/mixer.safetensors`` when its base models have cards.
@@ -175,13 +175,13 @@ def _save(mixer, out: Path, settings: dict) -> None:
 
 
 def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool):
-    from .calibrate_mixers import PATH_PERCENTILES, calibrate_nonlinear
-    from .pareto import ParetoSettings, cached_validation_logits, trained_adaptive_mixer
+    from ..fitting.adaptive import trained_adaptive_mixer
+    from ..fitting.mixednuts import PATH_PERCENTILES, cached_validation_logits, calibrate_nonlinear
 
-    ps = ParetoSettings(norm=cal.norm, eps=cal.eps, calib_steps=cal.steps, seed=cal.seed)
     xv, yv = splits["val"]
     if cal.mixer == "nonlinear":
-        logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, ps)
+        logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, eps=cal.eps, norm=cal.norm,
+                                          steps=cal.steps, seed=cal.seed)
         fits = [calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc)
                 for pc in PATH_PERCENTILES if pc > 0]
         clean, robust = [f.clean_acc for f in fits], [f.robust_proxy for f in fits]
@@ -190,10 +190,11 @@ def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, sett
         mixer = best.mixer(g, h)
         choice = {**pick.to_dict(), "alpha": best.alpha, "percentile": best.percentile, "scale": best.scale,
                   "power": best.power, "bias": best.bias, "robust_proxy": "h's attacked validation examples kept "
-                  "in the worst case (calibrate_mixers)"}
+                  "in the worst case (robustmix.fitting.mixednuts)"}
     else:
         xt, yt = splits["train"]
-        mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, ps, progress=True)
+        mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=cal.eps, norm=cal.norm, seed=cal.seed,
+                                       progress=True)
         choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
                   "validation": {}, "mixing_net": mixer.config()}
     test = _confirm(mixer, splits["test"], cal, out, settings, fresh)

@@ -10,7 +10,7 @@ For a pair (g, h) and a threat model:
    percentile of h's attacked validation examples kept);
 2. **calibration** on the validation split only: the nonlinear mixer at
    ``percentile``, and the linear mixer at the alpha the same rule gives
-   (identity map), both from logits computed once (:mod:`.calibrate_mixers`);
+   (identity map), both from logits computed once (:mod:`robustmix.fitting.mixednuts`);
 3. **the adaptive mixer**: a mixing network trained on training images (clean
    toward low alpha, attacked toward high alpha, plus the mixture's loss);
 4. **headline points** from the full worst-case evaluator with 95% intervals
@@ -28,11 +28,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .._io import read_json, write_json
 from ..results import ParetoSummary
-from ..mixing import AdaptiveMixedClassifier, MixedClassifier, default_mixing_net
-from ..training.adaptive import train_mixing_net
-from .calibrate_mixers import ValidationLogits, calibrate_nonlinear, collect_logits
+from ..mixing import MixedClassifier
+from ..fitting import ValidationLogits, cached_validation_logits, calibrate_nonlinear, trained_adaptive_mixer
 from .evaluate_run import EvaluateConfig, run_evaluate
 
 logger = logging.getLogger(__name__)
@@ -69,45 +67,6 @@ def _point(summary, name: str, **extra) -> dict:
             "robust": summary.accuracy, "robust_ci95": summary.ci95, "n": summary.n, **extra}
 
 
-def cached_validation_logits(path: Path, g, h, x, y, s: ParetoSettings) -> ValidationLogits:
-    """h's attacked validation logits, computed once and kept beside the records (pareto and calibrate)."""
-    from safetensors.torch import load_file, save_file
-
-    meta_path = path.with_suffix(".json")
-    if path.is_file() and meta_path.is_file():
-        meta = read_json(meta_path)
-        if meta.get("settings") == {"eps": s.eps, "norm": s.norm, "steps": s.calib_steps, "n": len(x)}:
-            t = load_file(str(path))
-            return ValidationLogits(t["std_clean"], t["rob_clean"], t["rob_adv"], t["y"], meta["attack"],
-                                    meta["seconds"])
-    v = collect_logits(g, h, x, y, eps=s.eps, norm=s.norm, steps=s.calib_steps, seed=s.seed, batch_size=s.batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"std_clean": v.std_clean, "rob_clean": v.rob_clean, "rob_adv": v.rob_adv, "y": v.y}, str(path))
-    write_json(meta_path, {"settings": {"eps": s.eps, "norm": s.norm, "steps": s.calib_steps, "n": len(x)},
-                           "attack": v.attack, "seconds": v.seconds})
-    return v
-
-
-def trained_adaptive_mixer(path: Path, g, h, x, y, s: ParetoSettings, progress: bool) -> AdaptiveMixedClassifier:
-    """The adaptive mixer with its mixing network trained once (resumable) and kept beside the records."""
-    example = x[:2].to(next(g.parameters()).device)
-    mixer = AdaptiveMixedClassifier(g, h, default_mixing_net(g, h, example), alpha_range=s.adaptive_range)
-    mixer.to(example.device)
-    net_path = path.with_suffix(".mixing-net.safetensors")
-    if net_path.is_file():
-        from safetensors.torch import load_file
-
-        mixer.mixing_net.load_state_dict(load_file(str(net_path)))
-        return mixer
-    train_mixing_net(mixer, x, y, eps=s.eps, norm=s.norm, epochs=s.adaptive_epochs,
-                     attack_steps=s.adaptive_attack_steps, batch_size=min(s.batch_size, 256), seed=s.seed,
-                     state_path=path.with_suffix(".train-state.pt"), progress=progress)
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}, str(net_path))
-    return mixer
-
-
 def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = False,
                progress: bool = True) -> ParetoSummary:
     """Curves, calibration, adaptive training and headline points (see the module docstring); returns the summary.
@@ -138,7 +97,8 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["curves"]["linear"] = linear
 
     xv, yv = splits["val"]
-    logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, s)
+    logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, eps=s.eps, norm=s.norm,
+                                      steps=s.calib_steps, seed=s.seed, batch_size=s.batch_size)
     calib = {}
     for pc in sorted(set(s.percentiles) | {s.percentile}):
         calib[pc] = calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc,
@@ -159,7 +119,10 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["calibration"]["linear_alpha"] = lin_alpha
 
     xt, yt = splits["train"]
-    adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, s, progress)
+    adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=s.eps, norm=s.norm,
+                                      epochs=s.adaptive_epochs, attack_steps=s.adaptive_attack_steps,
+                                      batch_size=min(s.batch_size, 256), seed=s.seed, alpha_range=s.adaptive_range,
+                                      progress=progress)
     res = evaluate(adaptive, "curve-adaptive", curve_cfg, xc, yc, mixer="adaptive")
     summary["curves"]["adaptive"] = [_point(res, "adaptive")]
     best = calib[s.percentile]

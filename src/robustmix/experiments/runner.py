@@ -114,7 +114,9 @@ def _differences(stored: dict, wanted: dict) -> list[str]:
     return out
 
 
-def _check_data(x, y, indices) -> torch.Tensor:
+def check_data(x, y, indices) -> torch.Tensor:
+    """The dataset index of each example (``indices``, or 0..n-1), after checking one label and one unique index
+    per input."""
     if len(x) != len(y):
         raise InputError(f"{len(x)} inputs but {len(y)} labels: give one label per input")
     if indices is None:
@@ -191,7 +193,7 @@ def run_records(path, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kin
     models' device and returns one dict per example; the runner adds ``index``
     and ``label``.  With ``path=None`` nothing is written.
     """
-    indices = _check_data(x, y, indices)
+    indices = check_data(x, y, indices)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     models = dict(models or {})

@@ -21,7 +21,7 @@ from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
 from ..results import SweepSummary, rate_ci
-from .runner import _check_data, is_main_process, run_records
+from .runner import check_data, is_main_process, run_records
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def summarize(records: list[dict], alphas) -> SweepSummary:
 
 def naive_sweep(std_model, rob_model, x, y, cfg: SweepConfig, indices=None) -> SweepSummary:
     """Reference: every alpha evaluated on its own (redoing the base models' work each time)."""
-    indices = _check_data(x, y, indices)
+    indices = check_data(x, y, indices)
     seeds = example_seeds(indices, cfg.seed)
     records = [{"index": int(i), "label": int(y[j])} for j, i in enumerate(indices.tolist())]
     for name in ("clean",) + tuple(cfg.attacks):

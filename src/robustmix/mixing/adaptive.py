@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from .modules import _BasePair
-from .nonlinear import _Surrogate, mix_log_weights, safe_logaddexp
+from .modules import BasePair
+from .nonlinear import Surrogate, mix_log_weights, safe_logaddexp
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def adaptive_log_weights(alpha_logit: torch.Tensor, lo: float, hi: float) -> tup
     return log_1ma, log_a
 
 
-class AdaptiveMixedClassifier(_BasePair):
+class AdaptiveMixedClassifier(BasePair):
     """``log((1 - alpha(x)) softmax(g(x)) + alpha(x) softmax(h(x)))`` with alpha(x) from ``mixing_net``.
 
     ``mixing_net`` maps the features (n, d) to (n,) or (n, 1) logits; d = 2c plus
@@ -226,9 +226,9 @@ class AdaptiveMixedClassifier(_BasePair):
         Attacks follow their gradients; candidates are judged on the mixer itself.
         """
         return {"mix-T1": self,
-                "mix-T0.25": _Surrogate(self, std_temperature=0.25),
-                "mix-T4": _Surrogate(self, std_temperature=4.0),
-                "mix-alpha-fixed": _Surrogate(self, detach_alpha=True),
+                "mix-T0.25": Surrogate(self, std_temperature=0.25),
+                "mix-T4": Surrogate(self, std_temperature=4.0),
+                "mix-alpha-fixed": Surrogate(self, detach_alpha=True),
                 "h": self.rob_model}
 
     def extra_repr(self) -> str:

@@ -26,7 +26,7 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-class _BasePair(nn.Module):
+class BasePair(nn.Module):
     """Holds a frozen standard model g and a frozen robust model h."""
 
     def __init__(self, std_model: nn.Module, rob_model: nn.Module, validate_inputs: bool = True):
@@ -65,7 +65,7 @@ class MixOutput(NamedTuple):
     rob_logits: torch.Tensor  # (n, c)
 
 
-class MixedClassifier(_BasePair):
+class MixedClassifier(BasePair):
     """The mixed classifier of eq. (4): ``log((1 - alpha) softmax(g(x)) + alpha softmax(h(x)))``.
 
     Parameters
@@ -151,7 +151,7 @@ class _TemperedMixture(nn.Module):
         return f"temperature={self.temperature:g}"
 
 
-class FormulationMixture(_BasePair):
+class FormulationMixture(BasePair):
     """Eq. (1), (2) or (3) of the paper with a chosen trust term R_i(x).
 
     ``formulation``: 1, 2 or 3.  Eq. (2) fixes R_i = ||grad g_i||_{p*}; eq. (1)

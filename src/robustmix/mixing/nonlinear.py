@@ -29,7 +29,7 @@ from torch import nn
 
 from .._validation import check_alpha
 from ..errors import ConfigError, ModelError
-from .modules import _BasePair
+from .modules import BasePair
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def nonlinear_mix(std_logits: torch.Tensor, rob_logits: torch.Tensor, alpha, *, 
     return out.to(std_logits.dtype if std_logits.is_floating_point() else torch.float64)
 
 
-class NonlinearMixedClassifier(_BasePair):
+class NonlinearMixedClassifier(BasePair):
     """MixedNUTS's mixer ``log((1 - alpha) P_g + alpha softmax(M(h(x))))``, output (n, c).
 
     ``alpha`` in [0, 1], ``scale`` > 0, ``power`` > 0, ``bias`` any number,
@@ -221,9 +221,9 @@ class NonlinearMixedClassifier(_BasePair):
         out: dict[str, nn.Module] = {}
         for t in (1.0, 0.25, 4.0):
             same = t == 1.0 and self.std_map == "softmax"
-            out[f"mix-T{t:g}"] = self if same else _Surrogate(self, std_map="softmax", std_temperature=t)
+            out[f"mix-T{t:g}"] = self if same else Surrogate(self, std_map="softmax", std_temperature=t)
         if float(self.power) < 1:
-            out["mix-smooth-power"] = _Surrogate(self, smooth=0.1)
+            out["mix-smooth-power"] = Surrogate(self, smooth=0.1)
         out["h"] = self.rob_model
         return out
 
@@ -231,7 +231,7 @@ class NonlinearMixedClassifier(_BasePair):
         return ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "mixer")
 
 
-class _Surrogate(nn.Module):
+class Surrogate(nn.Module):
     """A mixer evaluated with other keyword settings of its ``mix`` method."""
 
     def __init__(self, mixer: nn.Module, **settings):

@@ -88,11 +88,15 @@ def read_card(path) -> ModelCard:
             return ModelCard.from_dict(json.loads(cp.read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
             raise CheckpointError(f"model card {cp} is not valid JSON: {exc}; restore it from the original") from exc
-    _, card = _read_weights(path)
+    _, card = read_weights(path)
     return card
 
 
-def _read_weights(path: Path):
+def read_weights(path: Path):
+    """``((state_dict, file_bytes), card)`` of a robustmix safetensors checkpoint, the card from its header.
+
+    The bytes are returned so a caller can check them against the card file's SHA-256 without reading twice.
+    """
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     blob = path.read_bytes()

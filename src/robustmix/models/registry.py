@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ModelError
 from .architectures import PreActResNet18, SmallCNN, WideResNet
-from .checkpoint import ModelCard, _read_weights, card_path, read_card
+from .checkpoint import ModelCard, card_path, read_card, read_weights
 from .lipschitz_net import LipschitzCNN
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
     return [n for n in names if fnmatch.fnmatch(n, pattern)]
 
 
-def _resolve(name) -> Path:
+def weights_path(name) -> Path:
+    """The ``.safetensors`` file of a zoo name or a checkpoint path (with or without its suffix, or its card's)."""
     path = Path(str(name))
     if str(name) in ZOO_NAMES:
         zp = zoo_path(str(name))
@@ -119,7 +120,7 @@ def _resolve(name) -> Path:
 def load_checkpoint(path, *, expected_dataset: str | None = None, verify_hash: bool = True):
     """Build the model described by the card and load its weights. Returns ``(model, card)`` in eval mode."""
     path = Path(path)
-    (state, blob), inner = _read_weights(path)
+    (state, blob), inner = read_weights(path)
     card = read_card(path)
     if verify_hash and not card_path(path).is_file():
         logger.warning("%s has no card file beside it (%s): using the card inside the weights, whose integrity "
@@ -155,7 +156,7 @@ def load(name, *, expected_dataset: str | None = None, channels_last: bool = Tru
     """
     import copy
 
-    path = _resolve(name)
+    path = weights_path(name)
     model, card = _load_cached(str(path.resolve()), path.stat().st_mtime)
     if expected_dataset is not None and card.dataset != expected_dataset:
         raise CheckpointError(f"{name} was trained on {card.dataset!r} but is used with {expected_dataset!r}; "
@@ -169,4 +170,4 @@ def load(name, *, expected_dataset: str | None = None, channels_last: bool = Tru
 
 def card(name) -> ModelCard:
     """The model card of a zoo name or checkpoint path."""
-    return read_card(_resolve(name))
+    return read_card(weights_path(name))

@@ -1,9 +1,8 @@
-"""Training recipes and the zoo's recipes."""
+"""Training recipes and the zoo's recipes (the mixing network's training is in :mod:`robustmix.fitting`)."""
 
-from .adaptive import train_mixing_net
 from .recipes import RECIPES, TrainConfig, accuracy, robust_accuracy, train
 from .evaluate import THREATS, evaluate_zoo_model, threat_tag
 from .zoo import ZOO_RECIPES, train_checkpoint, train_zoo_model
 
 __all__ = ["RECIPES", "TrainConfig", "accuracy", "robust_accuracy", "train", "ZOO_RECIPES", "train_zoo_model", "train_checkpoint",
-           "THREATS", "evaluate_zoo_model", "threat_tag", "train_mixing_net"]
+           "THREATS", "evaluate_zoo_model", "threat_tag"]

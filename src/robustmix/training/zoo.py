@@ -11,8 +11,7 @@ import torch
 from ..errors import ModelError
 from ..models import ModelCard, create_model, save_checkpoint
 from ..models.registry import ZOO_DIR
-from ..zoo_table import ZOO
-from .evaluate import threat_tag
+from ..zoo_table import ZOO, threat_tag
 from .recipes import TrainConfig, accuracy, robust_accuracy, train
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
-"""Calibrating the nonlinear (MixedNUTS) mixer on a held-out validation split.
+"""Fitting the nonlinear (MixedNUTS) mixer on a held-out validation split.
 
 The attacks are the only expensive part and run once: :func:`collect_logits`
 computes g's clean logits, h's clean logits and h's logits on inputs attacked
-*against h alone* (as MixedNUTS does).  :func:`calibrate_nonlinear` then takes
-those logits, never models, and searches the map (scale, power, bias) and alpha
-on them; each grid point costs a few tensor operations on (n, c) logits.
+*against h alone* (as MixedNUTS does); :func:`cached_validation_logits` keeps
+them on disk so a rerun does not attack again.  :func:`calibrate_nonlinear`
+then takes those logits, never models, and searches the map (scale, power,
+bias) and alpha on them; each grid point costs a few tensor operations on
+(n, c) logits.
 
 The worst-case condition behind alpha
 -------------------------------------
@@ -50,11 +52,13 @@ import dataclasses
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._io import read_json, write_json
 from .._seeding import example_seed
 from .._validation import check_eps, check_input, check_p, check_positive_int
 from ..attacks.pgd import PGD
@@ -111,6 +115,32 @@ def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, *, ep
     logger.info("collected validation logits of %d examples in %.1f s (%s)", len(x), seconds, desc)
     return ValidationLogits(torch.cat(parts["g"]), torch.cat(parts["h"]), torch.cat(parts["adv"]), y.cpu(), desc,
                             seconds)
+
+
+
+def cached_validation_logits(path, g, h, x, y, *, eps: float, norm="inf", steps: int = 20, seed: int = 0,
+                             batch_size: int = 500) -> ValidationLogits:
+    """:func:`collect_logits` computed once and kept at ``path`` (safetensors, settings in ``path``'s ``.json``).
+
+    A file written with the same eps, norm, steps and number of inputs is read back instead of attacking
+    again (``robustmix pareto`` and ``robustmix calibrate`` keep it beside their records).
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        meta = read_json(meta_path)
+        if meta.get("settings") == {"eps": eps, "norm": norm, "steps": steps, "n": len(x)}:
+            t = load_file(str(path))
+            return ValidationLogits(t["std_clean"], t["rob_clean"], t["rob_adv"], t["y"], meta["attack"],
+                                    meta["seconds"])
+    v = collect_logits(g, h, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"std_clean": v.std_clean, "rob_clean": v.rob_clean, "rob_adv": v.rob_adv, "y": v.y}, str(path))
+    write_json(meta_path, {"settings": {"eps": eps, "norm": norm, "steps": steps, "n": len(x)},
+                           "attack": v.attack, "seconds": v.seconds})
+    return v
 
 
 @dataclasses.dataclass

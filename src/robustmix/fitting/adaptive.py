@@ -16,7 +16,8 @@ low alpha these are attacks on g, which examples aimed at h alone (they barely
 move g) would never show the network.  Only the mixing network's parameters
 train; g and h stay frozen.  Training is seeded and resumable: the state
 (network, optimiser, epoch, history, settings) is written atomically after each
-epoch and picked up again when the settings match.
+epoch and picked up again when the settings match.  :func:`trained_adaptive_mixer`
+builds the mixer, trains its network once and keeps the weights on disk.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_bytes
 from .._validation import check_eps, check_input, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError, ModelError
-from ..models.checkpoint import atomic_write_bytes
+from ..mixing import AdaptiveMixedClassifier, default_mixing_net
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +141,31 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
             atomic_write_bytes(state_path, buf.getvalue())
     mixer.eval()
     return history
+
+
+def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: int = 4, attack_steps: int = 10,
+                           batch_size: int = 256, seed: int = 0, alpha_range: tuple = (0.0, 1.0),
+                           progress: bool = True) -> AdaptiveMixedClassifier:
+    """An :class:`AdaptiveMixedClassifier` of (g, h) with its mixing network trained once on (x, y).
+
+    The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` and read back when present;
+    training itself resumes from ``path`` + ``.train-state.pt`` (see :func:`train_mixing_net`, which gets
+    the other arguments).  ``robustmix pareto`` and ``robustmix calibrate --mixer adaptive`` use it.
+    """
+    path = Path(path)
+    example = x[:2].to(next(g.parameters()).device)
+    mixer = AdaptiveMixedClassifier(g, h, default_mixing_net(g, h, example), alpha_range=alpha_range)
+    mixer.to(example.device)
+    net_path = path.with_suffix(".mixing-net.safetensors")
+    if net_path.is_file():
+        from safetensors.torch import load_file
+
+        mixer.mixing_net.load_state_dict(load_file(str(net_path)))
+        return mixer
+    train_mixing_net(mixer, x, y, eps=eps, norm=norm, epochs=epochs, attack_steps=attack_steps,
+                     batch_size=batch_size, seed=seed, state_path=path.with_suffix(".train-state.pt"),
+                     progress=progress)
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}, str(net_path))
+    return mixer
