@@ -3,7 +3,8 @@
 Writes results/lipschitz-certified/summary.json and certified.{png,pdf}:
 Theorem 1 (probability Lipschitz bound) against the logit-ball certificate
 (robustmix.certify.logit_ball_radius with pairwise logit bounds) on the first
-N test images.  Run: python scripts/lipschitz_certified.py [--n 1000]
+N test images.  Run: python scripts/lipschitz_certified.py [--n 1000] [--h fmnist-lipschitz] [--out DIR]
+(--h: another Lipschitz network, a zoo name or a .safetensors checkpoint with its .json card)
 """
 
 import argparse
@@ -26,13 +27,13 @@ REPORT_RADII = [0.1, 0.25, 0.5, 0.75, 1.0]
 TEMPERATURE = 10.0  # the lipschitz recipe's loss temperature
 
 
-def main(n: int, out: Path) -> dict:
+def main(n: int, out: Path, h_name: str = "fmnist-lipschitz") -> dict:
     x, y = load_dataset("fashion-mnist", "test", allow_download=False)
     x, y = x[:n], y[:n]
-    h, g = load("fmnist-lipschitz").double(), load("fmnist-std-cnn")
+    h, g = load(h_name).double(), load("fmnist-std-cnn")
     with torch.no_grad():
         zh, zg = h(x.double()), g(x).double()
-    lip = card("fmnist-lipschitz").lipschitz_l2
+    lip = card(h_name).lipschitz_l2
     pairs = pairwise_logit_lipschitz(h, (1, 28, 28))
     alphas = torch.tensor(ALPHAS, dtype=torch.float64)
     radii = {
@@ -49,7 +50,7 @@ def main(n: int, out: Path) -> dict:
     clean = [(mix_log_probs(zg, zh, a).argmax(1) == y).double().mean().item() for a in ALPHAS]
     clean_tempered = [(mix_log_probs(zg, TEMPERATURE * zh, a).argmax(1) == y).double().mean().item() for a in ALPHAS]
     grid = torch.linspace(0, 1.5, 151, dtype=torch.float64)
-    summary = {"schema": 1, "n": n, "split": f"test[:{n}]", "h": "fmnist-lipschitz", "g": "fmnist-std-cnn",
+    summary = {"schema": 1, "n": n, "split": f"test[:{n}]", "h": h_name, "g": "fmnist-std-cnn",
                "lipschitz_l2": lip, "pairwise_lipschitz_max": float(pairs.max()), "alphas": ALPHAS,
                "clean_accuracy": dict(zip(map(str, ALPHAS), clean)),
                "clean_accuracy_h_at_temperature": dict(zip(map(str, ALPHAS), clean_tempered)),
@@ -74,6 +75,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--out", type=Path, default=Path("results/lipschitz-certified"))
+    p.add_argument("--h", default="fmnist-lipschitz", help="the Lipschitz network (zoo name or checkpoint)")
     args = p.parse_args()
-    s = main(args.n, args.out)
+    s = main(args.n, args.out, args.h)
     print(json.dumps({k: v for k, v in s.items() if k != "curves"}))
