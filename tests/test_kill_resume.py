@@ -44,6 +44,7 @@ def _result(out, name):
     summary = json.loads((out / "summary.json").read_text())
     summary.pop("timings_s", None)
     summary.get("settings", {}).pop("out", None)  # the two runs write to different folders
+    summary.pop("command", None)                    # (and so their command lines differ)
     return summary
 
 

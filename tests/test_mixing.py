@@ -212,7 +212,7 @@ def test_errors(pair):
             rm.MixedClassifier(g, h, bad)
     with pytest.raises(ModelError, match="classes"):
         rm.MixedClassifier(g, Linear2Logits(c=5), 0.5)
-    m = rm.MixedClassifier(g, h, 0.5)
+    m = rm.MixedClassifier(g, h, 0.5, validate_inputs=True)   # opt-in checks; the default forward does not sync
     plain = torch.nn.Linear(12, 5)
     with pytest.raises(ModelError, match="output shape"):
         rm.MixedClassifier(g, plain, 0.5)(torch.rand(2, 12))

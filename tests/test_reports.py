@@ -31,7 +31,7 @@ def test_report_from_a_stored_sweep_and_tradeoff(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     paths = write_report(json.loads((tmp_path / "summary.json").read_text()), tmp_path)
     html, md = paths["html"].read_text(), paths["markdown"].read_text()
-    assert paths["fig2"].stat().st_size > 1000 and paths["fig1"].stat().st_size > 1000
+    assert paths["fig2_alpha_sweep"].stat().st_size > 1000 and paths["fig1_trust_terms"].stat().st_size > 1000
     assert "data:image/png;base64," in html and "fig2_alpha_sweep.png" in md
     lo, hi = summary["sweep"]["ci95"]["mix"][1]
     assert f"55.0 [{100 * lo:.1f}, {100 * hi:.1f}]" in md  # each accuracy with its interval

@@ -239,8 +239,9 @@ def _sources(model: nn.Module) -> dict[str, nn.Module]:
     sources = {} if any(s is model for s in surrogates.values()) else {"model": model}
     sources.update(surrogates)
     for name, attr in (("g", "std_model"), ("h", "rob_model")):
-        part = getattr(model, attr, None)
-        if isinstance(part, nn.Module) and not any(s is part for s in sources.values()):
+        part = getattr(model, attr, None)   # (an exported program keeps these names as containers without forward)
+        runnable = isinstance(part, nn.Module) and type(part).forward is not nn.Module.forward
+        if runnable and not any(s is part for s in sources.values()):
             sources[name if name not in sources else f"{name}-base"] = part
     return sources
 

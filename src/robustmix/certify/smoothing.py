@@ -85,7 +85,10 @@ def _batches(pieces, batch_size: int):
 
 
 def check_batch(x) -> torch.Tensor:
-    """A finite floating-point batch (n, ...) of any range: smoothing is defined on all of R^d."""
+    """A finite floating-point batch (n, ...), checked once at the entry point.
+
+    Smoothing is defined on all of R^d (toys and the noise itself leave [0, 1]), but a batch of whole numbers
+    above 1 is 8-bit images that certify nothing (robustmix models take [0, 1]): refused with the fix."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise InputError(f"x must be a floating-point torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
                          "convert with torch.as_tensor(..., dtype=torch.float32)")
@@ -93,6 +96,9 @@ def check_batch(x) -> torch.Tensor:
         raise InputError(f"x has shape {tuple(x.shape)}, expected a batch (n, ...): add one with x.unsqueeze(0)")
     if not torch.isfinite(x).all():
         raise InputError("x contains NaN or inf values; clean the inputs before certifying")
+    if x.numel() and x.max() > 1 and torch.equal(x, x.round()):
+        raise InputError(f"x holds whole numbers up to {float(x.max()):.0f}, like 8-bit images, but robustmix models "
+                         "take inputs in [0, 1] (normalisation lives in the model): pass x / 255")
     return x
 
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from .._config import option
 from .._validation import check_eps, check_p, check_positive_int
 from ..errors import ConfigError
 from ..attacks.autoattack import run_autoattack
@@ -20,13 +21,14 @@ AUTOATTACK_CHOICES = ("none", "standard", "rand", "plus", "square", "custom")
 
 @dataclasses.dataclass
 class AttackConfig:
-    eps: float = 0.1
-    norm: str = "inf"
-    steps: int = 50
-    restarts: int = 1
-    autoattack: str = "standard"    # none, standard, rand, plus, square, custom (with ``attacks``)
+    eps: float = option(0.1, "attack radius")
+    norm: str = option("inf", "attack norm: inf or 2")
+    steps: int = option(50, "PGD iterations (0: no PGD)")
+    restarts: int = option(1, "PGD random restarts")
+    autoattack: str = option("standard", "AutoAttack version (square: Square only; custom needs attacks)",
+                             choices=["none", "standard", "rand", "plus", "square"])
     attacks: list | None = None     # AutoAttack's attacks for autoattack="custom", e.g. ["apgd-ce", "apgd-t"]
-    batch_size: int = 250
+    batch_size: int = option(250, "examples per batch")
     seed: int = 0
 
     def __post_init__(self):

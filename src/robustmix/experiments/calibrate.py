@@ -14,6 +14,7 @@ import logging
 import math
 from pathlib import Path
 
+from .._config import option
 from .._validation import check_alpha, check_eps
 from ..errors import ConfigError
 from ..results import CalibrationSummary, binomial_ci
@@ -69,18 +70,24 @@ def choose_alpha(alphas, clean, robust, n: int, objective: str, target: float | 
 class CalibrateSettings:
     """Settings of ``robustmix calibrate``; every value checked here, once."""
 
-    objective: str = "clean"
-    target: float | None = None
-    alphas: list = dataclasses.field(default_factory=lambda: [round(0.05 * i, 2) for i in range(21)])
-    eps: float = 0.1
-    norm: str = "inf"
-    steps: int = 20
-    sigma: float | None = None
-    radius: float = 0.5
-    samples: int = 1000
+    objective: str = option("clean", "clean: the most robust mixer keeping --target clean accuracy; robust: the "
+                                     "most accurate keeping --target attacked accuracy; certified: the most accurate "
+                                     "at --radius", choices=["clean", "robust", "certified"])
+    target: float | None = option(None, "target clean (objective clean) or attacked (objective robust) accuracy in "
+                                        "[0, 1]")
+    alphas: list = option(help="candidate alphas of the linear mixer",
+                          factory=lambda: [round(0.05 * i, 2) for i in range(21)], of=float)
+    eps: float = option(0.1, "attack radius")
+    norm: str = option("inf", "attack norm: inf or 2")
+    steps: int = option(20, "PGD/APGD iterations of the attack used on the validation split")
+    sigma: float | None = option(None, "certified objective: smoothing noise of --rob")
+    radius: float = option(0.5, "certified objective: l2 radius")
+    samples: int = option(1000, "certified objective: noise samples per image")
     seed: int = 0
-    mixer: str = "linear"             # linear, nonlinear (MixedNUTS map) or adaptive (trained mixing network)
-    confirm_steps: int = 100          # APGD iterations of the worst-case evaluator on the test split
+    mixer: str = option("linear", "linear (the paper's alpha), nonlinear (MixedNUTS map of h's logits) or adaptive "
+                                  "(alpha per input)", choices=["linear", "nonlinear", "adaptive"])
+    confirm_steps: int = option(100, "APGD iterations of the worst-case evaluator that confirms the choice on the "
+                                     "test split (the cost of the confirmation grows with it)")
 
     def __post_init__(self):
         if self.mixer not in MIXERS:

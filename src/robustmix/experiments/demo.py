@@ -15,8 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from .._io import write_json
-from ..results import rate_ci
+from ..results import DemoSummary, rate_ci
 from ..data import load_dataset
 from ..mixing import MixedClassifier
 from ..models import load
@@ -64,7 +63,7 @@ class DemoSettings:
                    n_certify=100, certify_samples=500)
 
 
-def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True, fresh: bool = False) -> dict:
+def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = True, fresh: bool = False) -> DemoSummary:
     """Run (or resume) every step; each step's records live in ``out_dir/records`` and resume independently."""
     s = settings or DemoSettings()
     out = Path(out_dir)
@@ -114,8 +113,7 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
     timings["certify"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    write_json(out / "summary.json", summary)
-    return summary
+    return DemoSummary(**summary)
 
 
 def _autoattack_step(g, h, alpha, x, y, s: DemoSettings, rec: Path, names: dict, fresh: bool, progress) -> dict:

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
+import torch
+
+from .._config import option
+from .._io import atomic_write_bytes
 from .._validation import check_eps, check_p, check_positive_int
 from ..attacks.evaluate import evaluate
 from ..errors import ConfigError
@@ -21,15 +26,16 @@ from .runner import is_main_process, run_records
 
 @dataclasses.dataclass
 class EvaluateConfig:
-    norm: str = "inf"
-    eps: float = 0.1
+    norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")
+    eps: float = option(0.1, "attack radius")
     seed: int = 0
-    attacks: list | None = None       # member names or patterns (default: the whole ensemble)
-    steps: int = 100
+    attacks: list | None = option(None, "ensemble members or patterns, e.g. 'aa-*'", of=str, shown="the whole ensemble")
+    steps: int = option(100, "iterations of each APGD member")
     restarts: int = 1
-    batch_size: int = 250
+    batch_size: int = option(250, "examples per batch")
     square_queries: int = 5000
     diagnostics: bool = True
+    save_adversarial: bool = False    # keep each batch's worst-case inputs under the records (adversarial/*.safetensors)
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
@@ -40,13 +46,21 @@ class EvaluateConfig:
             check_positive_int(getattr(self, name), name=name)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["save_adversarial"]:   # records written before the option existed resume unchanged
+            del d["save_adversarial"]
+        return d
 
 
-def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig) -> list[dict]:
+def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig, adv_dir=None) -> list[dict]:
     res = evaluate(model, xb, yb, norm=cfg.norm, eps=cfg.eps, seed=cfg.seed, indices=idx, attacks=cfg.attacks,
                    steps=cfg.steps, restarts=cfg.restarts, batch_size=len(xb), square_queries=cfg.square_queries,
-                   diagnostics=cfg.diagnostics, keep_adv=False)
+                   diagnostics=cfg.diagnostics, keep_adv=cfg.save_adversarial)
+    if cfg.save_adversarial:   # written before the batch's records, so a recorded batch always has its inputs
+        from safetensors.torch import save
+
+        atomic_write_bytes(Path(adv_dir) / f"{int(idx[0])}.safetensors",
+                           save({"x_adv": res.x_adv.float().contiguous(), "indices": idx.cpu().long().contiguous()}))
     recs = [{k: v for k, v in r.items() if k not in ("index", "label")} for r in res.records()]
     recs[0]["batch"] = {"per_attack": [dataclasses.asdict(s) for s in res.per_attack],
                         "diagnostics": dataclasses.asdict(res.diagnostics) if res.diagnostics else None,
@@ -57,7 +71,10 @@ def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig) -> list[dict]:
 def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records_path=None, settings: dict | None = None,
                  fresh: bool = False, progress: bool = True) -> EvaluateSummary | None:
     """Run (or resume) the worst-case evaluation; returns the summary (None on torchrun ranks other than 0)."""
-    records = run_records(records_path, lambda xb, yb, idx: evaluate_batch(model, xb, yb, idx, cfg), x, y,
+    if cfg.save_adversarial and records_path is None:
+        raise ConfigError("save_adversarial keeps the inputs beside the records: give records_path")
+    adv_dir = Path(records_path).parent / "adversarial" if records_path is not None else None
+    records = run_records(records_path, lambda xb, yb, idx: evaluate_batch(model, xb, yb, idx, cfg, adv_dir), x, y,
                           kind="evaluate", settings={**cfg.to_dict(), **(settings or {})}, models={"model": model},
                           indices=indices, batch_size=cfg.batch_size, fresh=fresh, progress=progress,
                           desc="worst-case evaluation")
@@ -95,3 +112,18 @@ def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict 
         diagnostics={"square_only": square_only, **flags, "suspected": bool(square_only) or any(flags.values())},
         median_robust_margin=sorted(margins)[len(margins) // 2] if margins else math.nan,
         warnings=sorted(warnings), settings={**cfg.to_dict(), **(settings or {})})
+
+
+def collect_adversarial(records_path, indices) -> torch.Tensor:
+    """The saved worst-case inputs of ``indices`` (in that order) from a run with ``save_adversarial``."""
+    from safetensors.torch import load_file
+
+    found = {}
+    for f in sorted((Path(records_path).parent / "adversarial").glob("*.safetensors")):
+        part = load_file(str(f))
+        found.update(zip(part["indices"].tolist(), part["x_adv"]))
+    missing = [int(i) for i in indices if int(i) not in found]
+    if missing:
+        raise ConfigError(f"no saved adversarial input for {len(missing)} example(s) (first: index {missing[0]}); "
+                          "rerun with --fresh and --save-adversarial to evaluate them again")
+    return torch.stack([found[int(i)] for i in indices])

@@ -28,6 +28,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from .._config import option
 from ..results import ParetoSummary
 from ..mixing import MixedClassifier
 from ..fitting import ValidationLogits, cached_validation_logits, calibrate_nonlinear, trained_adaptive_mixer
@@ -40,22 +41,23 @@ logger = logging.getLogger(__name__)
 class ParetoSettings:
     std: str = "fmnist-std-cnn"
     rob: str = "fmnist-at-linf-cnn"
-    norm: str = "inf"
-    eps: float = 0.1
-    n_curve: int = 1000
-    n_headline: int = 1000
-    n_val: int = 1000
-    n_train: int = 10_000
+    norm: str = option("inf", "attack norm: inf or 2")
+    eps: float = option(0.1, "attack radius")
+    n_curve: int = option(1000, "test images per curve point (a cheaper attack)")
+    n_headline: int = option(1000, "test images per headline point (the full worst-case ensemble)")
+    n_val: int = option(1000, "validation images for the calibration")
+    n_train: int = option(10_000, "training images for the adaptive mixer")
     alphas: list = dataclasses.field(default_factory=lambda: [round(0.1 * i, 2) for i in range(11)])
     percentiles: list = dataclasses.field(default_factory=lambda: [50.0, 80.0, 90.0, 95.0, 99.0])
     percentile: float = 95.0
-    std_map: str = "softmax"
+    std_map: str = option("softmax", "nonlinear mixer: how g's output becomes probabilities",
+                          choices=["softmax", "onehot"])
     curve_steps: int = 20
     calib_steps: int = 20
     adaptive_epochs: int = 4
     adaptive_attack_steps: int = 10
     adaptive_range: tuple = (0.0, 1.0)
-    batch_size: int = 500
+    batch_size: int = option(500, "examples per batch")
     seed: int = 0
 
     def to_dict(self) -> dict:

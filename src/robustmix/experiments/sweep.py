@@ -16,6 +16,7 @@ import math
 import torch
 
 from .._seeding import example_seed
+from .._config import option
 from .._validation import check_alpha, check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
@@ -30,16 +31,16 @@ ATTACKS = ("std", "rob", "mix")
 
 @dataclasses.dataclass
 class SweepConfig:
-    alphas: list = dataclasses.field(default_factory=lambda: [round(0.1 * i, 2) for i in range(11)])
-    eps: float = 0.1
-    norm: str = "inf"
-    steps: int = 20
+    alphas: list = option(help="weights of h to sweep", factory=lambda: [round(0.1 * i, 2) for i in range(11)], of=float)
+    eps: float = option(0.1, "attack radius")
+    norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")
+    steps: int = option(20, "PGD iterations")
     step_size: float | None = None
-    restarts: int = 1
-    batch_size: int = 250
+    restarts: int = option(1, "PGD random restarts")
+    batch_size: int = option(250, "examples per batch")
     seed: int = 0
     attacks: tuple = ATTACKS
-    early_stop: bool = False
+    early_stop: bool = option(False, "stop attacking a point once it is misclassified (faster; same accuracy)")
 
     def __post_init__(self):
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
@@ -129,7 +130,11 @@ def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, ind
                           x, y, kind="sweep", settings={**cfg.to_dict(), **(settings or {})},
                           models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,
                           fresh=fresh, progress=progress, desc="alpha sweep")
-    return summarize(records, cfg.alphas) if is_main_process() else None
+    if not is_main_process():
+        return None
+    summary = summarize(records, cfg.alphas)
+    summary.settings = {**cfg.to_dict(), **(settings or {})}
+    return summary
 
 
 def summarize(records: list[dict], alphas) -> SweepSummary:

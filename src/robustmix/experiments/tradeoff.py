@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from .._config import option
 from .._validation import check_eps, check_gamma, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..mixing import FormulationMixture, Space, Trust
@@ -27,14 +28,14 @@ def _default_gammas():
 
 @dataclasses.dataclass
 class TradeoffConfig:
-    trusts: list = dataclasses.field(default_factory=lambda: [t.value for t in Trust])
+    trusts: list = option(help="trust terms R_i of eq. (3)", factory=lambda: [t.value for t in Trust], of=str)
     spaces: list = dataclasses.field(default_factory=lambda: ["probs", "logits"])
-    gammas: list = dataclasses.field(default_factory=_default_gammas)
-    eps: float = 0.1
-    norm: str = "inf"
-    steps: int = 10
+    gammas: list = option(help="trade-off parameters gamma (inf: h alone)", factory=_default_gammas, of=float)
+    eps: float = option(0.1, "attack radius")
+    norm: str = option("inf", "attack norm: inf or 2")
+    steps: int = option(10, "PGD iterations through the whole formulation")
     step_size: float | None = None
-    batch_size: int = 100
+    batch_size: int = option(100, "examples per batch")
     seed: int = 0
 
     def __post_init__(self):

@@ -128,7 +128,7 @@ class AdaptiveMixedClassifier(BasePair):
     """
 
     def __init__(self, std_model: nn.Module, rob_model: nn.Module, mixing_net: nn.Module, alpha_range=(0.0, 1.0), *,
-                 feature_layers: dict | None = None, validate_inputs: bool = True):
+                 feature_layers: dict | None = None, validate_inputs: bool = False):
         super().__init__(std_model, rob_model, validate_inputs)
         if not isinstance(mixing_net, nn.Module):
             raise ModelError(f"mixing_net must be a torch.nn.Module mapping features (n, d) to (n,) logits, "

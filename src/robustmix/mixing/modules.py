@@ -29,7 +29,7 @@ def freeze(model: nn.Module) -> nn.Module:
 class BasePair(nn.Module):
     """Holds a frozen standard model g and a frozen robust model h."""
 
-    def __init__(self, std_model: nn.Module, rob_model: nn.Module, validate_inputs: bool = True):
+    def __init__(self, std_model: nn.Module, rob_model: nn.Module, validate_inputs: bool = False):
         super().__init__()
         self.std_model = freeze(std_model)
         self.rob_model = freeze(rob_model)
@@ -84,7 +84,7 @@ class MixedClassifier(BasePair):
     to also get g's and h's logits from the same pass.
     """
 
-    def __init__(self, std_model: nn.Module, rob_model: nn.Module, alpha=0.5, *, validate_inputs: bool = True):
+    def __init__(self, std_model: nn.Module, rob_model: nn.Module, alpha=0.5, *, validate_inputs: bool = False):
         super().__init__(std_model, rob_model, validate_inputs)
         self.register_buffer("alpha", check_alpha(alpha))
 
@@ -163,7 +163,7 @@ class FormulationMixture(BasePair):
     """
 
     def __init__(self, std_model, rob_model, gamma: float, *, formulation: int = 3, trust="one",
-                 space="probs", p=math.inf, validate_inputs: bool = True):
+                 space="probs", p=math.inf, validate_inputs: bool = False):
         super().__init__(std_model, rob_model, validate_inputs)
         if formulation not in (1, 2, 3):
             raise ConfigError(f"formulation must be 1, 2 or 3 (the paper's eq. 1-3), got {formulation!r}")

@@ -105,6 +105,12 @@ def nonlinear_map(rob_logits: torch.Tensor, scale, power, bias, top_k: int | Non
                   smooth: float = 0.0) -> torch.Tensor:
     """The map M(z_h) = scale * sign(u) * |u|^power, u = GELU(LN_k(z_h) + bias), in float64."""
     scale, power, bias, top_k, _ = check_map_params(scale, power, bias, top_k, num_classes=rob_logits.shape[-1])
+    return map_checked(rob_logits, scale, power, bias, top_k, smooth)
+
+
+def map_checked(rob_logits: torch.Tensor, scale, power, bias, top_k: int | None = None,
+                smooth: float = 0.0) -> torch.Tensor:
+    """:func:`nonlinear_map` for settings checked beforehand (numbers or tensors): no host synchronisation."""
     u = F.gelu(layer_norm_topk(rob_logits.double(), top_k) + bias)
     return scale * signed_power(u, power, smooth)
 
@@ -148,12 +154,20 @@ def nonlinear_mix(std_logits: torch.Tensor, rob_logits: torch.Tensor, alpha, *, 
     ``std_temperature`` and ``smooth`` exist for attack surrogates (see
     :meth:`NonlinearMixedClassifier.attack_surrogates`).
     """
+    scale, power, bias, top_k, std_map = check_map_params(scale, power, bias, top_k, std_map, rob_logits.shape[-1])
+    return mix_checked(std_logits, rob_logits, _scalar_alpha(alpha), scale=scale, power=power, bias=bias, top_k=top_k,
+                       std_map=std_map, std_temperature=std_temperature, smooth=smooth)
+
+
+def mix_checked(std_logits: torch.Tensor, rob_logits: torch.Tensor, alpha: torch.Tensor, *, scale, power, bias,
+                top_k: int | None, std_map: str, std_temperature: float = 1.0, smooth: float = 0.0) -> torch.Tensor:
+    """:func:`nonlinear_mix` for settings checked beforehand (``alpha`` a 0-d tensor): no host synchronisation,
+    so a module's forward built on it compiles as one graph."""
     if std_logits.shape != rob_logits.shape or std_logits.ndim != 2:
         raise ModelError(f"g and h must give (n, c) logits of one shape, got {tuple(std_logits.shape)} and "
                          f"{tuple(rob_logits.shape)}; mix two models over the same classes")
-    _, _, _, _, std_map = check_map_params(scale, power, bias, top_k, std_map, rob_logits.shape[-1])
-    a = _scalar_alpha(alpha).to(rob_logits.device)
-    log_rob = F.log_softmax(nonlinear_map(rob_logits, scale, power, bias, top_k, smooth), dim=-1)
+    a = alpha.to(rob_logits.device)
+    log_rob = F.log_softmax(map_checked(rob_logits, scale, power, bias, top_k, smooth), dim=-1)
     out = mix_log_weights(std_log_probs(std_logits, std_map, std_temperature), log_rob, torch.log1p(-a), torch.log(a))
     return out.to(std_logits.dtype if std_logits.is_floating_point() else torch.float64)
 
@@ -169,7 +183,7 @@ class NonlinearMixedClassifier(BasePair):
     """
 
     def __init__(self, std_model: nn.Module, rob_model: nn.Module, alpha=0.5, scale=1.0, power=1.0, bias=0.0,
-                 top_k: int | None = None, std_map: str = "softmax", *, validate_inputs: bool = True):
+                 top_k: int | None = None, std_map: str = "softmax", *, validate_inputs: bool = False):
         super().__init__(std_model, rob_model, validate_inputs)
         classes = getattr(std_model, "num_classes", None) or getattr(rob_model, "num_classes", None)
         scale, power, bias, top_k, std_map = check_map_params(scale, power, bias, top_k, std_map, classes)
@@ -193,14 +207,16 @@ class NonlinearMixedClassifier(BasePair):
 
     def mapped_rob_logits(self, x: torch.Tensor) -> torch.Tensor:
         """M(h(x)) in float64."""
-        return nonlinear_map(self.rob_model(self._check(x)), self.scale, self.power, self.bias, self.top_k)
+        return map_checked(self.rob_model(self._check(x)), self.scale, self.power, self.bias, self.top_k)
 
     def mix(self, x: torch.Tensor, *, std_map: str | None = None, std_temperature: float = 1.0,
             smooth: float = 0.0) -> torch.Tensor:
         std_logits, rob_logits = self.logits(x)
-        return nonlinear_mix(std_logits, rob_logits, self.alpha, scale=self.scale, power=self.power, bias=self.bias,
-                             top_k=self.top_k, std_map=std_map or self.std_map, std_temperature=std_temperature,
-                             smooth=smooth)
+        if std_map not in (None, *STD_MAPS):
+            raise ConfigError(f"unknown std_map {std_map!r}: use 'softmax' or 'onehot'")
+        return mix_checked(std_logits, rob_logits, self.alpha, scale=self.scale, power=self.power, bias=self.bias,
+                           top_k=self.top_k, std_map=std_map or self.std_map, std_temperature=std_temperature,
+                           smooth=smooth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mix(x)

@@ -16,6 +16,8 @@ def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
 
     * a zoo name (``fmnist-std-cnn``) or a robustmix ``.safetensors`` checkpoint with its card;
     * ``package.module:function``: a factory returning an ``nn.Module`` (inputs in [0, 1]);
+    * an exported program (``.pt2``, e.g. what ``robustmix mix --export`` writes), loaded with
+      ``torch.export.load`` (no pickled code is run);
     * ``robustbench:MODEL_NAME`` or ``timm:MODEL_NAME``, when those optional packages
       (and a working torchvision) are installed.
     A checkpoint trained on another dataset than ``dataset`` is refused.
@@ -23,6 +25,8 @@ def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
     spec = str(spec)
     if spec.startswith(("robustbench:", "timm:")):
         return _external(*spec.split(":", 1), dataset)
+    if spec.endswith(".pt2"):
+        return _exported(Path(spec))
     if ":" in spec and not Path(spec).exists():
         module_name, _, func = spec.partition(":")
         try:
@@ -38,6 +42,18 @@ def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
             raise ModelError(f"{spec} returned {type(model).__name__}, expected a torch.nn.Module")
         return model.eval()
     return load(spec, expected_dataset=dataset)
+
+
+def _exported(path: Path) -> nn.Module:
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"exported program {path} not found; write one with 'robustmix mix ... --export {path.name}'")
+    try:
+        return torch.export.load(str(path)).module()
+    except Exception as exc:  # noqa: BLE001  (a truncated or foreign file may fail anywhere in the loader)
+        raise ModelError(f"{path} is not a torch.export program ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:120]}); export it again with torch.export.save") from None
 
 
 _RB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100"}

@@ -1,16 +1,14 @@
-"""Plots of the paper's figures, drawn from summaries (never from models)."""
+"""Plots of the paper's figures, drawn from summaries' data (never from models); a leaf that imports no robustmix
+module, so summaries may draw their own figures."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from ..results import SweepSummary, TradeoffSummary  # noqa: E402
 
 TRUST_LABELS = {"one": "$R_i=1$", "grad_std": r"$R_i=\|\nabla g_i\|_{p*}$",
                 "grad_max_std": r"$R_i=\|\nabla \max_j g_j\|_{p*}$",
@@ -29,7 +27,7 @@ def _save(fig, path) -> list[Path]:
     return outs
 
 
-def plot_sweep(summary: SweepSummary, path, title: str = "") -> list[Path]:
+def plot_sweep(summary, path, title: str = "") -> list[Path]:
     """Fig. 2: clean / STD / ROB / MIX accuracy versus alpha, shaded by 95% Clopper-Pearson intervals."""
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"clean": ("Clean", "k", "o"), "std": ("STD attack", "tab:blue", "s"),
@@ -51,7 +49,7 @@ def plot_sweep(summary: SweepSummary, path, title: str = "") -> list[Path]:
     return _save(fig, path)
 
 
-def plot_tradeoff(summary: TradeoffSummary, path, title: str = "") -> list[Path]:
+def plot_tradeoff(summary, path, title: str = "") -> list[Path]:
     """Fig. 1 / Fig. 4: attacked accuracy versus clean accuracy over gamma, per R_i and mixing space."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     colors = {"one": "tab:red", "grad_std": "tab:blue", "grad_max_std": "tab:green", "grad_ratio": "tab:purple"}
@@ -83,10 +81,6 @@ def plot_certified(curves: dict, path, title: str = "") -> list[Path]:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title or "Certified accuracy (open circles: clean accuracy)")
     return _save(fig, path)
-
-
-def fmt_pct(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
 def plot_pareto(summary: dict, path, title: str = "") -> list[Path]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._config import option
 from .._validation import check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError
@@ -35,21 +36,21 @@ RECIPES = ("standard", "pgd", "fgsm", "trades", "noise", "lipschitz")
 
 @dataclasses.dataclass
 class TrainConfig:
-    recipe: str = "standard"
-    epochs: int = 5
+    recipe: str = option("standard", "training recipe: standard, pgd, fgsm, trades, noise or lipschitz")
+    epochs: int = option(5, "passes over the training split")
     batch_size: int = 128
-    lr: float = 0.05                 # peak learning rate of the one-cycle schedule
+    lr: float = option(0.05, "peak learning rate of the one-cycle schedule")
     optimizer: str = "sgd"           # "sgd" (momentum 0.9, nesterov) or "adam"
     weight_decay: float = 5e-4
-    eps: float = 0.1                 # attack budget for pgd / fgsm / trades
-    norm: str = "inf"
+    eps: float = option(0.1, "attack radius of the pgd, fgsm and trades recipes")
+    norm: str = option("inf", "attack norm of the adversarial recipes: inf or 2")
     attack_steps: int = 5
     step_size: float | None = None   # default 2.5 * eps / steps (fgsm: 1.25 * eps)
     trades_beta: float = 6.0
-    sigma: float = 0.25              # noise recipe
+    sigma: float = option(0.25, "Gaussian noise of the noise recipe (a base model for randomized smoothing)")
     temperature: float = 1.0         # lipschitz recipe: the loss sees temperature * logits (the model does not)
     margin: float = 0.0              # lipschitz recipe: added to every wrong logit before the loss
-    seed: int = 0
+    seed: int = option(0, "seed of the initialisation, data order and attacks")
     channels_last: bool = True
 
     def __post_init__(self):

@@ -1,0 +1,153 @@
+"""Commands that attack a mixture: sweep (Fig. 2, Table I), tradeoff (Fig. 1, 4), attack, evaluate (worst case)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import ClassVar
+
+from .._config import option, subset
+from .._validation import check_alpha
+from ..errors import ConfigError
+from ..experiments.attack_eval import AttackConfig, run_attack_eval, summarize_attack
+from ..experiments.evaluate_run import EvaluateConfig, run_evaluate
+from ..experiments.runner import is_main_process
+from ..experiments.sweep import SweepConfig, run_sweep
+from ..experiments.tradeoff import TradeoffConfig, run_tradeoff
+from ..results import Summary
+from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model, load_pair
+
+
+@command("sweep", "alpha sweep: clean, STD-, ROB- and MIX-attacked accuracy for every alpha (Fig. 2, Table I)",
+         "robustmix sweep --std fmnist-std-cnn --rob fmnist-at-linf-cnn -n 1000 --eps 0.1 --out runs/sweep\n"
+         "robustmix sweep --std mypkg.models:standard --rob ckpt/robust.safetensors --dataset cifar10 --eps 0.0314")
+class SweepCommand(OnPair, Output, Models, Data, SweepConfig):
+    def run(self, ctx: Context) -> Summary:
+        x, y, g, h = self.load(ctx)
+        return run_sweep(g, h, x, y, subset(self, SweepConfig), **self.records(ctx))
+
+
+@command("tradeoff", "trade-off curves of eq. (3) for each R_i, logits vs probabilities (Fig. 1, Fig. 4)",
+         "robustmix tradeoff --std fmnist-std-cnn --rob fmnist-trades-linf-cnn --steps 20 -n 100 --out runs/fig4a")
+class TradeoffCommand(OnPair, Output, Models, Data, TradeoffConfig):
+    def run(self, ctx: Context) -> Summary:
+        x, y, g, h = self.load(ctx)
+        return run_tradeoff(g, h, x, y, subset(self, TradeoffConfig), **self.records(ctx))
+
+
+@command("attack", "attack the mixture at one alpha: PGD and/or AutoAttack (standard, rand, or Square only)",
+         "robustmix attack --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --autoattack standard -n 500")
+class AttackCommand(OnPair, Output, Models, Data, AttackConfig):
+    alpha: float = option(0.5, "weight of h in the mixture")
+
+    def check(self):
+        check_alpha(self.alpha)
+
+    def run(self, ctx: Context) -> Summary:
+        from ..mixing import MixedClassifier
+
+        x, y, g, h = self.load(ctx)
+        cfg = subset(self, AttackConfig)
+        records = run_attack_eval(MixedClassifier(g, h, self.alpha), x, y, cfg, **self.records(ctx, alpha=self.alpha))
+        return summarize_attack(records, self.alpha, cfg) if is_main_process() else None
+
+
+@command("evaluate", "worst-case robust accuracy: an adaptive attack ensemble, per example, with a 95% interval",
+         "robustmix evaluate --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.7 --norm linf --eps 0.1 -n 1000 "
+         "--out runs/eval\n"
+         "robustmix evaluate --model fmnist-at-linf-cnn --eps 0.1 -n 1000 --out runs/eval-h   # one model alone\n"
+         "robustmix evaluate --model mixed.pt2 --indices picked.txt --out runs/eval-mix")
+class EvaluateCommand(Output, Models, Data, EvaluateConfig):
+    EXCLUSIVE: ClassVar[tuple] = (("indices", "n"),)
+    alpha: float = option(0.5, "weight of h in the mixture (not with --model)")
+    model: str | None = option(None, "evaluate this one model instead of the mixture of --std and --rob (a zoo name, "
+                                     "a checkpoint such as a saved mixer, an exported .pt2, or module:function)")
+    indices: str | None = option(None, "file of dataset indices to evaluate, one integer per line (instead of -n)")
+    no_diagnostics: bool = option(False, "skip the gradient-masking checks")
+    save_adversarial_to: str | None = option(None, "write every example's worst-case input (the clean one where no "
+                                                   "attack found an error), labels, indices, eps, norm and the "
+                                                   "weights' SHA-256 to this .pt file; 'robustmix verify' re-checks it",
+                                             flags=("--save-adversarial",), metavar="FILE.pt")
+
+    def check(self):
+        check_alpha(self.alpha)
+        self.diagnostics = not self.no_diagnostics
+        self.save_adversarial = bool(self.save_adversarial_to)
+        if self.save_adversarial_to:
+            from .mixers import check_export_path
+
+            check_export_path(self.save_adversarial_to, "--save-adversarial")
+
+    def run(self, ctx: Context) -> Summary:
+        from ..data import load_dataset
+        from ..mixing import MixedClassifier
+
+        if self.indices:
+            x_all, y_all = load_dataset(self.dataset, self.split, self.data_root)
+            idx = read_indices(self.indices, len(x_all))
+            x, y = x_all[idx], y_all[idx]
+        else:
+            (x, y), idx = load_data(self), None
+        if self.model:
+            model, what = load_model(self.model, self.dataset, ctx, x), {"model": self.model}
+        else:
+            g, h = load_pair(self, ctx, x)
+            model, what = MixedClassifier(g, h, self.alpha), {**self.data_settings(), "alpha": self.alpha}
+        records = self.out_path / "records.jsonl"
+        summary = run_evaluate(model, x, y, subset(self, EvaluateConfig), indices=idx, records_path=records,
+                               settings={**what, "dataset": self.dataset, "split": self.split}, fresh=self.fresh,
+                               progress=ctx.progress)
+        if summary is not None and self.save_adversarial_to:
+            save_adversarial(self, model, what, records, summary, idx if idx is not None else range(len(x)), y)
+        return summary
+
+
+def save_adversarial(cfg: EvaluateCommand, model, what: dict, records_path, summary, indices, labels) -> None:
+    """One file that anyone can re-check (``robustmix verify``): inputs, labels, threat model, weights' SHA-256."""
+    import torch
+
+    from .._io import atomic_write_bytes, weights_digest
+    from ..experiments.runner import read_records
+    from ..experiments.evaluate_run import collect_adversarial
+
+    robust = {r["index"]: bool(r["robust"]) for r in read_records(records_path)[1]}
+    idx = [int(i) for i in indices]
+    payload = {"x_adv": collect_adversarial(records_path, idx), "labels": labels.cpu().clone(),
+               "indices": torch.tensor(idx), "robust": torch.tensor([robust[i] for i in idx]),
+               "eps": float(cfg.eps), "norm": str(cfg.norm), "dataset": cfg.dataset, "split": cfg.split,
+               "model": what, "weights_sha256": weights_digest(model), "accuracy": summary.accuracy,
+               "format": "robustmix-adversarial-1"}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(cfg.save_adversarial_to, buf.getvalue())
+
+
+def read_indices(path: str, size: int):
+    """Dataset indices from a file, one integer per line; every mistake named with its line."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--indices {path} not found; give a file with one test-set index per line")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"--indices {path} is not a text file; write one integer per line") from None
+    out = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"--indices {path} line {number}: {text[:20]!r} is not an integer; write one index "
+                              "per line") from None
+        if not 0 <= value < size:
+            raise ConfigError(f"--indices {path} line {number}: {value} is outside the split's 0..{size - 1}")
+        out.append(value)
+    if not out:
+        raise ConfigError(f"--indices {path} holds no indices; write one integer per line")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--indices {path} lists an index twice; give each index once")
+    return torch.tensor(out)

@@ -1,0 +1,95 @@
+"""The first commands a user meets: demo (the main job), train, report (rebuild a run's page), list (the zoo)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .._config import Checked, option, option_of
+from ..errors import ConfigError
+from ..results import Summary
+from ..training import TrainConfig
+from .common import Context, Data, Output, check_out_folder, check_writable, command
+
+
+@command("demo", "run the offline end-to-end demo on the shipped Fashion-MNIST zoo and write a report",
+         "robustmix demo                       # the paper on the shipped zoo\n"
+         "robustmix demo --quick --out /tmp/rm   # a smaller run", out="robustmix-demo")
+class DemoCommand(Output):
+    quick: bool = option(False, "smaller settings (fewer images, steps and noise samples)")
+
+    def run(self, ctx: Context) -> Summary:
+        from ..experiments.demo import DemoSettings, run_demo
+
+        return run_demo(self.out_path, DemoSettings.quick() if self.quick else DemoSettings(), progress=ctx.progress,
+                        fresh=self.fresh)
+
+
+@command("train", "train a model with a recipe (or rerun a zoo model's recipe)",
+         "robustmix train --zoo fmnist-at-linf-cnn --out my-zoo\n"
+         "robustmix train --arch cnn-small --recipe trades --eps 0.1 --epochs 6 --out ckpt/trades.safetensors")
+class TrainCommand(Checked, TrainConfig):
+    zoo: str | None = option(None, "rerun the recipe of this zoo model (other training flags are ignored)")
+    arch: str = option("cnn-small", "architecture (robustmix list shows them)")
+    dataset: str = option_of(Data, "dataset")
+    out: str | None = option(None, "checkpoint path (.safetensors), or with --zoo the output folder", required=True)
+
+    def check(self):
+        if not self.out:
+            raise ConfigError("--out PATH is required (where to write the checkpoint)")
+        out = Path(self.out)
+        if self.zoo:
+            check_out_folder(out)
+        elif out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; give a checkpoint file such as {out / 'model.safetensors'}")
+        else:
+            check_writable(out.parent if str(out.parent) else Path("."), "--out")
+        if self.recipe == "lipschitz":
+            self.optimizer = "adam"
+
+    def run(self, ctx: Context) -> str:
+        from ..training import train_checkpoint, train_zoo_model
+
+        if self.zoo:
+            return f"wrote {train_zoo_model(self.zoo, self.out)}"
+        cfg = TrainConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)})
+        path, card = train_checkpoint(self.arch, cfg, self.dataset, self.out)
+        return f"wrote {path} (validation accuracy {100 * card.metrics['clean']['accuracy']:.2f}%)"
+
+
+@command("report", "rebuild report.html and report.md from a results folder's summary.json (any command's)",
+         "robustmix report runs/sweep      # then open runs/sweep/report.html")
+class ReportCommand:
+    folder: str = option(".", "a folder written by a robustmix command (it holds summary.json)", positional=True)
+
+    def __post_init__(self):
+        folder = Path(self.folder)
+        if not folder.is_dir():
+            raise ConfigError(f"{folder} not found: give the --out folder of a robustmix command")
+        if not (folder / "summary.json").is_file():
+            raise ConfigError(f"{folder} holds no summary.json (expected the summary every robustmix command writes "
+                              "into its --out folder when it finishes); finish or rerun that command first")
+        check_writable(folder, "report folder")
+
+    def run(self, ctx: Context) -> str:
+        from ..reports import terminal_summary, write_report
+        from ..results import load_summary
+
+        summary = load_summary(Path(self.folder) / "summary.json")
+        paths = write_report(summary, self.folder)
+        return f"{terminal_summary(summary)}\n\nreport: {paths['html']}"
+
+
+@command("list", "list zoo models (with their clean accuracy) and architectures", "robustmix list 'fmnist-*'")
+class ListCommand:
+    pattern: str = option("*", "shell-style pattern of names", positional=True)
+
+    def run(self, ctx: Context) -> str:
+        from ..models import card, list_models
+
+        lines = []
+        for name in list_models(self.pattern, pretrained=True):
+            acc = card(name).metrics.get("clean", {}).get("accuracy")
+            lines.append(f"{name:26s} {card(name).recipe:10s} clean {100 * acc:.2f}%" if acc is not None else name)
+        lines += [f"{name:26s} (architecture)" for name in list_models(self.pattern, pretrained=False)]
+        return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Commands that choose and deploy a mixer: pareto (every mixer on one front), calibrate, mix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._config import option, option_of, subset
+from .._validation import check_alpha
+from ..errors import ConfigError
+from ..experiments.calibrate import CalibrateSettings, run_calibration
+from ..experiments.pareto import ParetoSettings, run_pareto
+from ..results import Summary
+from .common import Context, Data, Models, Output, check_writable, command, load_pair
+
+
+def load_splits(cfg, sizes: dict) -> dict:
+    """{split: (x[:n], y[:n])} for each split and size."""
+    from ..data import load_dataset
+
+    return {k: tuple(t[:n] for t in load_dataset(cfg.dataset, k, cfg.data_root)) for k, n in sizes.items()}
+
+
+@command("pareto", "linear, nonlinear (MixedNUTS) and adaptive mixers on one accuracy-robustness front",
+         "robustmix pareto --std fmnist-std-cnn --rob fmnist-at-linf-cnn --eps 0.1 --out results/pareto-linf\n"
+         "robustmix pareto --rob fmnist-at-l2-cnn --norm 2 --eps 1.5 --n-headline 500 --out results/pareto-l2")
+class ParetoCommand(Output, Models, ParetoSettings):
+    dataset: str = option_of(Data, "dataset")
+    data_root: str | None = option_of(Data, "data_root")
+    seed: int = option_of(Data, "seed")
+
+    def check(self):
+        for name in ("n_curve", "n_headline", "n_val", "n_train"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def run(self, ctx: Context) -> Summary:
+        splits = load_splits(self, {"train": self.n_train, "val": self.n_val,
+                                    "test": max(self.n_curve, self.n_headline)})
+        g, h = load_pair(self, ctx, splits["test"][0])
+        return run_pareto(g, h, splits, subset(self, ParetoSettings), self.out_path, fresh=self.fresh)
+
+
+@command("calibrate", "choose a mixer on the validation split, then confirm it on the test split with the "
+                      "worst-case evaluator",
+         "robustmix calibrate --objective clean --target 0.90 -n 1000      # most robust alpha with >= 90% clean\n"
+         "robustmix calibrate --objective robust --target 0.60 -n 1000     # most accurate alpha with >= 60% robust\n"
+         "robustmix calibrate --objective certified --rob fmnist-noise-0.50-cnn --sigma 0.5 --radius 0.5\n"
+         "robustmix calibrate --mixer nonlinear --target 0.9 --export mixed.pt2   # also a deployable program")
+class CalibrateCommand(Output, Models, Data, CalibrateSettings):
+    export: str | None = option(None, "also write the chosen mixer as a torch.export program (.pt2)")
+
+    def check(self):
+        if self.export:
+            check_export_path(self.export, "--export")
+
+    def run(self, ctx: Context) -> Summary:
+        sizes = {"val": self.n, "test": self.n, **({"train": 10 * self.n} if self.mixer == "adaptive" else {})}
+        splits = load_splits(self, sizes)
+        g, h = load_pair(self, ctx, splits["val"][0])
+        summary = run_calibration(g, h, splits, subset(self, CalibrateSettings), self.out_path,
+                                  settings=self.data_settings(), fresh=self.fresh)
+        summary.save(self.out_path / "calibration.json")
+        if self.export:
+            from ..experiments.export import export_program
+            from ..models import load
+
+            export_program(load(self.out_path / "mixer.safetensors"), splits["val"][0][:2], self.export)
+        return summary
+
+
+def check_export_path(path: str, flag: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name such as {p / 'mixed.pt2'}")
+    check_writable(p.parent if str(p.parent) else Path("."), flag)
+
+
+@command("mix", "save the mixed classifier of any two models: a robustmix checkpoint (--out, when both models carry "
+                "cards), a torch.export program (--export) and/or ONNX (--onnx)",
+         "robustmix mix --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --out mixed.safetensors "
+         "--export mixed.pt2\n"
+         "robustmix mix --std mypkg.models:standard --rob mypkg.models:robust --alpha 0.6 --export mixed.pt2")
+class MixCommand(Models):
+    alpha: float | None = option(None, "weight of h in the mixture", required=True)
+    dataset: str = option_of(Data, "dataset")
+    mixer: str = option("linear", "linear (eq. 4) or nonlinear (MixedNUTS map of h's logits; an adaptive mixer is "
+                                  "saved by 'calibrate --mixer adaptive')", choices=["linear", "nonlinear"])
+    scale: float = option(1.0, "nonlinear: scale of the map")
+    power: float = option(1.0, "nonlinear: power of the map")
+    bias: float = option(0.0, "nonlinear: bias added after the layer norm")
+    top_k: int | None = option(None, "nonlinear: layer norm over the k largest logits", shown="all logits")
+    std_map: str = option("softmax", "nonlinear: how g's output becomes probabilities", choices=["softmax", "onehot"])
+    out: str | None = option(None, "robustmix checkpoint to write (.safetensors; needs base models with cards)")
+    export: str | None = option(None, "torch.export program to write (.pt2): works for any models")
+    onnx: str | None = option(None, "ONNX file to write (needs the onnx package)")
+
+    def __post_init__(self):
+        if self.alpha is None:
+            raise ConfigError("give --alpha, the weight of h in the mixture (a number in [0, 1])")
+        check_alpha(self.alpha)
+        if not (self.out or self.export or self.onnx):
+            raise ConfigError("give at least one of --out FILE.safetensors, --export FILE.pt2 or --onnx FILE.onnx")
+        for flag, target in (("--out", self.out), ("--export", self.export), ("--onnx", self.onnx)):
+            if target:
+                check_export_path(target, flag)
+
+    def run(self, ctx: Context) -> str:
+        import torch
+
+        from ..data import dataset_info
+        from ..experiments.export import export_onnx, export_program, save_mixer
+        from ..mixing import MixedClassifier, NonlinearMixedClassifier
+
+        info = dataset_info(self.dataset)
+        g, h = load_pair(self, ctx)
+        if self.mixer == "nonlinear":
+            mixer = NonlinearMixedClassifier(g, h, alpha=self.alpha, scale=self.scale, power=self.power,
+                                             bias=self.bias, top_k=self.top_k, std_map=self.std_map)
+        else:
+            mixer = MixedClassifier(g, h, self.alpha)
+        lines, example = [], torch.rand(2, *info.shape)
+        if self.out:
+            if not all(hasattr(m, "card") for m in (g, h)):
+                raise ConfigError("--out needs base models with robustmix cards (zoo names or checkpoints made with "
+                                  "robustmix.models.save_checkpoint; see the README's 'Bring your own models'); "
+                                  "--export FILE.pt2 works for any models")
+            lines.append(f"wrote {save_mixer(mixer, self.out, dataset=info.name)} (load with robustmix.models.load)")
+        if self.export:
+            lines.append(f"wrote {export_program(mixer, example, self.export)} (use it as --model, --std or --rob, "
+                         "or torch.export.load(path).module(); inputs in [0, 1], outputs mixed log-probabilities)")
+        if self.onnx:
+            lines.append(f"wrote {export_onnx(mixer, example, self.onnx)}")
+        return "\n".join(lines)
+

@@ -1,0 +1,82 @@
+"""``robustmix verify``: re-check a saved evaluation (``evaluate --save-adversarial``) without trusting robustmix's
+attack code: every input inside the eps-ball and [0, 1], the model's predictions on them, accuracy with interval."""
+
+from __future__ import annotations
+
+
+import torch
+
+from .._config import option, option_of
+from .._io import weights_digest
+from ..errors import ConfigError
+from ..results import VerifySummary, binomial_ci
+from .common import Context, Data, Output, command, load_model
+
+KEYS = {"x_adv", "labels", "indices", "eps", "norm", "dataset", "split", "model", "weights_sha256", "accuracy"}
+
+
+@command("verify", "re-check a file of adversarial inputs written by 'evaluate --save-adversarial'",
+         "robustmix evaluate --alpha 0.7 -n 1000 --save-adversarial adv.pt --out runs/eval\n"
+         "robustmix verify adv.pt --out runs/verify      # the model recorded in the file\n"
+         "robustmix verify adv.pt --model mixed.pt2      # another copy of the same weights")
+class VerifyCommand(Output):
+    file: str = option("adversarial.pt", "the .pt file written by evaluate --save-adversarial", positional=True)
+    model: str | None = option(None, "model to check (any model form); its weights must match the file's SHA-256",
+                               shown="the model recorded in the file")
+    data_root: str | None = option_of(Data, "data_root")
+
+    def run(self, ctx: Context) -> VerifySummary:
+        from ..data import load_dataset
+        from ..mixing import MixedClassifier
+
+        saved = read_adversarial(self.file)
+        x, _ = load_dataset(saved["dataset"], saved["split"], self.data_root)
+        spec = saved["model"]
+        if self.model:
+            model = load_model(self.model, saved["dataset"], ctx)
+        elif "model" in spec:
+            model = load_model(spec["model"], saved["dataset"], ctx)
+        else:
+            model = MixedClassifier(load_model(spec["std"], saved["dataset"], ctx),
+                                    load_model(spec["rob"], saved["dataset"], ctx), spec["alpha"])
+        if weights_digest(model) != saved["weights_sha256"]:
+            raise ConfigError(f"{self.file} was written for other weights (SHA-256 {saved['weights_sha256'][:12]}..., "
+                              f"this model {weights_digest(model)[:12]}...); verify it with the model it was made for")
+        idx, x_adv = saved["indices"], saved["x_adv"]
+        if idx.min() < 0 or idx.max() >= len(x) or x_adv.shape != (len(idx), *x.shape[1:]):
+            raise ConfigError(f"{self.file} does not fit {saved['dataset']} {saved['split']} (indices or input shape)")
+        delta = (x_adv - x[idx]).flatten(1).double()
+        norm = str(saved["norm"]).lower().lstrip("l")
+        size = delta.abs().amax(1) if norm == "inf" else delta.norm(p=float(norm), dim=1)
+        bad_ball = int((size > saved["eps"] * (1 + 1e-5) + 1e-6).sum())
+        bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
+        if bad_ball or bad_box:
+            raise ConfigError(f"{self.file} is not a valid evaluation: {bad_ball} input(s) outside the l_{norm} ball of "
+                              f"radius {saved['eps']}, {bad_box} outside [0, 1]")
+        device = next(iter(model.parameters())).device
+        with torch.no_grad():
+            pred = torch.cat([model(b.to(device)).argmax(1).cpu() for b in x_adv.split(256)])
+        correct = pred == saved["labels"]
+        return VerifySummary(n=len(idx), accuracy=float(correct.double().mean()),
+                             ci95=list(binomial_ci(int(correct.sum()), len(idx))), claimed_accuracy=saved["accuracy"],
+                             disagreements=int((correct != saved["robust"]).sum()), eps=saved["eps"],
+                             norm=str(saved["norm"]), largest_perturbation=float(size.max()), file=str(self.file),
+                             weights_sha256=saved["weights_sha256"], model=spec if not self.model else
+                             {"model": self.model})
+
+
+def read_adversarial(path: str) -> dict:
+    """The saved evaluation, read without running pickled code (``weights_only``); refused if incomplete."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found; write one with 'robustmix evaluate ... --save-adversarial {path}'") \
+            from None
+    except Exception as exc:  # noqa: BLE001  (a truncated or foreign file fails in many ways inside torch.load)
+        raise ConfigError(f"{path} is not a readable robustmix adversarial file ({type(exc).__name__}); it may be "
+                          "truncated: write it again with evaluate --save-adversarial") from None
+    if not isinstance(data, dict) or not KEYS <= set(data):
+        raise ConfigError(f"{path} is not a robustmix adversarial file (missing "
+                          f"{sorted(KEYS - set(data)) if isinstance(data, dict) else 'everything'})")
+    return data
+

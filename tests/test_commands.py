@@ -1,0 +1,251 @@
+"""One contract for every command: generated help, a typed summary, and a report that holds its numbers."""
+
+import argparse
+import contextlib
+import io
+import json
+
+import pytest
+
+from robustmix.cli import TABLE, build_parser, main
+from robustmix.reports.format import fmt_ci
+from robustmix.results import binomial_ci, load_summary
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, action.choices
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"]] + [[c, "--help"] for c in TABLE] + [[c, "-h"] for c in TABLE])
+def test_every_help_exits_zero(argv):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0 and "usage: robustmix" in buf.getvalue()
+
+
+def test_every_flag_has_help_and_its_default():
+    parser, subs = _subparsers()
+    for name, sub in subs.items():
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or action.dest in ("help", "config"):
+                continue
+            assert action.help and "(default: " in action.help, f"{name} {action.option_strings}: {action.help!r}"
+    for action in parser._actions:
+        if action.dest not in ("help", "command"):
+            assert action.help, action.option_strings
+
+
+def test_global_options_before_or_after_the_command(tmp_path, capsys):
+    assert main(["list", "--device", "cpu", "--threads", "1", "fmnist-std*"]) == 0
+    assert main(["--device", "cpu", "list", "fmnist-std*"]) == 0
+    assert "fmnist-std-cnn" in capsys.readouterr().out
+    assert main(["list", "--device", "tpu"]) == 2
+    assert "is not a device" in capsys.readouterr().err
+
+
+def test_indices_with_n_is_refused(tmp_path, capsys):
+    f = tmp_path / "idx.txt"
+    f.write_text("1\n2\n")
+    assert main(["evaluate", "--indices", str(f), "-n", "5", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--indices and --n do not go together" in err and len(err.strip().splitlines()) == 1
+
+
+def _pct(v, ci):
+    return fmt_ci(v, ci)
+
+
+def _expected(s) -> list[str]:
+    """Headline strings the report must show for a summary: values with their intervals, and n."""
+    kind = s.KIND
+    if kind == "sweep":
+        return [f"n = {s.n}"] + [_pct(s.accuracy[k][i], s.ci95[k][i]) for k in s.accuracy for i in range(len(s.alphas))]
+    if kind == "tradeoff":
+        return [f"n = {s.n}"] + [_pct(v, binomial_ci(round(v * s.n), s.n)) for c in s.curves.values() for v in c["clean"]]
+    if kind == "attack":
+        return [str(s.n)] + [_pct(v, s.ci95[k]) for k, v in s.accuracy.items()]
+    if kind == "evaluate":
+        return [f"n = {s.n}", _pct(s.accuracy, s.ci95), _pct(s.clean_accuracy, s.clean_ci95)]
+    if kind == "certify":
+        out = [f"n = {s.n}"]
+        for key, c in s.curves.items():
+            out += [_pct(v, binomial_ci(round(v * s.n), s.n)) for v in c["clean"]]
+            out += [_pct(s.certified_at(key, a, 0.5), binomial_ci(round(s.certified_at(key, a, 0.5) * s.n), s.n))
+                    for a in s.alphas]
+        return out
+    if kind == "calibration":
+        t = s.test
+        return [str(t["n"]), _pct(t["clean"], t["clean_ci95"]), _pct(t["robust"], t["robust_ci95"])]
+    if kind == "fig3":
+        rs = s.certified["rs"]
+        v = rs["thm2_tight"]["mixture"]["clean"][0]
+        return [f"n = {s.n}", _pct(v, binomial_ci(round(v * s.n), s.n)), "point estimate", "sound"]
+    raise AssertionError(kind)
+
+
+TINY = {
+    "sweep": ["sweep", "-n", "4", "--alphas", "0", "1", "--steps", "1"],
+    "tradeoff": ["tradeoff", "-n", "4", "--steps", "1", "--gammas", "0", "inf", "--trusts", "one"],
+    "attack": ["attack", "-n", "4", "--steps", "1", "--autoattack", "none", "--alpha", "0.7"],
+    "evaluate": ["evaluate", "-n", "4", "--attacks", "aa-apgd-ce", "--steps", "2", "--no-diagnostics"],
+    "certify-sound": ["certify", "-n", "3", "--sigma", "0.5", "--samples", "200", "--alphas", "0.8", "1.0", "--sound"],
+    "certify-estimate": ["certify", "-n", "3", "--sigma", "0.5", "--samples", "100", "--alphas", "1.0"],
+    "certify-lipschitz": ["certify", "-n", "3", "--rob", "fmnist-lipschitz", "--lipschitz", "--alphas", "0.7", "1.0"],
+    "fig3": ["fig3", "-n", "3", "--samples", "100"],
+    "calibrate": ["calibrate", "-n", "8", "--target", "0.8", "--steps", "2", "--confirm-steps", "2", "--alphas", "0.5",
+                  "1.0"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_each_command_then_report(name, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = TINY[name] + ["--out", str(out)]
+    assert main(argv) == 0
+    summary = load_summary(out / "summary.json")
+    assert summary.command == "robustmix " + " ".join(argv)
+    for f in ("report.html", "report.md"):
+        (out / f).unlink()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    for needle in _expected(summary):
+        assert needle in md, (needle, md)
+    assert summary.command.split(" --out")[0] in md and "95%" in md and len(page) > 800
+    if name.startswith("certify-estimate"):
+        assert "not sound" in md.lower() or "point estimate" in md
+
+
+def test_report_on_a_folder_without_a_summary(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "summary.json" in err and "demo" not in err
+
+
+@pytest.mark.parametrize("payload,needle", [
+    ({"kind": "bogus", "schema_version": 1}, "unknown summary kind 'bogus'"),
+    ({"kind": "sweep", "schema_version": 99, "alphas": [], "n": 0, "accuracy": {}, "ci95": {}, "table1": {}},
+     "newer than this robustmix"),
+])
+def test_report_refuses_unknown_or_newer_summaries(payload, needle, tmp_path, capsys):
+    (tmp_path / "summary.json").write_text(json.dumps(payload))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, capsys):
+    import torch
+
+    adv = tmp_path / "adv.pt"
+    assert main(["evaluate", "-n", "4", "--attacks", "aa-apgd-ce", "--steps", "2", "--no-diagnostics", "--alpha", "0.7",
+                 "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]) == 0
+    claimed = load_summary(tmp_path / "eval" / "summary.json")
+    assert main(["verify", str(adv), "--out", str(tmp_path / "v")]) == 0
+    v = load_summary(tmp_path / "v" / "summary.json")
+    assert v.n == 4 and v.accuracy == claimed.accuracy and v.disagreements == 0
+    saved = torch.load(adv, weights_only=True)
+    capsys.readouterr()
+
+    def refused(data, needle):
+        bad = tmp_path / "bad.pt"
+        if isinstance(data, bytes):
+            bad.write_bytes(data)
+        else:
+            torch.save(data, bad)
+        assert main(["verify", str(bad), "--out", str(tmp_path / "v2")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+
+    over = dict(saved, x_adv=(saved["x_adv"] + 0.3).clamp(0, 1))
+    refused(over, "outside the l_inf ball")
+    refused(dict(saved, model={**saved["model"], "alpha": 0.2}), "other weights")
+    refused(dict(saved, model={"model": "fmnist-at-l2-cnn"}), "other weights")
+    refused(adv.read_bytes()[:200], "truncated")
+    refused({"x_adv": saved["x_adv"]}, "not a robustmix adversarial file")
+
+
+def test_the_architecture_docs_new_command_works_as_written(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import re
+    from pathlib import Path
+    from typing import ClassVar
+
+    import torch
+
+    from robustmix import cli, results
+    from robustmix._config import option
+    from robustmix.commands.common import Context, Data, Output, command, load_data, load_model
+    from robustmix.reports.format import fmt_ci
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", doc, re.S))
+    assert len([line for line in code.splitlines() if line.strip() and not line.startswith("#")]) < 50
+    namespace = {"dataclasses": dataclasses, "ClassVar": ClassVar, "torch": torch, "option": option,
+                 "Summary": results.Summary, "Section": results.Section, "_with_command": results._with_command,
+                 "binomial_ci": results.binomial_ci, "fmt_ci": fmt_ci, "Output": Output, "Data": Data,
+                 "Context": Context, "load_data": load_data, "load_model": load_model, "command": command}
+    try:
+        exec(compile(code, "architecture.md", "exec"), namespace)
+        monkeypatch.setitem(cli.TABLE, "clean", namespace["CleanCommand"])
+        out = tmp_path / "clean"
+        assert main(["clean", "-n", "50", "--out", str(out)]) == 0
+        summary = load_summary(out / "summary.json")
+        assert summary.KIND == "clean" and summary.n == 50 and 0.7 < summary.accuracy <= 1
+        assert fmt_ci(summary.accuracy, summary.ci95) in (out / "report.md").read_text()
+    finally:
+        results.KINDS.pop("clean", None)
+
+
+def test_fresh_moves_aside_everything_the_old_run_wrote(tmp_path):
+    out = tmp_path / "o"
+    assert main(TINY["sweep"] + ["--out", str(out)]) == 0
+    assert (out / "figures" / "fig2_alpha_sweep.png").exists()
+    assert main(TINY["tradeoff"] + ["--out", str(out), "--fresh"]) == 0
+    assert load_summary(out / "summary.json").KIND == "tradeoff"
+    assert not (out / "figures" / "fig2_alpha_sweep.png").exists()       # nothing old mixed with the new run
+    previous = list(out.glob("previous-*"))
+    assert len(previous) == 1 and (previous[0] / "summary.json").exists()
+    assert (previous[0] / "figures" / "fig2_alpha_sweep.png").exists()
+    assert list(out.glob("records.jsonl.*.old"))                          # the runner kept the old records
+
+
+@pytest.mark.parametrize("factory,needle", [
+    ("nan_outputs", "returns NaN or infinite outputs"),
+    ("probabilities", "returns probabilities (rows sum to 1); robustmix needs logits"),
+    ("float64_weights", "has torch.float64 weights but the data are torch.float32"),
+])
+def test_models_are_probed_once_at_load(factory, needle, tmp_path, capsys):
+    argv = ["sweep", "-n", "4", "--std", f"tests.bad_models:{factory}", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and f"tests.bad_models:{factory}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "records.jsonl").exists()
+
+
+def test_log_probabilities_are_valid_logits(tmp_path):
+    assert main(["sweep", "-n", "2", "--alphas", "0", "1", "--steps", "1", "--std", "tests.bad_models:log_probabilities",
+                 "--out", str(tmp_path / "o")]) == 0
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["certify", "-n", "2", "--sigma", "0"], "--sigma must be a positive number"),
+    (["certify", "-n", "2", "--sigma", "0.5", "--sound", "--samples", "50"], "--samples (50) must be at least --n0"),
+    (["mix", "--alpha", "0.5"], "give at least one of --out"),
+    (["mix", "--alpha", "0.5", "--std", "tests.bad_models:log_probabilities", "--out", "OUT/m.safetensors"],
+     "--out needs base models with robustmix cards"),
+    (["train", "--out", "FILE/m.safetensors"], "is a file, not a folder"),
+    (["calibrate", "--target", "0.9", "--export", "OUT"], "is a folder"),
+])
+def test_flags_refused_before_any_work(argv, needle, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("x")
+    argv = [a.replace("OUT", str(tmp_path)).replace("FILE", str(tmp_path / "FILE")) for a in argv]
+    if argv[0] in ("certify", "calibrate"):
+        argv += ["--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
