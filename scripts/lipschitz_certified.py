@@ -1,6 +1,6 @@
 """Certified l2 accuracy of the shipped fmnist-lipschitz h and of its mixtures with fmnist-std-cnn.
 
-Writes results/lipschitz-certified/summary.json and certified.{png,pdf}:
+Writes results/lipschitz-certified/summary.json and its report (report.html, figures/lipschitz_certified.png):
 Theorem 1 (probability Lipschitz bound) against the logit-ball certificate
 (robustmix.certify.logit_ball_radius with pairwise logit bounds) on the first
 N test images.  Run: python scripts/lipschitz_certified.py [--n 1000] [--h fmnist-lipschitz] [--out DIR]
@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +21,8 @@ from robustmix.certify import (certified_accuracy, lipschitz_radius, logit_ball_
 from robustmix.data import load_dataset
 from robustmix.mixing.functional import mix_log_probs
 from robustmix.models import card, load
-from robustmix.reports.plots import plot_lipschitz_certified
+from robustmix.reports import write_report
+from robustmix.results import LipschitzCertifiedSummary
 
 ALPHAS = [0.6, 0.7, 0.8, 0.9, 1.0]
 REPORT_RADII = [0.1, 0.25, 0.5, 0.75, 1.0]
@@ -50,7 +52,7 @@ def main(n: int, out: Path, h_name: str = "fmnist-lipschitz") -> dict:
     clean = [(mix_log_probs(zg, zh, a).argmax(1) == y).double().mean().item() for a in ALPHAS]
     clean_tempered = [(mix_log_probs(zg, TEMPERATURE * zh, a).argmax(1) == y).double().mean().item() for a in ALPHAS]
     grid = torch.linspace(0, 1.5, 151, dtype=torch.float64)
-    summary = {"schema": 1, "n": n, "split": f"test[:{n}]", "h": h_name, "g": "fmnist-std-cnn",
+    summary = {"n": n, "split": f"test[:{n}]", "h": h_name, "g": "fmnist-std-cnn",
                "lipschitz_l2": lip, "pairwise_lipschitz_max": float(pairs.max()), "alphas": ALPHAS,
                "clean_accuracy": dict(zip(map(str, ALPHAS), clean)),
                "clean_accuracy_h_at_temperature": dict(zip(map(str, ALPHAS), clean_tempered)),
@@ -65,8 +67,9 @@ def main(n: int, out: Path, h_name: str = "fmnist-lipschitz") -> dict:
             summary["curves"][method] = {str(a): {"grid": grid.tolist(), "certified": curve[i].tolist(),
                                                   "clean": clean[i]} for i, a in enumerate(ALPHAS)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot_lipschitz_certified(summary, out / "certified")
+    typed = LipschitzCertifiedSummary(**summary, command=" ".join(["python3", *sys.argv]))
+    typed.save(out / "summary.json")
+    write_report(typed, out)   # report.html / report.md with the certified curves (figures/)
     return summary
 
 

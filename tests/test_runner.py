@@ -198,10 +198,14 @@ def test_public_api_validates_its_inputs():
     from robustmix.mixing import MixedClassifier
 
     g, h = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    from robustmix.attacks import evaluate
+
+    # inputs are checked where they enter (evaluate, attacks, certify, the CLI), not in every forward pass
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        MixedClassifier(g, h, 0.5)(torch.rand(2, 4) * 3)
+        evaluate(MixedClassifier(g, h, 0.5), torch.rand(2, 4) * 3, torch.tensor([0, 1]), norm="Linf", eps=0.1)
     with pytest.raises(InputError, match="integer dtype"):
-        MixedClassifier(g, h, 0.5)(torch.ones(2, 4, dtype=torch.long))
+        MixedClassifier(g, h, 0.5, validate_inputs=True)(torch.ones(2, 4, dtype=torch.long))
+    assert MixedClassifier(g, h, 0.5)(torch.rand(2, 4) * 3).shape == (2, 3)   # e.g. noisy inputs of a smoothing loop
     with pytest.raises(ConfigError, match="steps"):
         SweepConfig(steps=-1)
     with pytest.raises(ConfigError, match="eps"):
