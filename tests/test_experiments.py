@@ -105,3 +105,24 @@ def test_tradeoff_choice_helpers():
     assert best_tradeoff_alpha(summary, keep=0.8) == 0.6
     assert gap_closed(0.9, 0.92, 0.82) == pytest.approx(0.8)
     assert kept(0.5, 0.6) == pytest.approx(5 / 6)
+
+
+def test_shared_samples_give_the_same_certificates_in_one_pass(pair):
+    """share_samples: the point estimate and union bounds come from the tight certificate's own draws."""
+    import math
+
+    from robustmix.certify.stats import hoeffding_halfwidth
+
+    g, h = pair
+    x, y = torch.rand(6, 1, 3, 4), torch.randint(0, 4, (6,))
+    base = dict(sigma=0.25, num_samples=300, n0=50, batch_size=300, sound_alphas=[0.5, 1.0])
+    two = run_certify(g, h, x, y, CertifyConfig(**base), progress=False)
+    one = run_certify(g, h, x, y, CertifyConfig(**base, share_samples=True), progress=False)
+    width = hoeffding_halfwidth(350, 0.001 / (2 * 4))
+    for a, b in zip(two, one):
+        assert a["sound"] == b["sound"]                        # the certificates themselves are unchanged
+        for p, lo, hi in zip(b["h_probs"], b["h_lower"], b["h_upper"]):
+            assert lo <= p <= hi and math.isclose(hi - lo, min(p + width, 1) - max(p - width, 0), abs_tol=1e-12)
+        assert max(abs(u - v) for u, v in zip(a["h_probs"], b["h_probs"])) < 0.2   # two estimates of one mean
+    with pytest.raises(ConfigError, match="share_samples"):
+        CertifyConfig(sigma=0.25, share_samples=True)

@@ -20,7 +20,7 @@ LAYERS = [
     ("robustmix.fitting", "robustmix.training"),                                              # produce models
     ("robustmix.mixing", "robustmix.attacks", "robustmix.certify", "robustmix.models", "robustmix.data",
      "robustmix.distributed", "robustmix.zoo_table"),                                         # the core
-    ("robustmix.results", "robustmix._io", "robustmix._seeding", "robustmix._validation", "robustmix.errors",
+    ("robustmix.results", "robustmix._binomial", "robustmix._io", "robustmix._seeding", "robustmix._validation", "robustmix.errors",
      "robustmix._config", "robustmix.reports.plots", "robustmix.reports.format"),             # the bottom
 ]
 ORCHESTRATIONS = ("robustmix.experiments.demo", "robustmix.experiments.pareto")

@@ -39,6 +39,11 @@ def check_alpha(alpha: AlphaLike) -> torch.Tensor:
     return a
 
 
+def alpha_grid(step: float = 0.1) -> list[float]:
+    """The evenly spaced alphas 0, step, ..., 1 (rounded to 2 decimals): the default sweep grids."""
+    return [round(i * step, 2) for i in range(round(1 / step) + 1)]
+
+
 def check_gamma(gamma: float) -> float:
     """The paper's trade-off parameter gamma >= 0 (inf allowed: robust model only)."""
     try:

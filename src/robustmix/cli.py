@@ -43,7 +43,7 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(message)
 
 
 def shown_default(f, meta) -> str:
@@ -192,7 +192,8 @@ def main(argv=None) -> int:
         args = parse_args(argv)
         cfg, ctx = make_config(args)
     except UsageError as exc:
-        print(f"robustmix: error: {exc}", file=sys.stderr)
+        command = next((a for a in argv if a in TABLE), "")
+        print(f"robustmix: error: {exc} (see 'robustmix {command + ' ' if command else ''}--help')", file=sys.stderr)
         return 2
     except RobustMixError as exc:
         if debug:

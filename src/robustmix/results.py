@@ -33,24 +33,13 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-from scipy.stats import beta
-
+from ._binomial import binomial_ci  # noqa: F401  (re-exported: the interval every summary carries)
 from ._io import read_json, write_json
 from .errors import ConfigError
 from .reports.format import at_radius, fmt_ci, fmt_pct
 
 SCHEMA_VERSION = 2        # 2: every summary may carry the command line that produced it (``command``)
 KINDS: dict[str, type] = {}
-
-
-def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided Clopper-Pearson interval for k successes out of n (nan, nan for n = 0)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
 
 
 def rate_ci(fraction: float, n: int) -> list[float]:

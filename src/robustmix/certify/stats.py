@@ -18,33 +18,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta, binomtest
+from scipy.stats import binomtest
 
+from .._binomial import check_delta, clopper_pearson_lower, clopper_pearson_upper  # noqa: F401  (public here too)
 from ..errors import ConfigError
-
-
-def _check_delta(delta: float) -> float:
-    if not 0 < delta < 1:
-        raise ConfigError(f"the failure probability delta must be in (0, 1), got {delta!r}")
-    return float(delta)
-
-
-def clopper_pearson_lower(k, n, delta: float):
-    """One-sided (1 - delta) lower bound on a binomial proportion; 0 where k = 0."""
-    _check_delta(delta)
-    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        out = beta.ppf(delta, k, n - k + 1)
-    return np.where(k > 0, out, 0.0)
-
-
-def clopper_pearson_upper(k, n, delta: float):
-    """One-sided (1 - delta) upper bound on a binomial proportion; 1 where k = n."""
-    _check_delta(delta)
-    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        out = beta.ppf(1 - delta, k + 1, n - k)
-    return np.where(k < n, out, 1.0)
 
 
 def bernstein_lower(mean, variance, n, delta: float):
@@ -56,7 +33,7 @@ def bernstein_lower(mean, variance, n, delta: float):
     stated for the upper tail; applying it to 1 - X gives this lower tail.
     Clipped to [0, 1]; needs n >= 2.
     """
-    _check_delta(delta)
+    check_delta(delta)
     n = np.asarray(n, dtype=np.float64)
     if (n < 2).any():
         raise ConfigError("the empirical Bernstein bound needs n >= 2 samples: raise num_samples")
@@ -98,7 +75,7 @@ def betting_lower(samples, delta: float, *, time_uniform: bool = False, truncati
     (horizon-free); otherwise ``sqrt(2 ln(1/delta) / (n sigma_{t-1}^2))``, tuned to
     the fixed sample size n (a fixed-n bound).  Both truncated at ``truncation``.
     """
-    _check_delta(delta)
+    check_delta(delta)
     if not 0 < truncation < 1:
         raise ConfigError(f"truncation must be in (0, 1), got {truncation!r}")
     x = np.asarray(samples, dtype=np.float64)
@@ -121,7 +98,7 @@ def betting_lower(samples, delta: float, *, time_uniform: bool = False, truncati
 
 def hoeffding_halfwidth(n: int, delta: float) -> float:
     """One-sided Hoeffding deviation for the mean of n i.i.d. variables in [0, 1]."""
-    _check_delta(delta)
+    check_delta(delta)
     return math.sqrt(math.log(1.0 / delta) / (2.0 * n))
 
 

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from .._config import option
-from .._validation import check_alpha, check_eps
+from .._validation import alpha_grid, check_alpha, check_eps
 from ..errors import ConfigError
 from ..results import CalibrationSummary, binomial_ci
 
@@ -76,7 +76,7 @@ class CalibrateSettings:
     target: float | None = option(None, "target clean (objective clean) or attacked (objective robust) accuracy in "
                                         "[0, 1]")
     alphas: list = option(help="candidate alphas of the linear mixer",
-                          factory=lambda: [round(0.05 * i, 2) for i in range(21)], of=float)
+                          factory=lambda: alpha_grid(0.05), of=float)
     eps: float = option(0.1, "attack radius")
     norm: str = option("inf", "attack norm: inf or 2")
     steps: int = option(20, "PGD/APGD iterations of the attack used on the validation split")

@@ -25,7 +25,7 @@ from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
 from ..certify.mixture import certify_mixture, check_sequential
-from ..certify.smoothing import SmoothedClassifier
+from ..certify.smoothing import SmoothedClassifier, SmoothingEstimate
 from ..errors import ConfigError
 from .runner import run_records
 
@@ -42,6 +42,8 @@ class CertifyConfig:
     sound_alphas: list | None = None   # also store certify_mixture's tight sound radii at these alphas (smoothed h)
     n0: int = 100                      # selection samples of the tight sound certificate
     sound_only: bool = False           # only the tight sound certificate: no separate Monte-Carlo pass (half the cost)
+    share_samples: bool = False        # the point estimate and simultaneous bounds reuse the tight certificate's
+    #                                    noise samples (soft estimator, fixed budget): one sampling pass, not two
     sequential: bool = False           # tight sound certificate with sequential sampling (certify_mixture)
     tolerance: float = 0.1             # sequential: radius an input may leave on the table
     radii: list | None = None          # sequential: the reported radii that steer stopping
@@ -68,9 +70,16 @@ class CertifyConfig:
             raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
                               f"got {self.tolerance!r}")
         self.radii = check_sequential(self.sequential, self.tolerance, self.radii)
+        if self.share_samples and not (self.sound_alphas and self.estimator == "soft" and not self.sequential
+                                       and not self.sound_only):
+            raise ConfigError("share_samples reuses the tight certificate's fixed-budget samples for the soft point "
+                              "estimate: it needs sound_alphas, estimator 'soft', no sequential, no sound_only")
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["share_samples"]:   # records written before the option existed resume unchanged
+            del d["share_samples"]
+        return d
 
 
 def _probs_list(t: torch.Tensor) -> list:
@@ -84,7 +93,7 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
         if smoother is None:
             h_probs = rob_model(xb).double().softmax(-1).cpu()
             return [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(h_probs[j])} for j in range(len(xb))]
-    if cfg.sound_only:
+    if cfg.sound_only or cfg.share_samples:
         recs = [{"g_probs": _probs_list(g_probs[j])} for j in range(len(xb))]
     else:
         est = smoother.sample(xb, idx.tolist())
@@ -102,6 +111,13 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
                           "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.n0}
             if cfg.sound_only:   # the mixture's clean prediction uses h's mean over the certificate's own samples
                 r["h_probs"] = _probs_list(cert.h_mean[j])
+        if cfg.share_samples:    # every sample of the certificate (selection and estimation) is an i.i.d. draw
+            est = SmoothingEstimate(mean=cert.h_mean, counts=torch.zeros_like(cert.h_mean),
+                                    num_samples=cfg.n0 + cfg.num_samples)
+            lower, upper = est.bounds(cfg.delta, "soft")
+            for j, r in enumerate(recs):
+                r.update(h_probs=_probs_list(cert.h_mean[j]), h_lower=_probs_list(lower[j]),
+                         h_upper=_probs_list(upper[j]))
     return recs
 
 
@@ -199,7 +215,7 @@ def match_clean_accuracy(records, target: float, alphas=None) -> float:
 
 def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma: float, lipschitz_model, x, y, *,
              samples: int = 10_000, delta: float = 0.001, seed: int = 0, records_dir=None, progress: bool = True,
-             settings: dict | None = None, grid=None, fresh: bool = False) -> dict:
+             settings: dict | None = None, grid=None, fresh: bool = False, share_samples: bool = False) -> dict:
     """The paper's Fig. 3 setting, plus Theorem 1 with a Lipschitz network.
 
     A smoothed h (noise ``sigma``) is mixed at the alpha whose clean accuracy matches a smoothed
@@ -217,7 +233,7 @@ def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma
     sound_alphas = [round(0.5 + 0.05 * i, 2) for i in range(11)]
     for tag, base, sig in (("smooth", smooth_base, sigma), ("baseline", baseline_base, baseline_sigma)):
         cfg = CertifyConfig(sigma=sig, num_samples=samples, delta=delta, seed=seed, batch_size=min(samples, 2000),
-                            sound_alphas=sound_alphas, n0=min(100, samples))
+                            sound_alphas=sound_alphas, n0=min(100, samples), share_samples=share_samples)
         records[tag] = run_certify(std_model, base, x, y, cfg, records_path=rec / f"certify-{tag}.jsonl" if rec else None,
                                    settings={**(settings or {}), "role": tag}, fresh=fresh, progress=progress)
     base_clean = certified_curve(records["baseline"], 1.0, grid, theorem=2, sigma=baseline_sigma)["clean"][0]

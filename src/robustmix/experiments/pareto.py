@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 
 from .._config import option
+from .._validation import alpha_grid
 from ..results import ParetoSummary
 from ..mixing import MixedClassifier
 from ..fitting import ValidationLogits, cached_validation_logits, calibrate_nonlinear, trained_adaptive_mixer
@@ -47,7 +48,7 @@ class ParetoSettings:
     n_headline: int = option(1000, "test images per headline point (the full worst-case ensemble)")
     n_val: int = option(1000, "validation images for the calibration")
     n_train: int = option(10_000, "training images for the adaptive mixer")
-    alphas: list = dataclasses.field(default_factory=lambda: [round(0.1 * i, 2) for i in range(11)])
+    alphas: list = dataclasses.field(default_factory=alpha_grid)
     percentiles: list = dataclasses.field(default_factory=lambda: [50.0, 80.0, 90.0, 95.0, 99.0])
     percentile: float = 95.0
     std_map: str = option("softmax", "nonlinear mixer: how g's output becomes probabilities",

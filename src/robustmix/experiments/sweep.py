@@ -17,7 +17,7 @@ import torch
 
 from .._seeding import example_seed
 from .._config import option
-from .._validation import check_alpha, check_eps, check_p, check_positive_int
+from .._validation import alpha_grid, check_alpha, check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
@@ -31,7 +31,7 @@ ATTACKS = ("std", "rob", "mix")
 
 @dataclasses.dataclass
 class SweepConfig:
-    alphas: list = option(help="weights of h to sweep", factory=lambda: [round(0.1 * i, 2) for i in range(11)], of=float)
+    alphas: list = option(help="weights of h to sweep", factory=alpha_grid, of=float)
     eps: float = option(0.1, "attack radius")
     norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")
     steps: int = option(20, "PGD iterations")
