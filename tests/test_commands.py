@@ -249,3 +249,12 @@ def test_flags_refused_before_any_work(argv, needle, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_yaml_keys_may_be_the_long_option_names(tmp_path):
+    from robustmix.cli import parse_args
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("samples: 200\nnum-examples: 2\nsigma: 0.5\nsound: true\n")
+    args = parse_args(["certify", "--config", str(cfg), "--samples", "300"])
+    assert args.num_samples == 300 and args.n == 2 and args.sigma == 0.5 and args.sound   # typed flags win

@@ -114,6 +114,8 @@ def yaml_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option names to values, e.g. 'eps: 0.1'")
     actions, tokens = {a.dest: a for a in sub._actions if a.option_strings}, []
+    actions.update({o.lstrip("-").replace("-", "_"): a for a in sub._actions for o in a.option_strings
+                    if o.startswith("--")})   # a key may be the long option's name (samples) or the setting's
     for key, value in data.items():
         action = actions.get(str(key).replace("-", "_"))
         if action is None or action.dest in ("config", "help") + GLOBAL_DESTS:
