@@ -162,12 +162,13 @@ def make_config(args: argparse.Namespace):
     return cls(**given), ctx
 
 
-DESCRIBE = ("model", "std", "rob", "alpha", "dataset", "split", "n", "norm", "eps", "sigma")
+DESCRIBE = ("model", "std", "rob", "alpha", "dataset", "split", "n", "indices", "norm", "eps", "sigma")
 
 
 def describe(cfg) -> str:
     """The console's first line: which models, data and threat model this run uses, and where it writes."""
-    skip = {"std", "rob", "alpha"} if getattr(cfg, "model", None) else set()
+    skip = ({"std", "rob", "alpha"} if getattr(cfg, "model", None) else set()) | \
+        ({"n"} if getattr(cfg, "indices", None) else set())
     parts = [f"{k}={getattr(cfg, k)}" for k in DESCRIBE if k not in skip and getattr(cfg, k, None) is not None]
     return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {cfg.out}" if parts and getattr(cfg, "out", None) else ""
 
