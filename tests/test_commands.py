@@ -51,7 +51,7 @@ def test_indices_with_n_is_refused(tmp_path, capsys):
     f.write_text("1\n2\n")
     assert main(["evaluate", "--indices", str(f), "-n", "5", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "--indices and --n do not go together" in err and len(err.strip().splitlines()) == 1
+    assert "--indices and -n do not go together" in err and len(err.strip().splitlines()) == 1
 
 
 def _pct(v, ci):
@@ -167,6 +167,14 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     refused(dict(saved, model={"model": "fmnist-at-l2-cnn"}), "other weights")
     refused(adv.read_bytes()[:200], "truncated")
     refused({"x_adv": saved["x_adv"]}, "not a robustmix adversarial file")
+    nan = saved["x_adv"].clone()
+    nan[0, 0, 0, 0] = float("nan")
+    refused(dict(saved, x_adv=nan), "NaN")
+    refused(dict(saved, accuracy=1.0), "verification failed")
+    refused(dict(saved, robust=~saved["robust"]), "verification failed")
+    refused(dict(saved, labels=(saved["labels"] + 1) % 10), "labels differ")
+    assert main(["evaluate", "--model", "fmnist-at-linf-cnn", "--alpha", "0.3", "-n", "2"]) == 2
+    assert "--model and --alpha do not go together" in capsys.readouterr().err
 
 
 def test_the_architecture_docs_new_command_works_as_written(tmp_path, monkeypatch, capsys):

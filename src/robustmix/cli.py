@@ -154,7 +154,9 @@ def make_config(args: argparse.Namespace):
     cls = TABLE[args.command]
     for a, b in getattr(cls, "EXCLUSIVE", ()):
         if a in given and b in given:
-            raise ConfigError(f"--{a.replace('_', '-')} and --{b.replace('_', '-')} do not go together; give one")
+            flag = {"n": "-n"}
+            raise ConfigError(f"{flag.get(a, '--' + a.replace('_', '-'))} and {flag.get(b, '--' + b.replace('_', '-'))} "
+                              "do not go together; give one")
     ctx = Context(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None))
     if ctx.threads is not None and ctx.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {ctx.threads}")

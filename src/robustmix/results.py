@@ -127,7 +127,7 @@ def summary_from_dict(data) -> Summary:
         data = upgrade_legacy(data)
     kind = data.get("kind")
     if kind not in KINDS:
-        raise ConfigError(f"unknown summary kind {kind!r}; robustmix {__package__} reads "
+        raise ConfigError(f"unknown summary kind {kind!r}; this robustmix reads "
                           f"{', '.join(sorted(KINDS))}: rerun the command that wrote it")
     return KINDS[kind].from_dict(data)
 

@@ -58,7 +58,7 @@ class AttackCommand(OnPair, Output, Models, Data, AttackConfig):
          "robustmix evaluate --model fmnist-at-linf-cnn --eps 0.1 -n 1000 --out runs/eval-h   # one model alone\n"
          "robustmix evaluate --model mixed.pt2 --indices picked.txt --out runs/eval-mix")
 class EvaluateCommand(Output, Models, Data, EvaluateConfig):
-    EXCLUSIVE: ClassVar[tuple] = (("indices", "n"),)
+    EXCLUSIVE: ClassVar[tuple] = (("indices", "n"), ("model", "std"), ("model", "rob"), ("model", "alpha"))
     alpha: float = option(0.5, "weight of h in the mixture (not with --model)")
     model: str | None = option(None, "evaluate this one model instead of the mixture of --std and --rob (a zoo name, "
                                      "a checkpoint such as a saved mixer, an exported .pt2, or module:function)")

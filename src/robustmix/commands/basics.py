@@ -65,7 +65,8 @@ class ReportCommand:
     def __post_init__(self):
         folder = Path(self.folder)
         if not folder.is_dir():
-            raise ConfigError(f"{folder} not found: give the --out folder of a robustmix command")
+            raise ConfigError(f"{folder} {'is a file, not a folder' if folder.exists() else 'not found'}: give the "
+                              "--out folder of a robustmix command")
         if not (folder / "summary.json").is_file():
             raise ConfigError(f"{folder} holds no summary.json (expected the summary every robustmix command writes "
                               "into its --out folder when it finishes); finish or rerun that command first")

@@ -30,7 +30,7 @@ class VerifyCommand(Output):
         from ..mixing import MixedClassifier
 
         saved = read_adversarial(self.file)
-        x, _ = load_dataset(saved["dataset"], saved["split"], self.data_root)
+        x, y = load_dataset(saved["dataset"], saved["split"], self.data_root)
         spec = saved["model"]
         if self.model:
             model = load_model(self.model, saved["dataset"], ctx)
@@ -45,6 +45,11 @@ class VerifyCommand(Output):
         idx, x_adv = saved["indices"], saved["x_adv"]
         if idx.min() < 0 or idx.max() >= len(x) or x_adv.shape != (len(idx), *x.shape[1:]):
             raise ConfigError(f"{self.file} does not fit {saved['dataset']} {saved['split']} (indices or input shape)")
+        if not torch.isfinite(x_adv).all():
+            raise ConfigError(f"{self.file} is not a valid evaluation: its inputs contain NaN or inf values")
+        if not torch.equal(saved["labels"].long(), y[idx]):
+            raise ConfigError(f"{self.file} is not a valid evaluation: its labels differ from {saved['dataset']} "
+                              f"{saved['split']} at its indices")
         delta = (x_adv - x[idx]).flatten(1).double()
         norm = str(saved["norm"]).lower().lstrip("l")
         size = delta.abs().amax(1) if norm == "inf" else delta.norm(p=float(norm), dim=1)
@@ -57,6 +62,11 @@ class VerifyCommand(Output):
         with torch.no_grad():
             pred = torch.cat([model(b.to(device)).argmax(1).cpu() for b in x_adv.split(256)])
         correct = pred == saved["labels"]
+        differ = int((correct != saved["robust"].bool()).sum())
+        if differ or abs(float(correct.double().mean()) - float(saved["accuracy"])) > 1e-9:
+            raise ConfigError(f"verification failed: {differ} example(s) differ from the file's outcomes; accuracy "
+                              f"on its inputs {100 * float(correct.double().mean()):.1f}% vs reported "
+                              f"{100 * float(saved['accuracy']):.1f}% (n = {len(idx)})")
         return VerifySummary(n=len(idx), accuracy=float(correct.double().mean()),
                              ci95=list(binomial_ci(int(correct.sum()), len(idx))), claimed_accuracy=saved["accuracy"],
                              disagreements=int((correct != saved["robust"]).sum()), eps=saved["eps"],
