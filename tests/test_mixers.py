@@ -1,5 +1,6 @@
 """Nonlinear (MixedNUTS) and adaptive mixers, the mixing-network recipe and the nonlinear calibration."""
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,8 @@ from scipy.special import erf, logsumexp
 
 from robustmix.errors import CheckpointError, ConfigError, ModelError
 from robustmix.fitting import NonlinearCalibration, calibrate_nonlinear, collect_logits, train_mixing_net
-from robustmix.mixing import AdaptiveMixedClassifier, MixedClassifier, MixingNet, NonlinearMixedClassifier
+from robustmix.mixing import (AdaptiveMixedClassifier, FeatureMaps, MixedClassifier, MixingNet, NonlinearMixedClassifier,
+                              ResidualMixingNet, build_mixing_net, feature_layer_names, mixing_net_from_config)
 from robustmix.mixing.nonlinear import nonlinear_map, nonlinear_mix
 
 from .conftest import Linear2Logits
@@ -183,7 +185,7 @@ def test_adaptive_gradients_flow_through_alpha(pair):
     assert grad_net.abs().sum() > 0
     # the detached-alpha surrogate differs from the model in its input gradient, not its value
     sur = am.attack_surrogates()
-    assert set(sur) == {"mix-T1", "mix-T0.25", "mix-T4", "mix-alpha-fixed", "h"}
+    assert set(sur) == {"mix-T1", "mix-T0.25", "mix-T4", "mix-alpha-fixed", "mix-gate-T8", "h"}
     torch.testing.assert_close(sur["mix-alpha-fixed"](x), out)
     g1, = torch.autograd.grad(am(x)[:, 1].sum(), x)
     g2, = torch.autograd.grad(sur["mix-alpha-fixed"](x)[:, 1].sum(), x)
@@ -208,6 +210,128 @@ def test_hooks_capture_named_layers():
     assert am(x).shape == (3, 10)
     with pytest.raises(ModelError, match="features.99"):
         AdaptiveMixedClassifier(g, h, MixingNet(20), feature_layers={"std": ["features.99"]})
+
+
+def _tiny_cnns():
+    from robustmix.models import SmallCNN
+
+    torch.manual_seed(0)
+    return SmallCNN(width=4, hidden=8), SmallCNN(width=4, hidden=8)
+
+
+def test_feature_layers_are_read_from_the_models():
+    g, h = _tiny_cnns()
+    x = torch.rand(2, 1, 28, 28)
+    # the end of each of the two deepest resolutions (14x14 before the last pool, 7x7 after it)
+    assert feature_layer_names(h, x) == ["features.8", "features"]
+    assert feature_layer_names(h, x, count=1) == ["features"]
+    with pytest.raises(ConfigError, match="no layer with an"):
+        feature_layer_names(Linear2Logits(d=784), x)
+    with pytest.raises(ConfigError, match="unknown feature set 'g'"):
+        build_mixing_net(g, h, x, features="g")
+    with pytest.raises(ConfigError, match="unknown mixing network 'cnn'"):
+        build_mixing_net(g, h, x, net="cnn")
+
+
+@pytest.mark.parametrize("features,channels", [("logits", []), ("h", [8, 8]), ("both", [8, 8, 8, 8])])
+def test_residual_mixing_net_reads_the_maps_of_each_feature_set(features, channels):
+    g, h = _tiny_cnns()
+    x = torch.rand(3, 1, 28, 28)
+    net, layers = build_mixing_net(g, h, x, features=features, net="residual", width=4)
+    assert isinstance(net, ResidualMixingNet) and net.map_channels == channels
+    assert bool(layers["std"]) == (features == "both") and bool(layers["rob"]) == (features != "logits")
+    am = AdaptiveMixedClassifier(g, h, net, feature_layers=layers)
+    _, _, inp = am.features(x)
+    assert isinstance(inp, FeatureMaps) and inp.logits.shape == (3, 20)
+    assert [tuple(m.shape[1:]) for m in inp.maps] == [(8, 14, 14), (8, 7, 7)] * (len(channels) // 2)
+    xg = x.clone().requires_grad_(True)
+    out = am(xg)
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    out[:, 0].sum().backward()
+    assert xg.grad.abs().sum() > 0
+    if channels:   # the maps reach the gate: the branches get gradients
+        assert net.branches[0][0].weight.grad.abs().sum() > 0
+    # saved and rebuilt from its config (what a checkpoint holds)
+    again = mixing_net_from_config(json.loads(json.dumps(net.config())))
+    again.load_state_dict(net.state_dict())
+    torch.testing.assert_close(AdaptiveMixedClassifier(g, h, again, feature_layers=layers)(x), am(x))
+
+
+def test_mismatched_mixing_networks_and_layers_fail_in_one_line():
+    g, h = _tiny_cnns()
+    x = torch.rand(2, 1, 28, 28)
+    net, layers = build_mixing_net(g, h, x, features="h", net="residual", width=4)
+    with pytest.raises(ModelError, match=r"channels \[8, 8\], got 20 logits and channels \[8, 8, 8, 8\]"):
+        AdaptiveMixedClassifier(g, h, net, feature_layers={"std": layers["rob"], "rob": layers["rob"]})(x)
+    with pytest.raises(ModelError, match="reads 20 features per input but got"):
+        AdaptiveMixedClassifier(g, h, MixingNet(20), feature_layers=layers)(x)
+    with pytest.raises(ModelError, match=r"'features\.10'.*valid names include features\.1, "):
+        AdaptiveMixedClassifier(g, h, net, feature_layers={"rob": ["features.10"]})
+    with pytest.raises(ConfigError, match="only MixingNet, ResidualMixingNet"):
+        mixing_net_from_config({"class": "Transformer"})
+
+
+class _GateOnHsLogit(torch.nn.Module):
+    """s = b + (400 / 12)(10 - z_h0): saturated open (s = 40) on the clean inputs below, shut 0.2 away."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, feats):
+        return self.b + (400 / 12) * (10 - feats[:, 4])
+
+
+def _saturated_gate_case():
+    g, h = Linear2Logits(seed=0), Linear2Logits(seed=1)
+    with torch.no_grad():
+        g.lin.weight.zero_()
+        g.lin.bias.copy_(torch.tensor([0.0, 10.0, 0.0, 0.0]))       # g: always class 1 (wrong)
+        h.lin.weight.zero_()
+        h.lin.weight[0] = -1.0
+        h.lin.bias.copy_(torch.tensor([16.0, 0.0, 0.0, 0.0]))       # h: class 0 within any eps <= 0.5
+    x = 0.5 + 0.05 * (torch.rand(8, 12, generator=torch.Generator().manual_seed(0)) - 0.5)
+    x = x - x.mean(1, keepdim=True) + 0.5
+    return AdaptiveMixedClassifier(g, h, _GateOnHsLogit()), x, torch.zeros(8, dtype=torch.int64)
+
+
+def test_a_saturated_gate_is_attacked_through_the_softened_gate():
+    from robustmix.attacks import evaluate
+
+    mixer, x, y = _saturated_gate_case()
+    assert (mixer.alpha(x) > 1 - 1e-12).all() and (mixer(x).argmax(1) == 0).all()
+    # the composite's gradient only shows h's slope (the gate's is ~e^-40), so attacks on it go the wrong way;
+    # through sigmoid(s / 8) they shut the gate and g's error shows
+    res = evaluate(mixer, x, y, eps=0.2, attacks=["apgd-ce@mix-T1", "apgd-ce@mix-gate-T8"], steps=20)
+    broke = {a.name: a.broke for a in res.per_attack}
+    assert broke == {"apgd-ce@mix-T1": 0, "apgd-ce@mix-gate-T8": 8} and res.accuracy == 0.0
+    kw = dict(eps=0.2, attack_steps=10, epochs=1, batch_size=8, lr=1e-12, progress=False)
+    plain = train_mixing_net(mixer, x, y, train_attack="composite", **kw)
+    gated = train_mixing_net(mixer, x, y, train_attack="composite+gate", **kw)
+    assert plain[0]["acc_adv"] == 1.0 and gated[0]["acc_adv"] == 0.0   # training now sees the shut-gate inputs
+    assert gated[0]["alpha_adv"] < 1e-6
+    clean_only = train_mixing_net(mixer, x, y, train_attack="none", **kw)
+    assert clean_only[0]["acc_adv"] is None and clean_only[0]["alpha_adv"] is None
+    with pytest.raises(ConfigError, match="unknown train_attack"):
+        train_mixing_net(mixer, x, y, train_attack="fgsm", **kw)
+
+
+def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
+    from robustmix.fitting import trained_adaptive_mixer
+
+    g, h = _tiny_cnns()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    kw = dict(eps=0.1, epochs=1, attack_steps=1, batch_size=8, features="h", net="residual", progress=False)
+    first = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+    assert first.config()["mixing_net"]["class"] == "ResidualMixingNet"
+    again = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+    torch.testing.assert_close(again(x), first(x))
+    with pytest.raises(CheckpointError, match="other settings.*training"):
+        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="none", **kw)
+    with pytest.raises(CheckpointError, match="other settings.*mixer"):
+        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **{**kw, "features": "both"})
 
 
 def test_adaptive_bad_input(pair):

@@ -10,6 +10,25 @@ where s is the mixing network's logit (alpha = lo + (hi - lo) sigmoid(s)): clean
 inputs are pushed toward alpha = lo (trust g), attacked ones toward alpha = hi
 (trust h), and the mixture's own cross-entropy keeps both accurate.
 
+The training attack (``train_attack``):
+
+* ``"composite+gate"`` (the method's): two PGD runs per batch, one on the
+  composite itself and one through the softened gate
+  (alpha = lo + (hi - lo) sigmoid(s / 8), the evaluator's ``mix-gate-T8``
+  surrogate), keeping per example the point with the higher mixture loss
+  (a misclassified one first).  Why the second run: once the network has
+  learnt to open the gate on attacked inputs, s there is large and
+  sigmoid'(s) ~ e^-|s|, so the composite's gradient no longer says how to
+  close the gate; PGD then only sees g's slope, finds nothing that fools the
+  (h-dominated) mixture, and training stops seeing the inputs a stronger
+  attacker would use: points where g is fooled *and* the gate stays shut.  The
+  softened gate keeps a slope of order 1/8 at any s, and each candidate is
+  judged on the true composite, so the surrogate can only add harder examples;
+* ``"composite"``: PGD on the composite only (the earlier recipe);
+* ``"none"``: standard training, clean inputs only (the BCE pushes s(x) toward
+  lo and the mixture's cross-entropy is taken on clean inputs): the control
+  that shows what the adversarial terms buy.
+
 Why attack the composite rather than h alone: the deployed model is attacked
 end to end, and the inputs it must learn to flag are those that fool *it*; at
 low alpha these are attacks on g, which examples aimed at h alone (they barely
@@ -23,6 +42,7 @@ builds the mixer, trains its network once and keeps the weights on disk.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from pathlib import Path
@@ -35,15 +55,40 @@ from .._io import atomic_write_bytes
 from .._validation import check_eps, check_input, check_p, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError, ModelError
-from ..mixing import AdaptiveMixedClassifier, default_mixing_net
+from ..mixing import AdaptiveMixedClassifier, build_mixing_net
+from ..mixing.adaptive import GATE_SURROGATE_TEMPERATURE
+from ..mixing.nonlinear import Surrogate
 
 logger = logging.getLogger(__name__)
 
+TRAIN_ATTACKS = ("composite+gate", "composite", "none")
 
-def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_weight, ce_weight) -> dict:
-    return {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
-            "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
-            "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)]}
+
+def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_weight, ce_weight,
+              train_attack) -> dict:
+    out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
+           "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
+           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)]}
+    if train_attack != "composite":   # states written before the option existed resume unchanged
+        out["train_attack"] = train_attack
+    return out
+
+
+def _attacked(mixer, xb, yb, *, eps, p, steps, train_attack, seed) -> torch.Tensor:
+    """The training attack's points for the batch (see the module docstring)."""
+    x_adv = PGD(mixer, eps, p, steps=steps, seed=seed)(xb, yb)
+    if train_attack != "composite+gate":
+        return x_adv
+    x_gate = PGD(Surrogate(mixer, gate_temperature=GATE_SURROGATE_TEMPERATURE), eps, p, steps=steps,
+                 seed=seed + 1)(xb, yb)
+    with torch.no_grad():
+        scores = []
+        for cand in (x_adv, x_gate):
+            out = mixer(cand)
+            scores.append((out.argmax(1) != yb, F.nll_loss(out, yb, reduction="none")))
+    (fooled_a, loss_a), (fooled_g, loss_g) = scores
+    take_gate = (fooled_g & ~fooled_a) | ((fooled_g == fooled_a) & (loss_g > loss_a))
+    return torch.where(take_gate.view(-1, *([1] * (xb.ndim - 1))), x_gate, x_adv)
 
 
 def _load_state(path: Path, net, opt, settings: dict):
@@ -64,14 +109,15 @@ def _load_state(path: Path, net, opt, settings: dict):
 def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf", epochs: int = 1,
                      attack_steps: int = 5, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
                      bce_weight: float = 1.0, ce_weight: float = 1.0, state_path=None,
-                     progress: bool = True) -> list[dict]:
+                     train_attack: str = "composite+gate", progress: bool = True) -> list[dict]:
     """Train ``mixer.mixing_net`` in place on (x, y); returns the per-epoch history.
 
     Each history entry has the epoch's mean ``loss``, ``bce``, ``ce``, the mean
     alpha on clean and on attacked inputs (``alpha_clean``, ``alpha_adv``), the
     mixture's accuracy on both (``acc_clean``, ``acc_adv``, attacked with the
-    network as it was at that batch), and ``seconds``.  ``epochs`` is the total:
-    resuming a finished run with a larger ``epochs`` continues it.
+    network as it was at that batch; None with ``train_attack="none"``), and
+    ``seconds``.  ``epochs`` is the total: resuming a finished run with a larger
+    ``epochs`` continues it.  ``train_attack``: see the module docstring.
     """
     if not hasattr(mixer, "mixing_net") or not hasattr(mixer, "forward_with_alpha"):
         raise ModelError("train_mixing_net needs an AdaptiveMixedClassifier (with a mixing_net)")
@@ -84,13 +130,15 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     batch_size = check_positive_int(batch_size, name="batch_size")
     if not lr > 0:
         raise ConfigError(f"lr must be > 0, got {lr!r}")
+    if train_attack not in TRAIN_ATTACKS:
+        raise ConfigError(f"unknown train_attack {train_attack!r}: use one of {', '.join(TRAIN_ATTACKS)}")
     net = mixer.mixing_net
     params = [q for q in net.parameters() if q.requires_grad]
     if not params:
         raise ModelError("the mixing network has no trainable parameters")
     opt = torch.optim.Adam(params, lr=lr)
     settings = _settings(mixer, x, eps=eps, norm=norm, attack_steps=attack_steps, batch_size=batch_size, lr=lr,
-                         seed=seed, bce_weight=bce_weight, ce_weight=ce_weight)
+                         seed=seed, bce_weight=bce_weight, ce_weight=ce_weight, train_attack=train_attack)
     state_path = Path(state_path) if state_path is not None else None
     start, history = 0, []
     if state_path is not None and state_path.is_file():
@@ -109,31 +157,38 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
             idx = perm[b * batch_size:(b + 1) * batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
             mixer.eval()
-            attack = PGD(mixer, eps, p, steps=attack_steps, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            x_adv = attack(xb, yb)
+            attack_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+            x_adv = None if train_attack == "none" else _attacked(
+                mixer, xb, yb, eps=eps, p=p, steps=attack_steps, train_attack=train_attack, seed=attack_seed)
             mixer.train()
-            clean, adv = mixer.forward_with_alpha(xb), mixer.forward_with_alpha(x_adv)
-            bce = (F.binary_cross_entropy_with_logits(clean.alpha_logit, torch.zeros_like(clean.alpha_logit))
-                   + F.binary_cross_entropy_with_logits(adv.alpha_logit, torch.ones_like(adv.alpha_logit))) / 2
-            ce = (F.nll_loss(clean.log_probs, yb) + F.nll_loss(adv.log_probs, yb)) / 2
+            clean = mixer.forward_with_alpha(xb)
+            bce = F.binary_cross_entropy_with_logits(clean.alpha_logit, torch.zeros_like(clean.alpha_logit))
+            ce = F.nll_loss(clean.log_probs, yb)
+            stats = [("alpha_clean", clean.alpha.mean()),
+                     ("acc_clean", (clean.log_probs.argmax(1) == yb).double().mean())]
+            if x_adv is not None:
+                adv = mixer.forward_with_alpha(x_adv)
+                bce = (bce + F.binary_cross_entropy_with_logits(adv.alpha_logit, torch.ones_like(adv.alpha_logit))) / 2
+                ce = (ce + F.nll_loss(adv.log_probs, yb)) / 2
+                stats += [("alpha_adv", adv.alpha.mean()),
+                          ("acc_adv", (adv.log_probs.argmax(1) == yb).double().mean())]
             loss = bce_weight * bce + ce_weight * ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             k = len(idx)
-            for key, value in (("loss", loss), ("bce", bce), ("ce", ce), ("alpha_clean", clean.alpha.mean()),
-                               ("alpha_adv", adv.alpha.mean()),
-                               ("acc_clean", (clean.log_probs.argmax(1) == yb).double().mean()),
-                               ("acc_adv", (adv.log_probs.argmax(1) == yb).double().mean())):
+            for key, value in [("loss", loss), ("bce", bce), ("ce", ce)] + stats:
                 sums[key] += float(value.detach()) * k
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", a_clean=f"{float(clean.alpha.detach().mean()):.2f}",
-                            a_adv=f"{float(adv.alpha.detach().mean()):.2f}")
+                            **({"a_adv": f"{float(adv.alpha.detach().mean()):.2f}"} if x_adv is not None else {}))
         mixer.eval()
-        entry = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
+        attacked = train_attack != "none"
+        entry = {"epoch": epoch + 1, **{k: v / n if attacked or not k.endswith("_adv") else None
+                                        for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
         history.append(entry)
-        logger.info("mixing net epoch %d/%d: loss %.4f, alpha clean %.3f / attacked %.3f, acc clean %.3f / "
-                    "attacked %.3f", epoch + 1, epochs, entry["loss"], entry["alpha_clean"], entry["alpha_adv"],
-                    entry["acc_clean"], entry["acc_adv"])
+        logger.info("mixing net epoch %d/%d: loss %.4f, alpha clean %.3f, acc clean %.3f%s", epoch + 1, epochs,
+                    entry["loss"], entry["alpha_clean"], entry["acc_clean"],
+                    f"; attacked: alpha {entry['alpha_adv']:.3f}, acc {entry['acc_adv']:.3f}" if attacked else "")
         if state_path is not None:
             buf = io.BytesIO()
             torch.save({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
@@ -145,27 +200,55 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
 
 def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: int = 4, attack_steps: int = 10,
                            batch_size: int = 256, seed: int = 0, alpha_range: tuple = (0.0, 1.0),
-                           progress: bool = True) -> AdaptiveMixedClassifier:
+                           features: str = "logits", net: str = "mlp", train_attack: str = "composite",
+                           lr: float = 1e-3, progress: bool = True) -> AdaptiveMixedClassifier:
     """An :class:`AdaptiveMixedClassifier` of (g, h) with its mixing network trained once on (x, y).
 
-    The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` and read back when present;
-    training itself resumes from ``path`` + ``.train-state.pt`` (see :func:`train_mixing_net`, which gets
-    the other arguments).  ``robustmix pareto`` and ``robustmix calibrate --mixer adaptive`` use it.
+    ``features`` ("logits", "h", "both") and ``net`` ("mlp", "residual") choose the mixing network
+    (:func:`robustmix.mixing.build_mixing_net`); ``train_attack`` the training attack
+    (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the recipe behind
+    RESULTS.md's adaptive rows (logits only, an MLP, PGD on the composite).
+
+    The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` with the network's config and
+    the training settings in its metadata, and read back when they match (a file of other settings is
+    refused; one written before the metadata existed is read when its tensors fit); training itself
+    resumes from ``path`` + ``.train-state.pt``.  ``robustmix pareto``, ``robustmix calibrate --mixer
+    adaptive`` and ``scripts/adaptive_ablation.py`` use it.
     """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file, save
+
     path = Path(path)
     example = x[:2].to(next(g.parameters()).device)
-    mixer = AdaptiveMixedClassifier(g, h, default_mixing_net(g, h, example), alpha_range=alpha_range)
+    mixing_net, layers = build_mixing_net(g, h, example, features=features, net=net)
+    mixer = AdaptiveMixedClassifier(g, h, mixing_net, alpha_range=alpha_range, feature_layers=layers)
     mixer.to(example.device)
+    wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True),
+              "training": json.dumps({"epochs": epochs, "attack_steps": attack_steps, "batch_size": batch_size,
+                                      "seed": seed, "lr": lr, "train_attack": train_attack, "eps": float(eps),
+                                      "norm": str(norm), "n": len(x)}, sort_keys=True)}
     net_path = path.with_suffix(".mixing-net.safetensors")
     if net_path.is_file():
-        from safetensors.torch import load_file
-
-        mixer.mixing_net.load_state_dict(load_file(str(net_path)))
+        try:
+            with safe_open(str(net_path), "pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(net_path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"cannot read {net_path}: {exc}; delete it to train again") from exc
+        for key in wanted:
+            if key in meta and meta[key] != wanted[key]:
+                raise CheckpointError(f"{net_path} holds a mixing network of other settings ({key}: saved "
+                                      f"{meta[key]}, now {wanted[key]}); delete it or use another output folder")
+        try:
+            mixer.mixing_net.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"{net_path} does not fit this mixing network ({first}); delete it or use "
+                                  "another output folder") from exc
         return mixer
     train_mixing_net(mixer, x, y, eps=eps, norm=norm, epochs=epochs, attack_steps=attack_steps,
-                     batch_size=batch_size, seed=seed, state_path=path.with_suffix(".train-state.pt"),
-                     progress=progress)
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}, str(net_path))
+                     batch_size=batch_size, seed=seed, lr=lr, state_path=path.with_suffix(".train-state.pt"),
+                     train_attack=train_attack, progress=progress)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}
+    atomic_write_bytes(net_path, save(tensors, metadata=wanted))
     return mixer

@@ -3,7 +3,8 @@ MixedNUTS's nonlinear map and Adaptive Smoothing's per-input alpha."""
 
 from .functional import (Space, Trust, alpha_from_gamma, class_gradients, gamma_from_alpha, gradient_norm, h_smo1,
                          h_smo2, h_smo3, mix_log_probs, trust_term)
-from .adaptive import AdaptiveMixedClassifier, AdaptiveOutput, MixingNet, default_mixing_net, mixing_net_from_config
+from .adaptive import (FEATURE_SETS, AdaptiveMixedClassifier, AdaptiveOutput, FeatureMaps, MixingNet, ResidualMixingNet,
+                       build_mixing_net, default_mixing_net, feature_layer_names, mixing_net_from_config)
 from .locally_biased import KNNOracle, LocallyBiasedSmoothing
 from .modules import FormulationMixture, MixedClassifier, MixOutput, freeze
 from .nonlinear import NonlinearMixedClassifier, nonlinear_map, nonlinear_mix
@@ -13,4 +14,5 @@ __all__ = [
     "class_gradients", "gradient_norm", "trust_term", "MixedClassifier", "MixOutput", "FormulationMixture",
     "KNNOracle", "LocallyBiasedSmoothing", "freeze", "NonlinearMixedClassifier", "nonlinear_map", "nonlinear_mix",
     "AdaptiveMixedClassifier", "AdaptiveOutput", "MixingNet", "default_mixing_net", "mixing_net_from_config",
+    "FEATURE_SETS", "FeatureMaps", "ResidualMixingNet", "build_mixing_net", "feature_layer_names",
 ]

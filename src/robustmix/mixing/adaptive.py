@@ -7,17 +7,30 @@ Classifiers via Adaptive Smoothing", SIMODS 2024.)  For an input x,
     alpha(x) = lo + (hi - lo) * sigmoid(s(x))
     output   = log((1 - alpha(x)) softmax(g(x)) + alpha(x) softmax(h(x)))
 
-where the features are both models' logits, concatenated, followed by the
-globally average-pooled outputs of named layers of g and h (``feature_layers``,
-captured by forward hooks registered only for the duration of a forward pass).
-Both log-weights are formed from ``logsigmoid`` in float64, so the output and
-its gradients are finite for any s(x), including alpha exactly 0 or 1.
+where the features are both models' logits and the outputs of named layers
+of g and h (``feature_layers``, captured by forward hooks registered only for
+the duration of a forward pass).  Two kinds of mixing network read them:
+
+* :class:`MixingNet` (an MLP) gets one flat vector: the logits followed by the
+  globally average-pooled layer outputs;
+* :class:`ResidualMixingNet` (Adaptive Smoothing's design, small) gets the
+  feature maps themselves (:class:`FeatureMaps`): each map goes through a 1x1
+  projection and residual 3x3 blocks before pooling, then a head on the pooled
+  maps and the logits gives s(x).
+
+:func:`build_mixing_net` picks the layers for a feature set ("logits", "h":
+h's features + logits, "both": g's and h's features + logits) and reads the
+channel counts from the models with one probe forward, so nothing about the
+architectures is hard-coded.  Both log-weights are formed from ``logsigmoid``
+in float64, so the output and its gradients are finite for any s(x),
+including alpha exactly 0 or 1.
 
 The mixing network is part of the model: attacks differentiate through alpha(x).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import math
@@ -32,6 +45,9 @@ from .modules import BasePair
 from .nonlinear import Surrogate, mix_log_weights, safe_logaddexp
 
 logger = logging.getLogger(__name__)
+
+FEATURE_SETS = ("logits", "h", "both")   # what the mixing network reads besides both models' logits
+GATE_SURROGATE_TEMPERATURE = 8.0         # the softened gate attacks follow where sigmoid(s) saturates
 
 
 def check_alpha_range(alpha_range) -> tuple[float, float]:
@@ -54,9 +70,29 @@ def pool_features(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).mean(-1)
 
 
-def _capture(store: dict, key: str, _module, _inputs, output):
-    # pooled at once: later in-place ops (ReLU(inplace=True)) must not change what is stored
-    store[key] = pool_features(output)
+def as_map(t: torch.Tensor) -> torch.Tensor:
+    """(n, C, H, W) view of a layer output: (n, d) -> (n, d, 1, 1), (n, C, L) -> (n, C, L, 1), 5-d and up flattened."""
+    if t.ndim == 2:
+        return t[:, :, None, None]
+    if t.ndim == 3:
+        return t[..., None]
+    return t if t.ndim == 4 else t.flatten(3)
+
+
+def _capture(store: dict, key: str, maps: bool, _module, _inputs, output):
+    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+        what = type(output).__name__ if not isinstance(output, torch.Tensor) else f"shape {tuple(output.shape)}"
+        raise ModelError(f"feature layer {key} returns {what}, not an (n, ...) tensor; hook a layer that returns "
+                         "one tensor per batch")
+    # pooled or cloned at once: later in-place ops (ReLU(inplace=True)) must not change what is stored
+    store[key] = as_map(output.clone()) if maps else pool_features(output)
+
+
+class FeatureMaps(NamedTuple):
+    """The input of a mixing network that reads feature maps (``wants_maps = True``)."""
+
+    logits: torch.Tensor   # (n, 2c): g's logits, then h's
+    maps: tuple            # one (n, C, H, W) tensor per hooked layer: g's layers first, then h's
 
 
 class MixingNet(nn.Module):
@@ -65,8 +101,7 @@ class MixingNet(nn.Module):
     def __init__(self, in_features: int, hidden: int = 64, depth: int = 2):
         super().__init__()
         for name, value, low in (("in_features", in_features, 1), ("hidden", hidden, 1), ("depth", depth, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"MixingNet {name} must be an integer >= {low}, got {value!r}")
+            _check_int("MixingNet", name, value, low)
         self.in_features, self.hidden, self.depth = in_features, hidden, depth
         layers: list[nn.Module] = [nn.LayerNorm(in_features)]
         width = in_features
@@ -76,20 +111,99 @@ class MixingNet(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
 
+    wants_maps = False
+
     def config(self) -> dict:
         return {"class": "MixingNet", "in_features": self.in_features, "hidden": self.hidden, "depth": self.depth}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[1] != self.in_features:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ModelError(f"this MixingNet reads {self.in_features} features per input but got {got}; build it "
+                             "for these models and layers with build_mixing_net(g, h, x, features=...)")
         return self.net(features)[:, 0]
 
 
-def mixing_net_from_config(cfg: dict) -> MixingNet:
-    """Rebuild a :class:`MixingNet` from its :meth:`MixingNet.config`."""
+def _check_int(owner: str, name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{owner} {name} must be an integer >= {low}, got {value!r}")
+
+
+class _ResBlock(nn.Module):
+    """Pre-activation residual block: x + conv(GELU(norm(conv(GELU(norm(x)))))), 3x3, same width."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(1, width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1),
+                                  nn.GroupNorm(1, width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResidualMixingNet(nn.Module):
+    """Adaptive Smoothing's kind of mixing network, small: residual conv branches over the hooked feature maps.
+
+    Each map (n, C_i, H_i, W_i) goes through its own branch: a 1x1 projection to
+    ``width`` channels, ``blocks`` residual 3x3 blocks, GroupNorm + GELU and a
+    global average pool.  The pooled branches and the layer-normed logits are
+    concatenated and a two-layer head gives one logit per input.  Maps of
+    different resolutions need no resizing.  ``map_channels`` are the hooked
+    layers' channel counts, in order (read by :func:`build_mixing_net`'s probe
+    forward); with none it is an MLP on the logits.
+    """
+
+    wants_maps = True
+
+    def __init__(self, logit_features: int, map_channels=(), width: int = 16, blocks: int = 1, hidden: int = 64):
+        super().__init__()
+        map_channels = list(map_channels)
+        for name, value, low in (("logit_features", logit_features, 1), ("width", width, 1), ("blocks", blocks, 0),
+                                 ("hidden", hidden, 1), *(("map_channels entry", c, 1) for c in map_channels)):
+            _check_int("ResidualMixingNet", name, value, low)
+        self.logit_features, self.map_channels = logit_features, list(map_channels)
+        self.width, self.blocks, self.hidden = width, blocks, hidden
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, width, 1), *(_ResBlock(width) for _ in range(blocks)), nn.GroupNorm(1, width),
+                          nn.GELU()) for c in self.map_channels)
+        self.logit_norm = nn.LayerNorm(logit_features)
+        self.head = nn.Sequential(nn.Linear(logit_features + width * len(self.map_channels), hidden), nn.GELU(),
+                                  nn.Linear(hidden, 1))
+
+    def config(self) -> dict:
+        return {"class": "ResidualMixingNet", "logit_features": self.logit_features,
+                "map_channels": list(self.map_channels), "width": self.width, "blocks": self.blocks,
+                "hidden": self.hidden}
+
+    def forward(self, inputs: FeatureMaps) -> torch.Tensor:
+        if not isinstance(inputs, FeatureMaps):
+            raise ModelError(f"ResidualMixingNet reads FeatureMaps (logits and hooked maps), got "
+                             f"{type(inputs).__name__}; use it inside an AdaptiveMixedClassifier")
+        channels = [int(m.shape[1]) for m in inputs.maps]
+        if channels != self.map_channels or inputs.logits.shape[1] != self.logit_features:
+            raise ModelError(f"this ResidualMixingNet was built for {self.logit_features} logits and maps with "
+                             f"channels {self.map_channels}, got {inputs.logits.shape[1]} logits and channels "
+                             f"{channels}; build it for these models and layers with build_mixing_net(g, h, x, ...)")
+        parts = [self.logit_norm(inputs.logits)]
+        parts += [branch(m.to(inputs.logits.dtype)).mean((2, 3)) for branch, m in zip(self.branches, inputs.maps)]
+        return self.head(torch.cat(parts, 1))[:, 0]
+
+
+NETS = {"mlp": MixingNet, "residual": ResidualMixingNet}
+
+
+def mixing_net_from_config(cfg: dict) -> nn.Module:
+    """Rebuild a :class:`MixingNet` or :class:`ResidualMixingNet` from its ``config()``."""
     cfg = dict(cfg)
-    if cfg.pop("class", "MixingNet") != "MixingNet":
-        raise ConfigError(f"cannot rebuild mixing network {cfg!r}: only MixingNet configs are known; "
+    name = cfg.pop("class", "MixingNet")
+    known = {cls.__name__: cls for cls in NETS.values()}
+    if name not in known:
+        raise ConfigError(f"cannot rebuild mixing network {name!r}: only {', '.join(known)} configs are known; "
                           "build your own network and pass it to AdaptiveMixedClassifier")
-    return MixingNet(**cfg)
+    try:
+        return known[name](**cfg)
+    except TypeError as exc:
+        raise ConfigError(f"mixing-network config {cfg!r} does not fit {name}: {exc}") from exc
 
 
 class AdaptiveOutput(NamedTuple):
@@ -118,13 +232,14 @@ def adaptive_log_weights(alpha_logit: torch.Tensor, lo: float, hi: float) -> tup
 class AdaptiveMixedClassifier(BasePair):
     """``log((1 - alpha(x)) softmax(g(x)) + alpha(x) softmax(h(x)))`` with alpha(x) from ``mixing_net``.
 
-    ``mixing_net`` maps the features (n, d) to (n,) or (n, 1) logits; d = 2c plus
-    the pooled channel counts of ``feature_layers`` (``{"std": [names], "rob":
-    [names]}``, names as in ``model.named_modules()``).  :func:`default_mixing_net`
-    builds a :class:`MixingNet` of the right width.  Only the mixing network
-    has trainable parameters; lo and hi are buffers and :meth:`config` returns
-    the JSON-able settings (mixing-network architecture included when the
-    network has a ``config()``).
+    ``mixing_net`` maps the features to (n,) or (n, 1) logits.  By default it
+    gets (n, d) with d = 2c plus the pooled channel counts of ``feature_layers``
+    (``{"std": [names], "rob": [names]}``, names as in ``model.named_modules()``);
+    a network with ``wants_maps = True`` gets :class:`FeatureMaps` (the logits
+    and the unpooled layer outputs).  :func:`build_mixing_net` builds either kind
+    at the right size.  Only the mixing network has trainable parameters; lo
+    and hi are buffers and :meth:`config` returns the JSON-able settings
+    (mixing-network architecture included when the network has a ``config()``).
     """
 
     def __init__(self, std_model: nn.Module, rob_model: nn.Module, mixing_net: nn.Module, alpha_range=(0.0, 1.0), *,
@@ -149,9 +264,10 @@ class AdaptiveMixedClassifier(BasePair):
             modules = dict(model.named_modules())
             for name in names:
                 if not name or name not in modules:
-                    some = ", ".join(n for n in list(modules)[1:9])
-                    raise ModelError(f"feature_layers[{side!r}] names {name!r}, which is not a submodule of the "
-                                     f"{side} model; use a name from named_modules(), e.g. {some}")
+                    valid = [n for n in modules if n]
+                    some = ", ".join(dict.fromkeys(difflib.get_close_matches(name, valid, 3, 0.5) + valid[:6]))
+                    raise ModelError(f"feature_layers[{side!r}] names {name!r}, which is not a layer of the "
+                                     f"{side} model ({'g' if side == 'std' else 'h'}); valid names include {some}")
             out[side] = names
         return out
 
@@ -161,16 +277,26 @@ class AdaptiveMixedClassifier(BasePair):
         return {"mixer": "adaptive", "alpha_range": [float(self.alpha_lo), float(self.alpha_hi)],
                 "feature_layers": {k: list(v) for k, v in self.feature_layers.items()}, "mixing_net": net_cfg}
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(g's logits, h's logits, the mixing network's input features (n, d))."""
+    @property
+    def wants_maps(self) -> bool:
+        """Whether the mixing network reads :class:`FeatureMaps` rather than one flat vector."""
+        return bool(getattr(self.mixing_net, "wants_maps", False))
+
+    def features(self, x: torch.Tensor, *, maps: bool | None = None):
+        """(g's logits, h's logits, the mixing network's input).
+
+        The input is (n, d) (logits, then pooled layer outputs) or, when
+        ``maps`` (default: what the mixing network wants), :class:`FeatureMaps`.
+        """
         x = self._check(x)
+        maps = self.wants_maps if maps is None else maps
         store: dict[str, torch.Tensor] = {}
         handles = []
         for side, model in (("std", self.std_model), ("rob", self.rob_model)):
             modules = dict(model.named_modules())
             for name in self.feature_layers[side]:
                 handles.append(modules[name].register_forward_hook(
-                    functools.partial(_capture, store, f"{side}:{name}")))
+                    functools.partial(_capture, store, f"{side}:{name}", maps)))
         try:
             std_logits, rob_logits = self.std_model(x), self.rob_model(x)
         finally:
@@ -178,25 +304,30 @@ class AdaptiveMixedClassifier(BasePair):
                 handle.remove()
         self._check_classes(std_logits, rob_logits)
         hooked = [store[f"{side}:{name}"] for side in ("std", "rob") for name in self.feature_layers[side]]
+        if maps:
+            return std_logits, rob_logits, FeatureMaps(torch.cat([std_logits, rob_logits], dim=1), tuple(hooked))
         feats = torch.cat([std_logits, rob_logits] + [h.to(std_logits.dtype) for h in hooked], dim=1)
         return std_logits, rob_logits, feats
 
-    def alpha_logit(self, features: torch.Tensor) -> torch.Tensor:
-        """The mixing network's output s for features (n, d), as (n,)."""
+    def alpha_logit(self, features) -> torch.Tensor:
+        """The mixing network's output s for its input (features (n, d) or :class:`FeatureMaps`), as (n,)."""
         s = self.mixing_net(features)
-        n = len(features)
+        n = len(features.logits) if isinstance(features, FeatureMaps) else len(features)
         if not isinstance(s, torch.Tensor) or s.shape not in ((n,), (n, 1)):
             shape = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
             raise ModelError(f"the mixing network must return shape ({n},) or ({n}, 1) for {n} inputs, got {shape}; "
                              "end it with a Linear(..., 1) layer")
         return s.reshape(n)
 
-    def forward_with_alpha(self, x: torch.Tensor, *, std_temperature: float = 1.0,
-                           detach_alpha: bool = False) -> AdaptiveOutput:
+    def forward_with_alpha(self, x: torch.Tensor, *, std_temperature: float = 1.0, detach_alpha: bool = False,
+                           gate_temperature: float = 1.0) -> AdaptiveOutput:
+        """The mixture and its parts.  ``std_temperature``, ``detach_alpha`` and ``gate_temperature`` (alpha =
+        lo + (hi - lo) sigmoid(s / T)) exist for attack surrogates; the model itself uses 1, False, 1."""
         std_logits, rob_logits, feats = self.features(x)
         s = self.alpha_logit(feats)
         lo, hi = float(self.alpha_lo), float(self.alpha_hi)
-        log_1ma, log_a = adaptive_log_weights(s.detach() if detach_alpha else s, lo, hi)
+        gate = s.detach() if detach_alpha else s
+        log_1ma, log_a = adaptive_log_weights(gate / gate_temperature if gate_temperature != 1.0 else gate, lo, hi)
         out = mix_log_weights(F.log_softmax(std_logits.double() / std_temperature, -1),
                               F.log_softmax(rob_logits.double(), -1), log_1ma[:, None], log_a[:, None])
         alpha = torch.exp(log_a)
@@ -222,6 +353,11 @@ class AdaptiveMixedClassifier(BasePair):
         * ``mix-alpha-fixed``: alpha(x) recomputed at the current input but
           detached, so the attack follows the two models' terms only (a mixing
           network with masked or misleading gradients cannot hide their slope);
+        * ``mix-gate-T8``: the gate softened, alpha = lo + (hi - lo) sigmoid(s / 8).
+          Where the gate saturates (|s| large, sigmoid' ~ e^-|s|) the model's
+          gradient says nothing about how to move alpha; the softened gate keeps
+          a slope of order 1/8 there, so the attack can steer alpha (e.g. close a
+          gate that is wide open on attacked inputs) while it fools g;
         * ``h``: h's logits alone.
         Attacks follow their gradients; candidates are judged on the mixer itself.
         """
@@ -229,6 +365,7 @@ class AdaptiveMixedClassifier(BasePair):
                 "mix-T0.25": Surrogate(self, std_temperature=0.25),
                 "mix-T4": Surrogate(self, std_temperature=4.0),
                 "mix-alpha-fixed": Surrogate(self, detach_alpha=True),
+                "mix-gate-T8": Surrogate(self, gate_temperature=GATE_SURROGATE_TEMPERATURE),
                 "h": self.rob_model}
 
     def extra_repr(self) -> str:
@@ -240,6 +377,80 @@ def default_mixing_net(std_model: nn.Module, rob_model: nn.Module, example: torc
                        feature_layers: dict | None = None, hidden: int = 64, depth: int = 2) -> MixingNet:
     """A :class:`MixingNet` whose width matches the features of (g, h, feature_layers), probed on ``example[:1]``."""
     probe = AdaptiveMixedClassifier(std_model, rob_model, nn.Identity(), feature_layers=feature_layers)
-    _, _, feats = probe.features(example[:1])
+    _, _, feats = probe.features(example[:1], maps=False)
     net = MixingNet(feats.shape[1], hidden, depth)
     return net.to(device=example.device)
+
+
+def _note_output(order: list, name: str, _module, _inputs, output):
+    if isinstance(output, torch.Tensor):
+        order.append((name, tuple(output.shape)))
+
+
+@torch.no_grad()
+def feature_layer_names(model: nn.Module, example: torch.Tensor, count: int = 2) -> list[str]:
+    """The layers whose outputs a mixing network reads: one per spatial resolution, the ``count`` deepest.
+
+    One probe forward on ``example[:1]`` records every named module's output;
+    among those of shape (n, C, H, W), the last module to finish at each
+    resolution (H, W) (the end of a stage, before the next downsampling) stands
+    for it, and the ``count`` deepest resolutions are kept, shallowest first.
+    """
+    _check_int("feature_layer_names", "count", count, 1)
+    order: list = []
+    handles = [m.register_forward_hook(functools.partial(_note_output, order, name))
+               for name, m in model.named_modules() if name]
+    try:
+        model(example[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    last: dict = {}
+    for name, shape in order:
+        if len(shape) == 4:
+            last[shape[2:]] = name
+    if not last:
+        raise ConfigError(f"{type(model).__name__} has no layer with an (n, C, H, W) output to read features from; "
+                          "use features='logits', or name layers yourself with feature_layers={'std': [...], "
+                          "'rob': [...]}")
+    return list(last.values())[-count:]
+
+
+def feature_layers_for(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor, features: str,
+                       count: int = 2) -> dict:
+    """``feature_layers`` for a feature set: "logits" (none), "h" (h's layers) or "both" (g's and h's)."""
+    if features not in FEATURE_SETS:
+        raise ConfigError(f"unknown feature set {features!r}: use logits (both models' logits only), h (h's "
+                          "features + logits) or both (g's and h's features + logits)")
+    out = {}
+    if features == "both":
+        out["std"] = feature_layer_names(std_model, example, count)
+    if features in ("h", "both"):
+        out["rob"] = feature_layer_names(rob_model, example, count)
+    return out
+
+
+@torch.no_grad()
+def build_mixing_net(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor, *, features: str = "logits",
+                     net: str = "mlp", feature_layers: dict | None = None, count: int = 2, hidden: int = 64,
+                     depth: int = 2, width: int = 16, blocks: int = 1) -> tuple[nn.Module, dict]:
+    """A mixing network for (g, h) and the ``feature_layers`` it reads, sized by a probe forward on ``example[:1]``.
+
+    ``features``: "logits", "h" or "both" (layers picked by :func:`feature_layer_names`,
+    ``count`` per model), unless ``feature_layers`` names them.  ``net``: "mlp"
+    (:class:`MixingNet` on pooled features; ``hidden``, ``depth``) or "residual"
+    (:class:`ResidualMixingNet` on the maps; ``width``, ``blocks``, ``hidden``).
+    Returns ``(network, feature_layers)`` for :class:`AdaptiveMixedClassifier`.
+    """
+    if net not in NETS:
+        raise ConfigError(f"unknown mixing network {net!r}: use mlp (an MLP on pooled features) or residual "
+                          "(residual conv branches on the feature maps)")
+    layers = feature_layers if feature_layers is not None else feature_layers_for(std_model, rob_model, example,
+                                                                                   features, count)
+    probe = AdaptiveMixedClassifier(std_model, rob_model, nn.Identity(), feature_layers=layers)
+    std_logits, rob_logits, feats = probe.features(example[:1], maps=net == "residual")
+    if net == "mlp":
+        module: nn.Module = MixingNet(feats.shape[1], hidden, depth)
+    else:
+        module = ResidualMixingNet(feats.logits.shape[1], [int(m.shape[1]) for m in feats.maps], width, blocks, hidden)
+    return module.to(device=example.device), probe.feature_layers
