@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from robustmix.certify import (ABSTAIN, SmoothedClassifier, bernstein_lower, betting_lower, certify_mixture,
-                               clopper_pearson_lower)
+from robustmix.certify import (ABSTAIN, SmoothedClassifier, bernstein_lower, betting_lower, binomial_cs_lower,
+                               binomial_cs_upper, certify_mixture, clopper_pearson_lower)
 from robustmix.certify.mixture import _looks
 from robustmix.certify.smoothing import chunk_rows, noise_chunk
 from robustmix.errors import ConfigError, InputError, ModelError
@@ -92,6 +92,45 @@ def test_alpha_spending_over_looks_is_valid_and_peeking_without_it_is_not():
     naive = clopper_pearson_lower(k, np.array(looks), delta)
     assert ((spent > p).any(1)).sum() <= _max_violations(delta)
     assert ((naive > p).any(1)).sum() > _max_violations(delta)   # the simulation can see a broken rule
+
+
+def test_binomial_confidence_sequence_under_optional_stopping_at_every_sample():
+    """The worst stopping rule stops a stream at the first sample whose bound passes p.  By the bound's
+    monotonicity that happens iff the mixture martingale at p reaches 1/delta, which is checked at every one of
+    1,000 samples for 2,000 streams per p; the bound itself is checked against the martingale on 4,000 (k, t)."""
+    from robustmix.certify.stats import _log_mixture
+    rng = np.random.default_rng(12)
+    delta, streams, horizon = 0.1, 2000, 1000
+    t = np.arange(1, horizon + 1, dtype=np.float64)
+    for p in (0.3, 0.84, 0.97, 0.999):
+        crossed = np.zeros(streams, dtype=bool)
+        for part in np.array_split(np.arange(streams), 10):
+            k = np.cumsum(rng.random((len(part), horizon)) < p, 1).astype(np.float64)
+            crossed[part] = (_log_mixture(k, np.broadcast_to(t, k.shape), np.full(k.shape, p))
+                             >= math.log(1 / delta)).any(1)
+        assert crossed.sum() <= _max_violations(delta, streams), p
+        # the bound passes p exactly where the martingale at p has crossed (up to the bisection's resolution)
+        tt = rng.integers(1, 3000, 4000).astype(np.float64)
+        kk = rng.binomial(tt.astype(np.int64), min(p + 0.02, 1.0)).astype(np.float64)
+        lower = binomial_cs_lower(kk, tt, delta)
+        martingale = _log_mixture(kk, tt, np.full(tt.shape, p)) >= math.log(1 / delta)
+        assert np.array_equal(lower > p + 1e-9, martingale & (lower > p + 1e-9))
+        assert not (martingale & (lower < p - 1e-9)).any()
+    # a fixed-n bound recomputed at every sample breaks under the same stopping rule
+    k = np.cumsum(rng.random((streams, horizon)) < 0.5, 1)
+    looks = np.arange(10, horizon + 1, 10)
+    naive = clopper_pearson_lower(k[:, looks - 1], looks, delta)
+    assert ((naive > 0.5).any(1)).sum() > _max_violations(delta, streams)
+
+
+def test_binomial_confidence_sequence_is_nearly_as_tight_as_a_fixed_n_bound():
+    assert binomial_cs_lower(9500, 10_000, 0.001) > 0.939                  # Clopper-Pearson: 0.9429
+    t = np.arange(1, 200)
+    assert t[np.argmax(binomial_cs_lower(t, t, 0.001) >= 0.841)] <= 50     # Clopper-Pearson: 40
+    assert binomial_cs_lower(0, 100, 0.001) == 0.0
+    assert np.all(binomial_cs_upper(np.array([0, 50, 100]), 100, 0.01) >= np.array([0.0, 0.5, 1.0 - 1e-12]))
+    with pytest.raises(ConfigError, match="0 <= k <= t"):
+        binomial_cs_lower(5, 3, 0.1)
 
 
 def test_bounds_reject_bad_arguments():
@@ -217,31 +256,34 @@ def test_results_do_not_depend_on_batch_size_or_sharding(sequential):
     assert torch.equal(a.samples_used[2:], c.samples_used)
 
 
-def test_sequential_stops_early_and_stays_valid():
+@pytest.mark.parametrize("rule, first", [("confidence-sequence", 32), ("doubling-looks", 200)])
+def test_sequential_stops_early_and_stays_valid(rule, first):
     """Known p for every input (linear model, votes): the reported bound may miss p in at most delta of them."""
     h = Linear([1.0, 1.0])
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(1500, 2, generator=gen) * 0.4
     delta = 0.2
     cert = certify_mixture(None, h, x, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta,
-                           sequential=True, tolerance=0.1)
+                           sequential=True, tolerance=0.1, sequential_rule=rule)
     p_true = h.smoothed(h.margin(x), 0.5, "hard")
     p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
     assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
-    assert cert.samples_used.float().mean() < 1600 and cert.samples_used.min() == 200
+    assert cert.samples_used.float().mean() < 1600 and cert.samples_used.min() == first
+    assert cert.sequential_rule == rule
     fixed = certify_mixture(None, h, x, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta)
     assert ((fixed.radius - cert.radius).amax(0) <= 0.1 + 0.2).float().mean() > 0.95
 
 
+@pytest.mark.parametrize("rule", ["confidence-sequence", "doubling-looks"])
 @pytest.mark.parametrize("radii", [None, [0.25, 0.5, 1.0]])
-def test_sequential_with_reported_radii_stays_valid(radii):
+def test_sequential_with_reported_radii_stays_valid(radii, rule):
     """Optional stopping steered by the reported radii: still at most delta of the reported bounds miss p."""
     h = Linear([1.0, 1.0])
     x = torch.randn(1500, 2, generator=torch.Generator().manual_seed(8)) * 0.6
     delta = 0.2
     tolerance = math.inf if radii else 0.1
     cert = certify_mixture(None, h, x, sigma=0.5, alphas=[1.0], num_samples=3200, delta=delta, sequential=True,
-                           tolerance=tolerance, radii=radii)
+                           tolerance=tolerance, radii=radii, sequential_rule=rule)
     p_true = h.smoothed(h.margin(x), 0.5, "hard")
     p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
     assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
@@ -260,7 +302,8 @@ def test_h_mean_estimates_the_soft_smoothed_classifier():
     assert torch.allclose(cert.h_mean.sum(1), torch.ones(len(x), dtype=torch.float64))
 
 
-def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001, sequential=True):
+def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.001, sequential=True,
+            rule="doubling-looks"):
     """estimate_top_bound on given votes for the top class: hits (n, num_samples) booleans."""
     from robustmix.certify.mixture import Estimator, estimate_top_bound
     cum = np.cumsum(hits, 1)
@@ -271,7 +314,7 @@ def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.
     top = torch.zeros(len(hits), dtype=torch.long)
     return estimate_top_bound(draw, top, Estimator.CLOPPER_PEARSON, sigma=sigma, c=3, num_samples=num_samples,
                               alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), delta=delta, sequential=sequential,
-                              tolerance=tolerance, radii=radii)
+                              tolerance=tolerance, radii=radii, rule=rule)
 
 
 def test_reported_radii_steer_the_stopping_rule():
@@ -301,6 +344,32 @@ def test_reported_radii_steer_the_stopping_rule():
     assert np.allclose(steered, clopper_pearson_lower(k, used, 0.001 / len(looks)), rtol=0, atol=1e-12)
     # tolerance 0 and no radii: inputs that are certified somewhere run the whole budget
     assert (_replay(hits[:10], radii=None, tolerance=0.0)[1] == 6400).all()
+
+
+def test_confidence_sequence_rule_stops_after_any_sample_and_reports_its_own_bound():
+    """The default rule on votes with known frequencies: far fewer samples than the looks rule for the same
+    certified counts, confident inputs stop once past the largest radius, and the bound is the sequence's running maximum."""
+    from robustmix.certify.mixture import CS_FIRST_LOOK, _looks, _radius
+    rng = np.random.default_rng(3)
+    p = np.repeat([1.0, 0.999, 0.98, 0.9, 0.84, 0.75, 0.6, 0.4], 40)
+    hits = rng.random((len(p), 6400)) < p[:, None]
+    grid = [0.25, 0.5, 0.75, 1.0]
+    fixed, _ = _replay(hits, radii=None, sequential=False)
+    cs, used = _replay(hits, radii=grid, tolerance=math.inf, rule="confidence-sequence")
+    _, used_looks = _replay(hits, radii=grid, tolerance=math.inf)
+    top, a = torch.zeros(len(p), dtype=torch.long), torch.tensor([0.8, 1.0], dtype=torch.float64)
+    r_fixed, r_cs = _radius(fixed, top, 3, 0.5, a), _radius(cs, top, 3, 0.5, a)
+    for r in grid:
+        assert abs(int((r_cs >= r).sum()) - int((r_fixed >= r).sum())) <= 4, r
+    assert used.mean() < 0.7 * used_looks.mean()
+    assert (used[:40] <= 400).all() and (r_cs[1, :40] >= 1.0).all()    # 0.977 for r = 1 needs 367 votes
+    assert used[-40:].mean() <= 300 and (r_cs[:, -40:] == 0).all()        # abstentions stop early too
+    looks = np.array(_looks(6400, True, CS_FIRST_LOOK, 1.25))
+    assert set(used.tolist()) <= set(looks.tolist())
+    cum = np.cumsum(hits, 1)
+    for i in range(0, len(p), 17):
+        seen = looks[looks <= used[i]]
+        assert cs[i] == pytest.approx(binomial_cs_lower(cum[i, seen - 1], seen, 0.001).max(), abs=1e-12)
 
 
 @pytest.mark.parametrize("estimator", ["clopper-pearson", "betting"])

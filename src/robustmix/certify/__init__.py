@@ -6,8 +6,10 @@ from .logit_ball import logit_ball_gap, logit_ball_radius
 from .radii import (certified_accuracy, lemma1_certified, lemma1_margin, lipschitz_radius, lipschitz_radius_from_bounds,
                     smoothed_lipschitz, smoothing_radius, smoothing_radius_from_bounds)
 from .mixture import Estimator, MixtureCertificate, certify_mixture
+from .selection import SelectionCertificate, certify_selection
 from .smoothing import ABSTAIN, MonteCarloSmoothed, SmoothedClassifier, SmoothingEstimate
-from .stats import bernstein_lower, betting_lower, clopper_pearson_lower, clopper_pearson_upper
+from .stats import (bernstein_lower, betting_lower, binomial_cs_lower, binomial_cs_upper, clopper_pearson_lower,
+                    clopper_pearson_upper)
 
 __all__ = [
     "lipschitz_radius", "smoothing_radius", "lipschitz_radius_from_bounds", "smoothing_radius_from_bounds",
@@ -15,5 +17,5 @@ __all__ = [
     "network_lipschitz", "conv2d_spectral_norm", "SOFTMAX_L2_FACTOR", "SmoothedClassifier", "SmoothingEstimate",
     "MonteCarloSmoothed", "ABSTAIN", "certify_mixture", "MixtureCertificate", "Estimator", "bernstein_lower",
     "betting_lower", "clopper_pearson_lower", "clopper_pearson_upper", "logit_ball_gap", "logit_ball_radius",
-    "pairwise_logit_lipschitz",
+    "pairwise_logit_lipschitz", "certify_selection", "SelectionCertificate", "binomial_cs_lower", "binomial_cs_upper",
 ]

@@ -34,33 +34,37 @@ and the mean enters PhiInv, so hard votes certify larger radii on this model.
 Betting is the tighter of the two soft bounds and the one to use for the soft
 smoothed classifier.
 
-Sequential sampling (``sequential=True``) draws the estimation samples in
-rounds ending at the looks ``n_1 < ... < n_J = num_samples`` (doubling from
-200) and stops an input once its decision is settled.  At each look the
-stopping rule projects the radius it could still reach by ``num_samples`` (the
-bound there if p sat one bound-width above its point estimate; a heuristic) and
-stops the input when, at every alpha, (a) that radius exceeds the current one
-by at most ``tolerance``, both counted up to the largest of ``radii``, and (b)
-no radius in ``radii`` (the radii you will report) lies between the two.  With
-``radii`` given, inputs already certified past the largest of them stop, and
-inputs near one of them keep sampling, and so do inputs that abstain now but
-could be certified later; inputs that will abstain stop early.
-Validity under this optional stopping comes from alpha spending over the fixed
-looks: the bound at look j is a fixed-n bound on the first n_j samples at level
-``delta / J``.  Let E_j be the event that it exceeds the true p; P(E_j) <=
-delta / J, so P(E_1 or ... or E_J) <= delta by the union bound (no
-independence needed).  Whatever look the stopping rule picks, the reported
-bound is one of these J, so it fails with probability <= delta.  The stopping
-rule may use every sample seen so far; it only chooses which bound to report.
-Measured on the zoo (500 test images, 10,000 samples, alpha = 1, CPU;
-benchmarks/bench_sequential.py), against certified accuracies of 82.0 / 75.2 /
-66.4 / 54.6% at radii 0.25 / 0.5 / 0.75 / 1.0 with a fixed 10,000: ``radii=[0.25,
-0.5, 0.75, 1.0]`` used 3.50x fewer forward passes (n0 included) for 82.0 / 75.0
-/ 66.4 / 54.2% (4.30x with ``tolerance=inf``); without ``radii``, tolerance 0.1
-saved 1.61x and lost 1.8 points at 0.5, because confident inputs' radii keep
-growing with the sample count.  FIRST_LOOK and OPTIMISM were chosen on these
-same images (this does not touch validity, but the saving is an in-sample figure).  Radii past the largest reported one are not
-pursued, so the mean radius drops (0.79 against 1.03).
+Sequential sampling (``sequential=True``) draws the estimation samples in rounds
+and stops an input once its decision is settled: at every alpha, no radius in
+``radii`` (the radii you will report), nor the step from abstaining to certified,
+lies between the radius it has now and the radius it could still reach, and
+the two differ by at most ``tolerance`` (both counted up to the largest of
+``radii``).  Inputs already certified past the largest reported radius stop,
+inputs that can no longer reach the next one stop, inputs near one keep
+sampling, up to ``num_samples``.  Two rules (``sequential_rule``):
+
+* ``"confidence-sequence"`` (default): the bound is a confidence sequence, valid
+  at every sample size at once (:func:`~robustmix.certify.stats.binomial_cs_lower`
+  for hard votes, time-uniform betting for soft scores), so the reported bound
+  (the running maximum of the sequence at the sample where the input stopped)
+  holds with probability >= 1 - delta whatever the stopping rule did: the event
+  that it exceeds p is contained in the event that the sequence ever exceeds p.
+  Looks come after 32 samples and then every 25% more (CS_FIRST_LOOK, CS_GROWTH;
+  any schedule is valid).  The radius an input could still reach is judged from
+  the upper end of a confidence sequence at level CS_FUTILITY = 0.05 (a
+  heuristic; it decides only how long to sample, never the bound).
+* ``"doubling-looks"``: alpha spending over fixed looks ``n_1 < ... < n_J =
+  num_samples`` (doubling from 200): the bound at look j is a fixed-n bound on the
+  first n_j samples at level ``delta / J``, so by the union bound all J hold
+  together with probability >= 1 - delta and the look the rule stops at does not
+  matter.  The reachable radius is the bound at the last look if p sat one
+  bound-width above its point estimate (FIRST_LOOK, OPTIMISM).
+
+Measured out of sample (constants chosen on 300 validation images, reported
+on test images 5000-5499; zoo noise CNN at sigma 0.5, 10,000 samples, delta 0.001,
+alpha 1, CPU; benchmarks/bench_sequential.py, figures in BENCHMARKS.md): see
+BENCHMARKS.md, "Sequential sampling".  Radii past the largest reported one are not
+pursued, so the mean radius drops.
 
 Floating point (Voracek & Hein, 2023): the guarantee is for Gaussian smoothing
 in exact arithmetic.  The implementation draws float32 (x's dtype) noise from a
@@ -88,7 +92,7 @@ from .._validation import check_alpha, check_positive_int
 from ..errors import ConfigError, InputError, ModelError
 from .radii import smoothing_radius_from_bounds
 from .smoothing import ABSTAIN, check_base_logits, check_batch, smoothing_pass
-from .stats import bernstein_lower, betting_lower, clopper_pearson_lower
+from .stats import bernstein_lower, betting_lower, binomial_cs_lower, binomial_cs_upper, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,7 @@ class MixtureCertificate:
     sequential: bool
     tolerance: float | None = None     # sequential runs: radius an input may leave on the table
     radii: list | None = None          # sequential runs: the reported radii that steer stopping
+    sequential_rule: str | None = None  # sequential runs: "confidence-sequence" or "doubling-looks"
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (schema_version 1), fields by name."""
@@ -141,23 +146,43 @@ class MixtureCertificate:
         return out
 
 
-FIRST_LOOK = 200   # estimation samples at the first look of a sequential run; later looks double
-OPTIMISM = 1.0     # stopping heuristic: p may exceed its point estimate by OPTIMISM times the bound's width
+SEQUENTIAL_RULES = ("confidence-sequence", "doubling-looks")
+DEFAULT_RULE = "confidence-sequence"
+# confidence-sequence rule (chosen on validation images; benchmarks/bench_sequential.py)
+CS_FIRST_LOOK = 32   # estimation samples before the first look; later looks grow by CS_GROWTH
+CS_GROWTH = 1.25
+CS_FUTILITY = 0.05   # level of the upper sequence that tells an input it can no longer reach a radius
+# doubling-looks rule (the earlier rule, kept for comparison)
+FIRST_LOOK = 200     # estimation samples at the first look; later looks double
+OPTIMISM = 1.0       # stopping heuristic: p may exceed its point estimate by OPTIMISM times the bound's width
 
 
-def _looks(num_samples: int, sequential: bool, first: int = FIRST_LOOK) -> list[int]:
+def _looks(num_samples: int, sequential: bool, first: int = FIRST_LOOK, growth: float = 2.0) -> list[int]:
     if not sequential:
         return [num_samples]
     looks, n = [], first
     while n < num_samples:
         looks.append(n)
-        n *= 2
+        n = max(n + 1, math.ceil(n * growth))
     return looks + [num_samples]
+
+
+def check_rule(rule, estimator: "Estimator") -> str:
+    """The sequential rule's name (None: the default) after checking that it fits the estimator."""
+    rule = DEFAULT_RULE if rule is None else rule
+    if rule not in SEQUENTIAL_RULES:
+        raise ConfigError(f"unknown sequential rule {rule!r}: use one of {', '.join(SEQUENTIAL_RULES)}")
+    if rule == "confidence-sequence" and estimator is Estimator.BERNSTEIN:
+        raise ConfigError("the empirical Bernstein bound holds at one fixed sample size, not at every one: with the "
+                          "confidence-sequence rule use estimator 'betting' or 'clopper-pearson' (hard votes), or "
+                          "choose sequential_rule='doubling-looks'")
+    return rule
 
 
 def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: float, alphas: torch.Tensor, c: int,
                        num_samples: int, delta: float, sequential: bool = False, tolerance: float = 0.1,
-                       radii=None, first_look: int = FIRST_LOOK,
+                       radii=None, rule: str | None = None, first_look: int | None = None,
+                       growth: float = CS_GROWTH, futility: float = CS_FUTILITY,
                        optimism: float = OPTIMISM) -> tuple[np.ndarray, np.ndarray]:
     """The estimation stage: (p_lower (n,), samples used (n,)) for the selected classes ``top``.
 
@@ -165,14 +190,21 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
     ``top``), the number of votes for their top class among the estimation samples
     ``start <= j < stop`` and, for soft estimators, every sample's top-class score
     ((len(active), stop - start)).  Fixed budget: one draw and one bound with all of
-    delta.  Sequential: the looks of :func:`_looks`, a bound at level delta / J at
-    each, and an input stops once, at every alpha, the radius it could still gain
-    (counted up to the largest of ``radii``) is at most ``tolerance`` and would not
-    cross one of ``radii`` (module docstring).
+    delta.  Sequential: looks at growing sample counts; an input stops once, at
+    every alpha, no radius in ``radii`` (nor the step from abstaining to certified)
+    lies between the radius it has and the radius it could still reach, and the
+    latter exceeds the former by at most ``tolerance`` (both counted up to the
+    largest of ``radii``).  ``rule`` (module docstring) says how the bound is made
+    valid under this optional stopping and how the reachable radius is judged.
     """
     n = len(top)
-    looks = _looks(num_samples, sequential, first_look)
-    step_delta = delta / len(looks)
+    cs = sequential and check_rule(rule, est) == "confidence-sequence"
+    if cs:
+        looks = _looks(num_samples, True, CS_FIRST_LOOK if first_look is None else first_look, growth)
+        step_delta = delta
+    else:
+        looks = _looks(num_samples, sequential, FIRST_LOOK if first_look is None else first_look)
+        step_delta = delta / len(looks)
     votes_top = np.zeros(n)
     scores = np.zeros((n, num_samples)) if est.smoothing == "soft" else None
     p_lower, used = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -183,18 +215,25 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
     for look in looks:
         votes, tracked = draw(active, prev, look)
         votes_top[active] += votes
+        sub = None
         if scores is not None:
             scores[active, prev:look] = tracked
             sub = scores[active, :look]
-        p_lower[active] = _lower(est, votes_top[active], None if scores is None else sub, look, step_delta)
+        if cs:   # the running maximum of a confidence sequence is one too
+            p_lower[active] = np.maximum(p_lower[active], _cs_lower(est, votes_top[active], sub, look, delta))
+        else:
+            p_lower[active] = _lower(est, votes_top[active], sub, look, step_delta)
         used[active] = look
         prev = look
         if look == num_samples:
             break
-        point = votes_top[active] / look if scores is None else sub.mean(1)
-        width = point - p_lower[active]
-        # the bound at the last look if p sat `optimism` widths above the point estimate (a heuristic, not a bound)
-        reachable = np.clip(point + width * (optimism - math.sqrt(look / num_samples)), 0.0, best)
+        if cs:
+            reachable = _cs_reachable(est, votes_top[active], sub, look, num_samples, delta, futility, p_lower[active])
+        else:
+            point = votes_top[active] / look if scores is None else sub.mean(1)
+            width = point - p_lower[active]
+            # the bound at the last look if p sat `optimism` widths above the point estimate (a heuristic)
+            reachable = np.clip(point + width * (optimism - math.sqrt(look / num_samples)), 0.0, best)
         rows = torch.from_numpy(active)
         now = _radius(p_lower[active], top[rows], c, sigma, alphas)
         later = _radius(reachable, top[rows], c, sigma, alphas)
@@ -205,6 +244,27 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
         if len(active) == 0:
             break
     return p_lower, used
+
+
+def _cs_lower(est: "Estimator", votes_top: np.ndarray, scores: np.ndarray | None, n: int, delta: float) -> np.ndarray:
+    if est is Estimator.CLOPPER_PEARSON:
+        return binomial_cs_lower(votes_top, n, delta)
+    return betting_lower(scores, delta, time_uniform=True)
+
+
+def _cs_reachable(est: "Estimator", votes_top: np.ndarray, scores: np.ndarray | None, n: int, num_samples: int,
+                  delta: float, futility: float, p_lower: np.ndarray) -> np.ndarray:
+    """The largest bound an input could still reach (a heuristic that steers stopping, never a bound on p).
+
+    p is taken at the upper end of a confidence sequence at level ``futility``.  Hard
+    votes: the lower sequence at ``num_samples`` if every further sample voted for the
+    top class at that rate.  Soft scores: that value less the lower sequence's current
+    width shrunk to ``num_samples`` (width ~ 1 / sqrt(samples))."""
+    if est is Estimator.CLOPPER_PEARSON:
+        upper = binomial_cs_upper(votes_top, n, futility)
+        return binomial_cs_lower(votes_top + upper * (num_samples - n), num_samples, delta)
+    upper = 1.0 - betting_lower(1.0 - scores, futility, time_uniform=True)
+    return np.clip(upper - (scores.mean(1) - p_lower) * math.sqrt(n / num_samples), 0.0, 1.0)
 
 
 def _lower(estimator: Estimator, votes_top: np.ndarray, scores: np.ndarray | None, n: int, delta: float) -> np.ndarray:
@@ -292,7 +352,7 @@ def check_sequential(sequential: bool, tolerance: float, radii):
 def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
                     delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
                     batch_size: int = 1000, sequential: bool = False, tolerance: float = 0.1,
-                    radii=None) -> MixtureCertificate:
+                    radii=None, sequential_rule: str | None = None) -> MixtureCertificate:
     """Certify the mixture of ``g`` and the Gaussian-smoothed ``h_base`` at every alpha (Theorem 2).
 
     ``g``, ``h_base``: models returning (n, c) logits (``g`` may be None: it does
@@ -303,12 +363,15 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     sequential run may leave on the table per input; ``radii``: the l2 radii at
     which you will report certified accuracy (a sequential run keeps sampling an
     input while its radius may still cross one of them, and does not pursue radii
-    beyond the largest; None: no such radii).  All certificates hold
+    beyond the largest; None: no such radii); ``sequential_rule``: "confidence-sequence"
+    (the default: stop after any sample) or "doubling-looks" (the earlier rule, for
+    comparison).  All certificates hold
     together with probability >= 1 - delta (per input, over the noise).
     """
     est = _parse_estimator(estimator)
     sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
     radii = check_sequential(sequential, tolerance, radii)
+    rule = check_rule(sequential_rule, est) if sequential else None
     n = len(x)
     opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
     prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,
@@ -333,7 +396,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
 
     p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
                                        delta=delta, sequential=sequential, tolerance=tolerance,
-                                       radii=radii)
+                                       radii=radii, rule=rule)
     radius = _radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
@@ -344,4 +407,4 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                               smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(delta), n0=n0,
                               num_samples=num_samples, sequential=bool(sequential),
                               tolerance=tolerance if sequential else None,
-                              radii=radii if sequential else None)
+                              radii=radii if sequential else None, sequential_rule=rule)

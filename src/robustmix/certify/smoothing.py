@@ -112,14 +112,16 @@ def check_base_logits(logits, n: int) -> None:
 
 @torch.no_grad()
 def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, stream: int, start: int, stop: int,
-                   batch_size: int, track=None):
+                   batch_size: int, track=None, observe=None):
     """Classify ``x_i + sigma * noise_ij`` for the sample numbers ``start <= j < stop`` of every input i.
 
     The noise of several inputs shares one forward pass of at most ``batch_size``
     samples; noise is drawn and statistics are accumulated on x's device, with one
     copy to the host at the end.  Returns float64 CPU tensors ``(prob_sum (n, c),
     votes (n, c), tracked)``; ``tracked`` (n, stop - start) holds every sample's
-    softmax score of class ``track[i]`` (None when ``track`` is None).
+    softmax score of class ``track[i]`` (None when ``track`` is None).  ``observe(rows,
+    noisy, logits)``, if given, sees every forward pass (``rows``: the input of each
+    noisy sample), for statistics of other functions of the same samples.
     """
     device, n = x.device, len(x)
     if stop <= start:
@@ -150,6 +152,8 @@ def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, s
             votes = torch.zeros_like(prob_sum)
             if track is not None:
                 tracked = torch.zeros((n, stop - start), dtype=torch.float64, device=device)
+        if observe is not None:
+            observe(rows, noisy, logits)
         prob_sum.index_add_(0, rows, probs)
         votes.index_put_((rows, logits.argmax(1)), torch.ones_like(rows, dtype=torch.float64), accumulate=True)
         if tracked is not None:

@@ -10,6 +10,9 @@ leading axes (many inputs, or many simulated data sets, at once).
 * :func:`betting_lower`: a betting bound (Waudby-Smith & Ramdas, JRSS-B 2024)
   with predictable plug-in bets; ``time_uniform=True`` makes it a confidence
   sequence, valid simultaneously at every sample size (optional stopping).
+* :func:`binomial_cs_lower` / ``_upper``: a confidence sequence for Bernoulli
+  samples (a one-sided mixture martingale), valid simultaneously at every sample
+  size, so sampling may stop after any sample.
 * :func:`hoeffding_halfwidth`: the variance-free baseline.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import logsumexp
 from scipy.stats import binomtest
 
 from .._binomial import check_delta, clopper_pearson_lower, clopper_pearson_upper  # noqa: F401  (public here too)
@@ -105,3 +109,60 @@ def hoeffding_halfwidth(n: int, delta: float) -> float:
 def binomial_pvalue(k: int, n: int, p: float = 0.5) -> float:
     """Two-sided exact binomial test p-value (Cohen et al.'s PREDICT)."""
     return binomtest(int(k), int(n), p).pvalue
+
+
+# The mixture's prior: 64 points u_j = 1 - exp(-s_j), s_j log-spaced over [1e-3, 16], equal weights.
+CS_MIXTURE = 1.0 - np.exp(-np.geomspace(1e-3, 16.0, 64))
+
+
+def _log_mixture(k, t, m):
+    """log M_t(m) = log mean_j (1 + u_j (1 - m) / m)^k (1 - u_j)^(t - k), for arrays k, t, m of one shape."""
+    r = (1.0 - m) / m
+    terms = k[..., None] * np.log1p(CS_MIXTURE * r[..., None]) + (t - k)[..., None] * np.log1p(-CS_MIXTURE)
+    return logsumexp(terms, -1) - math.log(len(CS_MIXTURE))
+
+
+def binomial_cs_lower(k, t, delta: float, *, iterations: int = 50):
+    """Lower end of a confidence sequence for a Bernoulli mean p, after k successes in t samples.
+
+    For m in (0, 1) and u in [0, 1), the likelihood ratio of Bernoulli(q) against
+    Bernoulli(m) with q = m + u (1 - m) multiplies by ``1 + u (1 - m) / m`` at a
+    success and by ``1 - u`` at a failure.  Each factor has mean 1 when p = m, so
+    ``M_t(m) = mean_j prod_{i <= t} (factor with u_j)``, a mixture over the fixed
+    prior :data:`CS_MIXTURE`, is a non-negative martingale with M_0 = 1 at m = p,
+    and Ville's inequality gives ``P(exists t: M_t(p) >= 1/delta) <= delta``.  For
+    fixed data every factor is non-increasing in m (u >= 0), so M_t is too, the set
+    of rejected m is an interval starting at 0, and the bound
+    ``L_t = sup{m : M_t(m) >= 1/delta}`` satisfies ``L_t > p  =>  M_t(p) >= 1/delta``:
+
+        P(exists t: L_t > p) <= delta,
+
+    whatever rule decides when to stop (optional stopping at any sample).  Why a
+    mixture martingale rather than betting with plug-in bets: for Bernoulli votes
+    the mixture is the likelihood ratio itself (nothing is lost to a bet schedule),
+    the bound is monotone by construction (exact bisection), and it costs about 25%
+    more samples than a fixed-n Clopper-Pearson bound to reach the same value on
+    confident inputs (all votes for the class: 50 samples against 40 for 0.841 at
+    delta 0.001; 0.9398 against 0.9429 for 9,500 of 10,000), where alpha spending
+    over J looks pays ln J in the level and can only stop at the looks.  Only
+    u >= 0 enters, so the sequence is one-sided (all of delta on the lower tail).
+    Bisection keeps a rejected lower end, so the value returned is never above L_t.
+    """
+    check_delta(delta)
+    k = np.asarray(k, dtype=np.float64)
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), k.shape)
+    if (k < 0).any() or (k > t).any() or (t < 0).any():
+        raise ConfigError("binomial_cs_lower needs 0 <= k <= t successes in t samples")
+    threshold = math.log(1.0 / delta)
+    lo, hi = np.zeros(k.shape), np.ones(k.shape)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        rejected = _log_mixture(k, t, mid) >= threshold
+        lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
+    return lo
+
+
+def binomial_cs_upper(k, t, delta: float):
+    """Upper end of the confidence sequence: 1 - the lower end for the failures (same guarantee, upper tail)."""
+    k = np.asarray(k, dtype=np.float64)
+    return 1.0 - binomial_cs_lower(np.asarray(t, dtype=np.float64) - k, t, delta)
