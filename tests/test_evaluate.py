@@ -406,3 +406,66 @@ def test_zoo_mixture_worst_case_is_consistent():
     assert res.accuracy <= float(pgd_ok.float().mean())
     assert torch.allclose(res.margin, _margin64(ref, y), atol=1e-4)
     assert (res.x_adv - x).abs().max() <= 0.1 + 1e-6
+
+
+# ---------------------------------------------------------------- AutoAttack standard beside the ensemble
+
+def test_autoattack_standard_alone_is_reported_beside_the_ensemble():
+    gen = torch.Generator().manual_seed(7)
+    x = 0.25 + 0.5 * torch.rand(6, 1, 4, 5, generator=gen)
+    x = x - x.flatten(1).mean(1).view(-1, 1, 1, 1) + 0.58
+    model = _HardOneHotMixer(_MeanSign(), _Balanced(), 0.3)
+    y = torch.zeros(6, dtype=torch.int64)
+    res = evaluate(model, x, y, eps=0.1, steps=20, square_queries=100)
+    # the surrogate breaks every example; AutoAttack's members never saw them broken, so Square is run on all
+    # six afterwards: AutoAttack standard's own accuracy is known exactly, and is never below the ensemble's
+    assert res.accuracy == 0.0
+    done = res.autoattack_completion
+    assert done.ran_on == 6 and res.aa_robust is not None
+    assert res.autoattack_accuracy == (6 - done.broke) / 6 >= res.accuracy
+    assert [r["aa_robust"] for r in res.records()] == res.aa_robust.tolist()
+    back = WorstCaseResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert torch.equal(back.aa_robust, res.aa_robust) and back.autoattack_completion == done
+    joined = WorstCaseResult.concat([res, res])
+    assert joined.autoattack_completion.ran_on == 12 and len(joined.aa_robust) == 12
+    # without every AutoAttack member there is no AutoAttack-alone figure
+    part = evaluate(model, x, y, eps=0.1, attacks=["aa-apgd-ce", "apgd-ce@soft-T4"], steps=5)
+    assert part.aa_robust is None and part.autoattack_completion is None and "aa_robust" not in part.records()[0]
+
+
+def test_evaluate_summary_records_autoattack_and_forward_passes():
+    from robustmix.experiments.evaluate_run import EvaluateConfig, forward_passes, summarize_evaluate
+    from robustmix.mixing import AdaptiveMixedClassifier, MixingNet
+    from robustmix.results import EvaluateSummary, summary_from_dict
+
+    g, h = Linear2Logits(seed=0), Linear2Logits(seed=1)
+    assert forward_passes(g) == (1, 0)
+    assert forward_passes(MixedClassifier(g, h, 0.5)) == (2, 0)
+    assert forward_passes(AdaptiveMixedClassifier(g, h, MixingNet(8))) == (2, 1)
+    batch = {"per_attack": [{"name": "aa-apgd-ce", "ran_on": 4, "broke": 1, "seconds": 0.5}], "diagnostics": None,
+             "warnings": ["AutoAttack check: zero gradients"],
+             "autoattack_completion": {"name": "aa-square (AutoAttack completion)", "ran_on": 1, "broke": 0,
+                                       "seconds": 0.25}}
+    recs = [{"clean_correct": True, "robust": r, "margin": 0.1, "found_by": "aa-apgd-ce", "aa_robust": a}
+            for r, a in ((True, True), (False, False), (False, True), (True, True))]
+    recs[0]["batch"] = batch
+    cfg = EvaluateConfig()
+    s = summarize_evaluate(recs, cfg, {"std": "g", "rob": "h", "mixer": "adaptive"}, passes=(2, 1))
+    assert s.accuracy == 0.5 and s.autoattack["accuracy"] == 0.75 and s.autoattack["n"] == 4
+    assert s.autoattack["completion"] == {"ran_on": 1, "broke": 0, "seconds": 0.25}
+    assert s.forward_passes_per_prediction == 2 and s.mixing_network_passes == 1
+    text = s.render()[0].text
+    assert "AutoAttack's own checks flagged: AutoAttack check: zero gradients" in text
+    assert "2 base-model forward passes (g and h once each) + 1 pass of the mixing network" in text
+    rows = s.render()[0].tables[0]
+    assert [r[0] for r in rows[1:]] == ["clean", "AutoAttack standard alone", "worst case over the ensemble"]
+    assert "AutoAttack standard alone 75.0" in s.summary_line()
+    assert EvaluateSummary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    # older files (without the new fields) still load, and say nothing about what they did not record
+    old = {k: v for k, v in s.to_dict().items()
+           if k not in ("autoattack", "forward_passes_per_prediction", "mixing_network_passes")}
+    legacy = summary_from_dict(old)
+    assert legacy.autoattack is None and legacy.forward_passes_per_prediction is None
+    assert "Cost per prediction" not in legacy.render()[0].text
+    recs[3].pop("aa_robust")   # a batch from before AutoAttack was completed: no AutoAttack-alone figure
+    assert summarize_evaluate(recs, cfg).autoattack is None

@@ -20,7 +20,10 @@ comes from examples carries its two-sided 95% Clopper-Pearson interval and n:
 * ``calibration``: ``choice`` (alpha, objective, target, feasible, validation
   numbers), ``test`` (n, clean, robust and their intervals), ``settings``.
 * ``evaluate``: the worst-case evaluator's summary (``accuracy``, ``ci95``,
-  ``n``, per-attack table, diagnostics), see :mod:`robustmix.attacks.evaluate`.
+  ``n``, per-attack table, diagnostics), see :mod:`robustmix.attacks.evaluate`;
+  optional (absent in older files): ``autoattack`` (AutoAttack standard alone:
+  accuracy, ci95, n, completion run), ``forward_passes_per_prediction`` (base-model
+  forwards per prediction) and ``mixing_network_passes``.
 * ``pareto``: ``settings``, ``curve_attack``, ``curves`` {linear, nonlinear,
   adaptive: points {name, clean, clean_ci95, robust, robust_ci95, n, ...}},
   ``headline`` (the same points with diagnostics and per-attack accuracy),
@@ -393,16 +396,35 @@ class EvaluateSummary(Summary):
     found_by: dict              # member -> examples whose first error it found
     diagnostics: dict           # square_only, eps_not_decreasing, unbounded_not_zero, suspected
     median_robust_margin: float
-    warnings: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)   # AutoAttack's own checks (its flags)
     settings: dict = dataclasses.field(default_factory=dict)
+    autoattack: dict | None = None        # AutoAttack standard alone: accuracy, ci95, n, completion; None: not run
+    forward_passes_per_prediction: int | None = None   # base-model forward passes (g and h: 2); None: not recorded
+    mixing_network_passes: int = 0        # plus passes of an adaptive mixer's mixing network
+
+    def cost_text(self) -> str:
+        if self.forward_passes_per_prediction is None:
+            return ""
+        k = self.forward_passes_per_prediction
+        what = "g and h once each" if k == 2 else "one model" if k == 1 else f"{k} models"
+        net = (f" + {self.mixing_network_passes} pass of the mixing network (a small network on their features)"
+               if self.mixing_network_passes else "")
+        return f" Cost per prediction: {k} base-model forward pass{'es' if k != 1 else ''} ({what}){net}."
 
     def render(self, out_dir=None) -> list[Section]:
         s, d = self.settings, self.diagnostics
-        who = f"model `{s['model']}`" if s.get("model") else \
-            f"the mixture of g = `{s.get('std')}` and h = `{s.get('rob')}` at alpha = {s.get('alpha')}"
+        if s.get("model"):
+            who = f"model `{s['model']}`"
+        elif s.get("mixer") == "adaptive":
+            who = f"the adaptive mixer of g = `{s.get('std')}` and h = `{s.get('rob')}`"
+        else:
+            who = f"the mixture of g = `{s.get('std')}` and h = `{s.get('rob')}` at alpha = {s.get('alpha')}"
         head = [["quantity", "accuracy (%) [95% CI]", "n"],
-                ["clean", fmt_ci(self.clean_accuracy, self.clean_ci95), str(self.n)],
-                ["worst case over the ensemble", fmt_ci(self.accuracy, self.ci95), str(self.n)]]
+                ["clean", fmt_ci(self.clean_accuracy, self.clean_ci95), str(self.n)]]
+        aa = self.autoattack
+        if aa:
+            head.append(["AutoAttack standard alone", fmt_ci(aa["accuracy"], aa["ci95"]), str(aa["n"])])
+        head.append(["worst case over the ensemble", fmt_ci(self.accuracy, self.ci95), str(self.n)])
         members = [["member", "ran on", "broke", "first error found", "seconds"]]
         members += [[r["name"], str(r["ran_on"]), str(r["broke"]), str(self.found_by.get(r["name"], 0)),
                      f"{r['seconds']:.1f}"] for r in self.per_attack]
@@ -410,15 +432,23 @@ class EvaluateSummary(Summary):
                  f"eps {d.get('eps_not_decreasing')}, unbounded eps not reaching 0% {d.get('unbounded_not_zero')}."
                  if d.get("suspected") else "No sign of gradient masking in the checks that ran."
                  if s.get("diagnostics", True) else "The gradient-masking checks were skipped (--no-diagnostics).")
+        if aa:
+            c = aa.get("completion") or {}
+            flags += (f" AutoAttack standard alone: its four attacks, Square also run on the {c.get('ran_on', 0)} "
+                      f"examples only the other members broke (it broke {c.get('broke', 0)} of them).")
+        flags += (f" AutoAttack's own checks flagged: {'; '.join(self.warnings)}." if self.warnings else
+                  " AutoAttack's own checks raised no flag." if aa or any(r["name"].startswith("aa-")
+                                                                          for r in self.per_attack) else "")
         text = (f"Worst case per example over the attack ensemble ({', '.join(r['name'] for r in self.per_attack)}; "
                 f"APGD {s.get('steps')} steps) against {who}, {_norm_name(s.get('norm'))} eps = {s.get('eps')}, "
-                f"n = {self.n}; brackets: 95% Clopper-Pearson intervals. {flags}"
-                + (f" Warnings: {'; '.join(self.warnings)}." if self.warnings else ""))
+                f"n = {self.n}; brackets: 95% Clopper-Pearson intervals. {flags}{self.cost_text()}")
         return [Section("Worst-case robust accuracy", _with_command(text, self.command), [head, members])]
 
     def summary_line(self) -> str:
+        aa = self.autoattack
         return (f"robust accuracy {fmt_ci(self.accuracy, self.ci95)}%  n = {self.n}  (clean "
-                f"{fmt_ci(self.clean_accuracy, self.clean_ci95)}%)")
+                f"{fmt_ci(self.clean_accuracy, self.clean_ci95)}%"
+                + (f"; AutoAttack standard alone {fmt_ci(aa['accuracy'], aa['ci95'])}%" if aa else "") + ")")
 
 
 @dataclasses.dataclass

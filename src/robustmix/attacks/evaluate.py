@@ -29,7 +29,12 @@ The ensemble, in run order (names as in ``found_by`` and ``per_attack``):
 
 Together 1 and 3 are exactly AutoAttack standard, so the evaluator's robust
 accuracy is never above AutoAttack's on the same images (up to AutoAttack's
-own per-batch randomness).
+own per-batch randomness).  AutoAttack standard's own accuracy is reported
+beside it (``aa_robust``): when every AutoAttack member is in the ensemble,
+Square is also run, after the ensemble, on the examples that only the APGD
+members of 2 broke (Square never saw them), so each example's AutoAttack
+outcome is exactly what AutoAttack standard alone would give.  That run
+(``autoattack_completion``) changes no worst case.
 
 Determinism: random starts are a fixed function of (``seed``, the example's
 dataset index, the member), computed on the input's device, so APGD results do
@@ -138,6 +143,13 @@ class WorstCaseResult:
     diagnostics: Diagnostics | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     x_adv: torch.Tensor | None = None   # worst-case inputs (not stored by to_dict)
+    aa_robust: torch.Tensor | None = None   # bool (n,): AutoAttack standard alone finds no error (None: not all run)
+    autoattack_completion: AttackStats | None = None   # Square on the examples only the APGD members broke
+
+    @property
+    def autoattack_accuracy(self) -> float | None:
+        """AutoAttack standard's robust accuracy on these examples (None unless all its members ran)."""
+        return None if self.aa_robust is None or not self.n else int(self.aa_robust.sum()) / self.n
 
     @property
     def n(self) -> int:
@@ -175,6 +187,12 @@ class WorstCaseResult:
                 t = table.setdefault(a.name, AttackStats(a.name))
                 t.ran_on, t.broke, t.seconds = t.ran_on + a.ran_on, t.broke + a.broke, t.seconds + a.seconds
         adv = [r.x_adv for r in results]
+        aa = [r.aa_robust for r in results]
+        done = [r.autoattack_completion for r in results]
+        completion = None
+        if all(d is not None for d in done):
+            completion = AttackStats(done[0].name, sum(d.ran_on for d in done), sum(d.broke for d in done),
+                                     sum(d.seconds for d in done))
 
         def cat(field):
             return torch.cat([getattr(r, field) for r in results])
@@ -183,23 +201,32 @@ class WorstCaseResult:
                    clean_correct=cat("clean_correct"), labels=cat("labels"), indices=cat("indices"),
                    per_attack=list(table.values()), settings=dict(results[0].settings),
                    warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
-                   x_adv=torch.cat(adv) if all(a is not None for a in adv) else None)
+                   x_adv=torch.cat(adv) if all(a is not None for a in adv) else None,
+                   aa_robust=torch.cat(aa) if all(a is not None for a in aa) else None,
+                   autoattack_completion=completion)
 
     def records(self, indices=None) -> list[dict]:
-        """One JSON-friendly dict per example (index, label, clean_correct, robust, margin, found_by)."""
+        """One JSON-friendly dict per example (index, label, clean_correct, robust, margin, found_by, and
+        aa_robust when AutoAttack standard ran in full)."""
         idx = self.indices.tolist() if indices is None else [int(i) for i in indices]
         if len(idx) != self.n:
             raise InputError(f"records() got {len(idx)} indices for {self.n} examples; pass one per example")
         margin = [m if math.isfinite(m) else None for m in self.margin.tolist()]
-        return [{"index": i, "label": lab, "clean_correct": c, "robust": r, "margin": m, "found_by": f}
-                for i, lab, c, r, m, f in zip(idx, self.labels.tolist(), self.clean_correct.tolist(),
-                                              self.robust.tolist(), margin, self.found_by)]
+        out = [{"index": i, "label": lab, "clean_correct": c, "robust": r, "margin": m, "found_by": f}
+               for i, lab, c, r, m, f in zip(idx, self.labels.tolist(), self.clean_correct.tolist(),
+                                             self.robust.tolist(), margin, self.found_by)]
+        if self.aa_robust is not None:
+            for rec, a in zip(out, self.aa_robust.tolist()):
+                rec["aa_robust"] = a
+        return out
 
     def to_dict(self) -> dict:
         lo, hi = self.accuracy_ci
+        done = self.autoattack_completion
         return {"schema_version": SCHEMA_VERSION, "n": self.n, "accuracy": self.accuracy, "accuracy_ci": [lo, hi],
-                "clean_accuracy": self.clean_accuracy, "settings": dict(self.settings),
-                "per_attack": [dataclasses.asdict(a) for a in self.per_attack],
+                "clean_accuracy": self.clean_accuracy, "autoattack_accuracy": self.autoattack_accuracy,
+                "settings": dict(self.settings), "per_attack": [dataclasses.asdict(a) for a in self.per_attack],
+                "autoattack_completion": None if done is None else dataclasses.asdict(done),
                 "diagnostics": None if self.diagnostics is None else dataclasses.asdict(self.diagnostics),
                 "warnings": list(self.warnings), "examples": self.records()}
 
@@ -219,7 +246,11 @@ class WorstCaseResult:
                    labels=torch.tensor([e["label"] for e in ex], dtype=torch.int64),
                    indices=torch.tensor([e["index"] for e in ex], dtype=torch.int64),
                    per_attack=[AttackStats(**a) for a in data["per_attack"]], settings=dict(data["settings"]),
-                   diagnostics=None if diag is None else Diagnostics(**diag), warnings=list(data.get("warnings", [])))
+                   diagnostics=None if diag is None else Diagnostics(**diag), warnings=list(data.get("warnings", [])),
+                   aa_robust=torch.tensor([e["aa_robust"] for e in ex], dtype=torch.bool)
+                   if ex and all("aa_robust" in e for e in ex) else None,
+                   autoattack_completion=AttackStats(**data["autoattack_completion"])
+                   if data.get("autoattack_completion") else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,9 +406,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
     if int(y.min()) < 0 or int(y.max()) >= n_classes:
         raise InputError(f"labels must lie in [0, {n_classes}) for this {n_classes}-class model, "
                          f"got values in [{int(y.min())}, {int(y.max())}]")
-    members = _select(_plan(model, n_classes), attacks)
+    plan = _plan(model, n_classes)
+    members = _select(plan, attacks)
     worst = _Worst(x, y, out)
     clean_correct = ~worst.broken.clone()
+    aa_broken = worst.broken.clone()     # AutoAttack standard's own outcome (clean errors count)
     stats, messages = [], []
     level = logging.INFO if progress else logging.DEBUG
     for number, member in enumerate(members, start=1):
@@ -392,7 +425,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
                                      square_queries=square_queries if member.attack == "square" else None)
                 messages += [m for m in res.warnings if m not in messages]
                 with torch.no_grad():
-                    worst.update(chunk, res.x_adv, model(res.x_adv), number)
+                    aa_broken[chunk] |= worst.update(chunk, res.x_adv, model(res.x_adv), number)
                 continue
             for restart in range(restarts):
                 chunk = chunk[~worst.broken[chunk]]
@@ -407,6 +440,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         stats.append(stat)
         logger.log(level, "%s: broke %d of %d in %.1f s (robust accuracy now %.2f%%)", member.name, stat.broke,
                    stat.ran_on, stat.seconds, 100 * float((~worst.broken).float().mean()))
+    completion = None
+    if all(m in members for m in plan if m.source is None):
+        completion = _complete_autoattack(model, x, y, worst.broken & ~aa_broken, aa_broken, eps, p, seed,
+                                          batch_size, square_queries, messages)
+        logger.log(level, "AutoAttack standard alone: %.2f%% (Square also run on the %d examples only the APGD "
+                   "members broke, %.1f s)", 100 * float((~aa_broken).float().mean()), completion.ran_on,
+                   completion.seconds)
     delta = torch.linalg.vector_norm((worst.x - x).flatten(1), ord=p, dim=1)
     if (delta > eps * (1 + 1e-4) + 1e-6).any() or worst.x.min() < 0 or worst.x.max() > 1:
         raise AttackError("a worst-case input left the threat model; please report this")
@@ -421,7 +461,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
     return WorstCaseResult(robust=~worst.broken.cpu(), margin=worst.margin.cpu(),
                            found_by=[names[i] for i in worst.member.tolist()], clean_correct=clean_correct.cpu(),
                            labels=y.cpu(), indices=indices.cpu(), per_attack=stats, settings=settings,
-                           diagnostics=diag, warnings=messages, x_adv=worst.x.cpu() if keep_adv else None)
+                           diagnostics=diag, warnings=messages, x_adv=worst.x.cpu() if keep_adv else None,
+                           aa_robust=None if completion is None else ~aa_broken.cpu(),
+                           autoattack_completion=completion)
+
+
+def _complete_autoattack(model, x, y, pending, aa_broken, eps, p, seed, batch_size, square_queries,
+                         messages) -> AttackStats:
+    """Square on the examples AutoAttack's members never saw broken (``pending``): marks ``aa_broken`` in place."""
+    stat = AttackStats("aa-square (AutoAttack completion)")
+    todo = torch.nonzero(pending).flatten()
+    stat.ran_on = len(todo)
+    start = time.perf_counter()
+    for chunk in todo.split(batch_size) if len(todo) else ():
+        res = run_autoattack(model, x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard", attacks=["square"],
+                             seed=seed, batch_size=len(chunk), square_queries=square_queries)
+        messages += [m for m in res.warnings if m not in messages]
+        with torch.no_grad():
+            broke = model(res.x_adv).argmax(1) != y[chunk]
+        aa_broken[chunk] |= broke
+        stat.broke += int(broke.sum())
+    stat.seconds = time.perf_counter() - start
+    return stat
 
 
 def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys):

@@ -2,9 +2,12 @@
 
 Each batch goes through :func:`robustmix.attacks.evaluate` (the adaptive
 ensemble); its records hold whether the example survived, the smallest
-true-model margin found and the member that found it.  The first record of a
-batch also carries that batch's per-member table and gradient-masking
-diagnostics, so the summary is rebuilt from the records alone.
+true-model margin found, the member that found it and, when every AutoAttack
+member ran, whether AutoAttack standard alone broke it (``aa_robust``).  The
+first record of a batch also carries that batch's per-member table, the
+AutoAttack completion run and the gradient-masking diagnostics, so the summary
+is rebuilt from the records alone.  The summary also states the cost of one
+prediction in forward passes (:func:`forward_passes`).
 """
 
 from __future__ import annotations
@@ -65,7 +68,22 @@ def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig, adv_dir=None) -> lis
     recs[0]["batch"] = {"per_attack": [dataclasses.asdict(s) for s in res.per_attack],
                         "diagnostics": dataclasses.asdict(res.diagnostics) if res.diagnostics else None,
                         "warnings": res.warnings}
+    if res.autoattack_completion is not None:
+        recs[0]["batch"]["autoattack_completion"] = dataclasses.asdict(res.autoattack_completion)
     return recs
+
+
+def forward_passes(model) -> tuple[int, int]:
+    """(base-model forward passes, mixing-network passes) per prediction, counted from the model's parts.
+
+    A mixer of g and h (``std_model``/``rob_model``: linear, nonlinear, adaptive) runs each once: 2; the
+    adaptive mixer adds one pass of its mixing network (a small network on their features and logits).
+    Anything else, a torch.export program of a mixture included (its parts are hidden), counts as 1.
+    """
+    from torch import nn
+
+    base = sum(isinstance(getattr(model, a, None), nn.Module) for a in ("std_model", "rob_model"))
+    return max(base, 1), int(isinstance(getattr(model, "mixing_net", None), nn.Module))
 
 
 def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records_path=None, settings: dict | None = None,
@@ -78,13 +96,22 @@ def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records_path
                           kind="evaluate", settings={**cfg.to_dict(), **(settings or {})}, models={"model": model},
                           indices=indices, batch_size=cfg.batch_size, fresh=fresh, progress=progress,
                           desc="worst-case evaluation")
-    return summarize_evaluate(records, cfg, settings) if is_main_process() else None
+    return summarize_evaluate(records, cfg, settings, passes=forward_passes(model)) if is_main_process() else None
 
 
-def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict | None = None) -> EvaluateSummary:
+def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict | None = None,
+                       passes: tuple[int, int] | None = None) -> EvaluateSummary:
+    """The summary of evaluation records; ``passes``: :func:`forward_passes` of the evaluated model."""
     n = len(records)
     robust = sum(r["robust"] for r in records)
     clean = sum(r["clean_correct"] for r in records)
+    autoattack = None
+    if n and all("aa_robust" in r for r in records):   # every batch ran AutoAttack standard in full
+        k = sum(r["aa_robust"] for r in records)
+        done = [r["batch"]["autoattack_completion"] for r in records if r.get("batch")]
+        autoattack = {"accuracy": k / n, "ci95": list(binomial_ci(k, n)), "n": n,
+                      "completion": {"ran_on": sum(d["ran_on"] for d in done), "broke": sum(d["broke"] for d in done),
+                                     "seconds": round(sum(d["seconds"] for d in done), 2)}}
     table: dict[str, dict] = {}
     square_only, flags, warnings = 0, {"eps_not_decreasing": False, "unbounded_not_zero": False}, set()
     for r in records:
@@ -111,7 +138,9 @@ def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict 
                   for name in table},
         diagnostics={"square_only": square_only, **flags, "suspected": bool(square_only) or any(flags.values())},
         median_robust_margin=sorted(margins)[len(margins) // 2] if margins else math.nan,
-        warnings=sorted(warnings), settings={**cfg.to_dict(), **(settings or {})})
+        warnings=sorted(warnings), settings={**cfg.to_dict(), **(settings or {})}, autoattack=autoattack,
+        forward_passes_per_prediction=None if passes is None else passes[0],
+        mixing_network_passes=0 if passes is None else passes[1])
 
 
 def collect_adversarial(records_path, indices) -> torch.Tensor:
