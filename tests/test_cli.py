@@ -222,11 +222,46 @@ def test_certify_sound_sequential_samples_less(tmp_path, capsys):
     (["--sound", "--sequential", "--tolerance", "-1"], "tolerance"),
     (["--sound", "--tolerance", "0.3"], "--sequential"),
     (["--sound", "--sequential", "--tolerance", "inf"], "radii"),
+    (["--sound", "--sequential-rule", "doubling-looks"], "--sequential"),
+    (["--sound", "--sequential", "--sequential-rule", "fast"], "invalid choice"),
 ])
 def test_certify_sequential_bad_flags(extra, words, tmp_path, capsys):
     argv = ["certify", "-n", "2", "--sigma", "0.5", "--samples", "200", "--out", str(tmp_path / "o"), *extra]
     assert main(argv) == 2
     assert words in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_certify_sequential_rules_both_run(tmp_path):
+    import json
+
+    used = {}
+    for rule in ("confidence-sequence", "doubling-looks"):
+        out = tmp_path / rule
+        assert main(["certify", "-n", "3", "--sigma", "0.5", "--samples", "800", "--alphas", "1.0", "--sound",
+                     "--sequential", "--sequential-rule", rule, "--radii", "0.5", "--out", str(out)]) == 0
+        recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()[1:]]
+        used[rule] = sum(r["sound"]["samples"] for r in recs)
+        assert json.loads((out / "settings.json").read_text())["sequential_rule"] == rule
+    assert used["confidence-sequence"] < used["doubling-looks"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--thresholds", "0.1", "2.5"], "outside the entropy selector's range [0, 2.303]"),
+    (["--thresholds", "-0.1"], "outside"),
+    (["--sigmas", "0.25"], "1 --sigmas"),
+    (["--sigmas", "0.25", "0", "0.5"], "sigmas must be positive"),
+    (["--samples", "50", "--n0", "100"], "at least n0"),
+    (["--radii", "-0.5"], "radii must be positive"),
+    (["--delta", "2"], "delta"),
+    (["--alphas", "1.5"], "alpha"),
+    (["--std", "no-such-model"], "no-such-model"),
+])
+def test_certify_front_bad_input_exits_2_before_sampling(extra, words, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["certify-front", "-n", "2", "--samples", "100", "--n0", "10", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert not list(out.glob("*.jsonl"))
 
 
 @pytest.mark.slow

@@ -83,6 +83,10 @@ def _expected(s) -> list[str]:
         rs = s.certified["rs"]
         v = rs["thm2_tight"]["mixture"]["clean"][0]
         return [f"n = {s.n}", _pct(v, binomial_ci(round(v * s.n), s.n)), "point estimate", "sound"]
+    if kind == "certify-front":
+        pts = [p for p in s.points if p["family"] != "cohen"]
+        return [f"n = {s.n}", "ACES"] + [_pct(p["clean"], p["clean_ci95"]) for p in pts] + \
+            [_pct(p["certified"][str(r)], p["certified_ci95"][str(r)]) for p in pts for r in s.radii]
     raise AssertionError(kind)
 
 
@@ -95,6 +99,9 @@ TINY = {
     "certify-estimate": ["certify", "-n", "3", "--sigma", "0.5", "--samples", "100", "--alphas", "1.0"],
     "certify-lipschitz": ["certify", "-n", "3", "--rob", "fmnist-lipschitz", "--lipschitz", "--alphas", "0.7", "1.0"],
     "fig3": ["fig3", "-n", "3", "--samples", "100"],
+    "certify-front": ["certify-front", "-n", "3", "--samples", "60", "--n0", "10", "--sigmas", "0.25", "0.5",
+                      "--noise-models", "fmnist-noise-0.25-cnn", "fmnist-noise-0.50-cnn", "--alphas", "0.8", "1.0",
+                      "--thresholds", "0.1", "1.0"],
     "calibrate": ["calibrate", "-n", "8", "--target", "0.8", "--steps", "2", "--confirm-steps", "2", "--alphas", "0.5",
                   "1.0"],
 }

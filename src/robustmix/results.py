@@ -699,3 +699,67 @@ class DemoSummary(Summary):
                                [[["step", "seconds"]] + [[k, f"{v}"] for k, v in self.timings_s.items()]]))
         return out
 
+
+
+@dataclasses.dataclass
+class CertifyFrontSummary(Summary):
+    """``robustmix certify-front``: clean against sound certified accuracy for every construction that combines
+    g with a certifiable h (smoothed h alone, the Theorem 2 mixture, ACES selection, a Lipschitz h's mixtures)."""
+
+    KIND: ClassVar[str] = "certify-front"
+    n: int
+    radii: list
+    points: list          # {family, sigma, param, n, clean, clean_ci95, certified {r}, certified_ci95 {r}, estimator}
+    verdict: dict         # {r: rows of best_by_clean}: each family's best certified accuracy at a clean level
+    settings: dict
+
+    LABELS: ClassVar[dict] = {"cohen": "smoothed h alone (Cohen)", "mixture": "mixture, Theorem 2",
+                              "aces": "ACES selection", "lipschitz-theorem1": "Lipschitz h mixture, Theorem 1",
+                              "lipschitz-logit-ball": "Lipschitz h mixture, logit ball"}
+
+    def summary_line(self) -> str:
+        r = str(self.radii[0])
+        best = max(self.points, key=lambda p: p["certified"][r])
+        return (f"best certified accuracy at r = {r}: {fmt_ci(best['certified'][r], best['certified_ci95'][r])}% "
+                f"({self.LABELS.get(best['family'], best['family'])}, clean {fmt_pct(best['clean'])}%), "
+                f"n = {self.n}, {len(self.points)} classifiers")
+
+    def render(self, out_dir=None) -> list[Section]:
+        from .reports.plots import plot_front
+
+        cols = [f"certified @ {r:g} (%) [95% CI]" for r in self.radii]
+        table = [["construction", "sigma", "alpha / threshold", "clean (%) [95% CI]"] + cols]
+        for p in self.points:
+            if p["family"] == "cohen":
+                continue      # the mixture's alpha = 1 row
+            table.append([self.LABELS.get(p["family"], p["family"]), "-" if p["sigma"] is None else f"{p['sigma']:g}",
+                          f"{p['param']:g}", fmt_ci(p["clean"], p["clean_ci95"])] +
+                         [fmt_ci(p["certified"][str(r)], p["certified_ci95"][str(r)]) for r in self.radii])
+        families = list(self.LABELS)
+        verdicts = []
+        for r in self.radii:
+            rows = [[f"clean >= (%)"] + [f"{self.LABELS[f]} @ {r:g}" for f in families]]
+            for row in self.verdict[str(r)]:
+                cells = []
+                for f in families:
+                    b = row.get(f)
+                    cells.append("-" if b is None else
+                                 f"{fmt_ci(b['certified'], b['ci95'])} ({'' if b['sigma'] is None else 'σ ' + format(b['sigma'], 'g') + ', '}"
+                                 f"{b['param']:g})")
+                rows.append([fmt_pct(row["clean_at_least"])] + cells)
+            verdicts.append(rows)
+        figs = [] if out_dir is None else plot_front(
+            self.points, self.radii, self.LABELS, _figure_dir(out_dir) / "certified_front",
+            f"Certified front, n = {self.n} test images, every point sound at delta = {self.settings.get('delta')} "
+            "(95% CI)")[:1]
+        s = self.settings
+        text = (f"n = {self.n} images of {s.get('dataset')} {s.get('split')}. g = `{s.get('std')}`; smoothed h: {', '.join(f'`{m}` at sigma {sg:g}' for m, sg in zip(s.get('noise_models', []), s.get('sigmas', [])))}"
+                f"; Lipschitz h: `{s.get('lipschitz_model')}`. {s.get('num_samples')} noise samples and n0 = "
+                f"{s.get('n0')} selection samples per image, delta = {s.get('delta')}; one sampling pass per image "
+                "and sigma serves the smoothed h, its mixtures and ACES. Clean accuracy: each classifier's output "
+                "at the clean input (Monte-Carlo vote frequencies for smoothed models). Certified accuracy at r: "
+                "certified radius >= r and the certified class correct. The second table reads the front at fixed "
+                "clean accuracy: each construction's best certified accuracy among its classifiers whose clean "
+                "accuracy reaches the level (sigma, alpha or threshold in brackets).")
+        return [Section("Certified front: the mixture against ACES selection and smaller sigma",
+                        _with_command(text, self.command), [table, *verdicts], figs)]

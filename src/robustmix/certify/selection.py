@@ -185,24 +185,48 @@ def certify_selection(g, h_base, x: torch.Tensor, *, sigma: float, thresholds, n
     if g_logits.shape[1] != c:
         raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: compose models of the same task")
     selector, thr, name = check_selector(selector, thresholds, x, c)
+    votes_sel, votes, chosen = selection_counts(h_base, x, sigma, selector, thr, num_samples=num_samples, n0=n0,
+                                                seed=seed, indices=idx, batch_size=batch_size)
+    cert = selection_from_counts(votes_sel, votes, chosen, g_logits.argmax(1).cpu(), thr, sigma=sigma, delta=delta,
+                                 n0=n0, num_samples=num_samples, selector=name)
     k = len(thr)
-    below = name == "entropy"          # entropy: h answers at or below the threshold; a module: at or above
-    device_thr = thr.to(x.device)
-    chosen = torch.zeros((n, k), dtype=torch.float64, device=x.device)
+    log.info("certified %d inputs at %d selector thresholds (%s): %.1f%% sent to h at the middle threshold", n, k,
+             name, 100 * float(cert.selected[k // 2].double().mean()))
+    return cert
+
+
+def selection_counts(h_base, x, sigma: float, selector, thresholds: torch.Tensor, *, num_samples: int, n0: int,
+                     seed: int, indices, batch_size: int):
+    """The sampling stage: (selection votes (n, c), estimation votes (n, c), selector hits (n, k)), float64 CPU.
+
+    ``selector`` and ``thresholds`` as returned by :func:`check_selector`; the selector
+    sees the estimation samples (the same noise as h's votes)."""
+    below = selector == "entropy"      # entropy: h answers at or below the threshold; a module: at or above
+    device_thr = thresholds.to(x.device)
+    chosen = torch.zeros((len(x), len(thresholds)), dtype=torch.float64, device=x.device)
 
     def observe(rows, noisy, logits):
         score = _selector_scores(selector, noisy, logits)
         hit = (score[:, None] <= device_thr) if below else (score[:, None] >= device_thr)
         chosen.index_add_(0, rows, hit.double())
 
-    opts = dict(seed=seed, indices=idx, batch_size=batch_size, start=0)
+    opts = dict(seed=seed, indices=indices, batch_size=batch_size, start=0)
     _, votes_sel, _ = smoothing_pass(h_base, x, sigma, stream=SELECTION_STREAM, stop=n0, **opts)
     _, votes, _ = smoothing_pass(h_base, x, sigma, stream=ESTIMATION_STREAM, stop=num_samples, observe=observe,
                                  **opts)
+    return votes_sel, votes, chosen.cpu()
+
+
+def selection_from_counts(votes_sel, votes, chosen, g_class, thresholds, *, sigma: float, delta: float, n0: int,
+                          num_samples: int, selector: str) -> SelectionCertificate:
+    """The certificates of :func:`certify_selection` from its counts (module docstring for the proof)."""
+    votes_sel, votes = torch.as_tensor(votes_sel, dtype=torch.float64), torch.as_tensor(votes, dtype=torch.float64)
+    thr = torch.as_tensor(thresholds, dtype=torch.float64)
+    k, n = len(thr), len(votes)
     top = votes_sel.argmax(1)
     p_lower = torch.from_numpy(clopper_pearson_lower(votes.gather(1, top[:, None])[:, 0].numpy(), num_samples,
                                                      delta / 2))
-    counts = chosen.cpu().T                                        # (k, n)
+    counts = torch.as_tensor(chosen, dtype=torch.float64).T       # (k, n)
     q_lower = torch.from_numpy(clopper_pearson_lower(counts.numpy(), num_samples, delta / (2 * k)))
     r_h = sigma * torch.from_numpy(normal.ppf(p_lower.clamp(1e-300, 1).numpy()))
     r_sel = sigma * torch.from_numpy(normal.ppf(q_lower.clamp(1e-300, 1).numpy()))
@@ -211,11 +235,9 @@ def certify_selection(g, h_base, x: torch.Tensor, *, sigma: float, thresholds, n
     prediction = torch.where(ok, top[None].expand(k, n), torch.full((k, n), ABSTAIN, dtype=torch.long))
     selected = counts / num_samples > 0.5
     h_class = (votes + votes_sel).argmax(1)
-    g_class = g_logits.argmax(1).cpu()
+    g_class = torch.as_tensor(g_class).long()
     clean = torch.where(selected, h_class[None].expand(k, n), g_class[None].expand(k, n))
-    log.info("certified %d inputs at %d selector thresholds (%s): %.1f%% sent to h at the middle threshold", n, k,
-             name, 100 * float(selected[k // 2].double().mean()))
     return SelectionCertificate(prediction=prediction, radius=radius, clean_prediction=clean, selected=selected,
                                 select_lower=q_lower, thresholds=thr, top_class=top, p_lower=p_lower,
-                                g_prediction=g_class, selector=name, sigma=sigma, delta=float(delta), n0=n0,
+                                g_prediction=g_class, selector=selector, sigma=sigma, delta=float(delta), n0=n0,
                                 num_samples=num_samples)

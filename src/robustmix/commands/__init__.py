@@ -7,12 +7,12 @@ dataclass with ``NAME``, ``HELP``, ``EXAMPLES`` and a ``run`` that returns a typ
 
 from .attacks import AttackCommand, EvaluateCommand, SweepCommand, TradeoffCommand
 from .basics import DemoCommand, ListCommand, ReportCommand, TrainCommand
-from .certified import CertifyCommand, Fig3Command
+from .certified import CertifyCommand, CertifyFrontCommand, Fig3Command
 from .common import Context
 from .mixers import CalibrateCommand, MixCommand, ParetoCommand
 from .verify import VerifyCommand
 
 COMMANDS = [DemoCommand, SweepCommand, TradeoffCommand, AttackCommand, EvaluateCommand, ParetoCommand,
-            CertifyCommand, Fig3Command, CalibrateCommand, MixCommand, TrainCommand, ReportCommand, ListCommand, VerifyCommand]
+            CertifyCommand, CertifyFrontCommand, Fig3Command, CalibrateCommand, MixCommand, TrainCommand, ReportCommand, ListCommand, VerifyCommand]
 
 __all__ = ["COMMANDS", "Context"]

@@ -9,9 +9,11 @@ from .._config import option, subset
 from .._validation import check_alpha
 from ..errors import ConfigError
 from ..experiments.certified import CertifyConfig, certified_curve, run_certify, run_fig3, sound_curve
-from ..results import CertifySummary, Fig3Summary, Summary
+from ..certify.mixture import SEQUENTIAL_RULES
+from ..experiments.certified_front import FrontConfig
+from ..results import CertifyFrontSummary, CertifySummary, Fig3Summary, Summary
 from ..experiments.runner import is_main_process
-from .common import Context, Data, Models, OnPair, Output, command, load_model
+from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model
 
 SMOOTHED_H = "fmnist-noise-0.50-cnn"
 
@@ -38,7 +40,10 @@ class CertifyCommand(Certified):
                                 "Theorem 2 for the mixture; abstains when unsure (without it: point estimates)")
     n0: int = option(CertifyConfig.n0, "with --sound: selection samples per image (the rest estimate the bound)")
     sequential: bool = option(False, "with --sound: sample in rounds and stop each input once its certificate is "
-                                     "settled (alpha spending keeps 1 - delta)")
+                                     "settled (a confidence sequence keeps 1 - delta under any stopping)")
+    sequential_rule: str = option(CertifyConfig.sequential_rule, "with --sequential: 'confidence-sequence' (stop "
+                                  "after any sample) or 'doubling-looks' (alpha spending over doubling looks, the "
+                                  "earlier rule)", choices=list(SEQUENTIAL_RULES))
     tolerance: float | None = option(None, "with --sequential: l2 radius an input may leave on the table (inf: only "
                                            "--radii steer stopping)", shown=str(CertifyConfig.tolerance))
     radii: list | None = option(None, "with --sequential: the radii you will report, e.g. 0.25 0.5 0.75 1.0", of=float)
@@ -54,6 +59,8 @@ class CertifyCommand(Certified):
                               "--sigma)")
         if self.radii and not self.sequential:
             raise ConfigError("--radii steers sequential sampling: add --sequential")
+        if self.sequential_rule != CertifyConfig.sequential_rule and not self.sequential:
+            raise ConfigError("--sequential-rule applies to sequential sampling: add --sequential")
         if self.tolerance is not None and not self.sequential:
             raise ConfigError("--tolerance applies to sequential sampling: add --sequential")
         if self.sound and self.num_samples < self.n0:
@@ -126,3 +133,68 @@ class Fig3Command(Certified):
                                      "certify_samples": self.num_samples, "certify_delta": self.delta,
                                      **dataclasses.asdict(self)},
                            certified=result, n=len(x))
+
+
+NOISE_MODELS = ["fmnist-noise-0.12-cnn", "fmnist-noise-0.25-cnn", "fmnist-noise-0.50-cnn"]
+
+
+@command("certify-front", "clean against sound certified accuracy for the mixture, ACES selection, smaller sigma "
+                          "and a Lipschitz h, on one front",
+         "robustmix certify-front -n 500 --out results/certified-front\n"
+         "robustmix certify-front --sigmas 0.25 0.5 --noise-models fmnist-noise-0.25-cnn fmnist-noise-0.50-cnn "
+         "--lipschitz-model none --samples 2000 -n 100")
+class CertifyFrontCommand(Output, Data):
+    std: str = option("fmnist-std-cnn", "accurate model g (a zoo name, .safetensors with a card, or .pt2)")
+    noise_models: list = option(help="noise-trained base models of the smoothed h, one per --sigmas",
+                                factory=lambda: list(NOISE_MODELS), of=str)
+    sigmas: list = option(help="smoothing noise of each --noise-models entry",
+                          factory=lambda: list(FrontConfig().sigmas), of=float)
+    lipschitz_model: str = option("fmnist-lipschitz", "h with a guaranteed Lipschitz bound (Theorem 1 and the logit "
+                                                      "ball), or 'none'")
+    alphas: list = option(help="mixture weights of h (Theorem 2 and the Lipschitz mixtures)",
+                          factory=lambda: list(FrontConfig().alphas), of=float)
+    thresholds: list = option(help="ACES entropy-selector thresholds (nats, in [0, ln classes]): h answers where "
+                                   "its entropy under noise is at most the threshold",
+                              factory=lambda: list(FrontConfig().thresholds), of=float)
+    radii: list = option(help="l2 radii at which certified accuracy is reported",
+                         factory=lambda: list(FrontConfig().radii), of=float)
+    num_samples: int = option(FrontConfig.num_samples, "estimation noise samples per image and sigma",
+                              flags=("--samples",))
+    n0: int = option(FrontConfig.n0, "selection samples per image and sigma (pick h's class)")
+    delta: float = option(FrontConfig.delta, "failure probability of every certificate")
+    n: int = option(500, "number of examples, from the start of the split", flags=("-n", "--num-examples"))
+
+    def check(self):
+        from ..data import dataset_info
+
+        if len(self.noise_models) != len(self.sigmas):
+            raise ConfigError(f"{len(self.noise_models)} --noise-models for {len(self.sigmas)} --sigmas: give one "
+                              "noise-trained model per sigma, in the same order")
+        self.experiment()
+        c = dataset_info(self.dataset).num_classes
+        if not self.thresholds:
+            raise ConfigError("--thresholds is empty: give at least one entropy threshold, e.g. 0.1 0.5 1.0")
+        bad = [t for t in self.thresholds if not 0 <= t <= math.log(c)]
+        if bad:
+            raise ConfigError(f"--thresholds {bad} lie outside the entropy selector's range [0, {math.log(c):.4g}] "
+                              f"(entropy of {c} classes is at most ln {c})")
+
+    def experiment(self) -> FrontConfig:
+        return subset(self, FrontConfig)
+
+    def run(self, ctx: Context) -> Summary:
+        from ..experiments.certified_front import best_by_clean, run_front
+
+        cfg = self.experiment()
+        x, y = load_data(self)
+        g = load_model(self.std, self.dataset, ctx, x)
+        smoothed = [(s, load_model(m, self.dataset, ctx, x)) for s, m in zip(self.sigmas, self.noise_models)]
+        lip = None if self.lipschitz_model == "none" else load_model(self.lipschitz_model, self.dataset, ctx, x)
+        result = run_front(g, smoothed, lip, x, y, cfg, records_dir=self.out_path, fresh=self.fresh,
+                           progress=ctx.progress, settings=self.data_settings() | {"std": self.std})
+        points = result["points"]
+        top = max(p["clean"] for p in points)
+        levels = sorted({round(v, 2) for v in (0.80, 0.85, 0.87, 0.89, 0.91) if v <= top + 1e-9})
+        verdict = {str(r): best_by_clean(points, levels, r) for r in self.radii}
+        return CertifyFrontSummary(n=len(x), radii=list(self.radii), points=points, verdict=verdict,
+                                   settings=dataclasses.asdict(self))

@@ -24,7 +24,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
-from ..certify.mixture import certify_mixture, check_sequential
+from ..certify.mixture import SEQUENTIAL_RULES, certify_mixture, check_sequential
 from ..certify.smoothing import SmoothedClassifier, SmoothingEstimate
 from ..errors import ConfigError
 from .runner import run_records
@@ -47,6 +47,7 @@ class CertifyConfig:
     sequential: bool = False           # tight sound certificate with sequential sampling (certify_mixture)
     tolerance: float = 0.1             # sequential: radius an input may leave on the table
     radii: list | None = None          # sequential: the reported radii that steer stopping
+    sequential_rule: str = "confidence-sequence"   # sequential: or "doubling-looks" (the earlier rule)
 
     def __post_init__(self):
         if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
@@ -70,6 +71,9 @@ class CertifyConfig:
             raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
                               f"got {self.tolerance!r}")
         self.radii = check_sequential(self.sequential, self.tolerance, self.radii)
+        if self.sequential_rule not in SEQUENTIAL_RULES:
+            raise ConfigError(f"unknown sequential rule {self.sequential_rule!r}: use one of "
+                              f"{', '.join(SEQUENTIAL_RULES)}")
         if self.share_samples and not (self.sound_alphas and self.estimator == "soft" and not self.sequential
                                        and not self.sound_only):
             raise ConfigError("share_samples reuses the tight certificate's fixed-budget samples for the soft point "
@@ -79,6 +83,8 @@ class CertifyConfig:
         d = dataclasses.asdict(self)
         if not d["share_samples"]:   # records written before the option existed resume unchanged
             del d["share_samples"]
+        if not d["sequential"]:      # the rule matters only to sequential runs
+            del d["sequential_rule"]
         return d
 
 
@@ -105,7 +111,7 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
         cert = certify_mixture(None, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
                                num_samples=cfg.num_samples, n0=cfg.n0, delta=cfg.delta, seed=cfg.seed, indices=idx,
                                batch_size=cfg.batch_size, sequential=cfg.sequential, tolerance=cfg.tolerance,
-                               radii=cfg.radii)
+                               radii=cfg.radii, sequential_rule=cfg.sequential_rule if cfg.sequential else None)
         for j, r in enumerate(recs):
             r["sound"] = {"radius": cert.radius[:, j].tolist(), "prediction": cert.prediction[:, j].tolist(),
                           "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.n0}

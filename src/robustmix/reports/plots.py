@@ -123,3 +123,56 @@ def plot_lipschitz_certified(summary: dict, path, title: str = "") -> list[Path]
             curves[label] = {**c, "ls": "--" if method.lower().startswith("theorem") else "-"}
     return plot_certified(curves, path, title or "Certified accuracy of the Lipschitz h and the mixture "
                                               "(open circles: clean accuracy)")
+
+
+FRONT_COLORS = {"cohen": "black", "mixture": "tab:blue", "aces": "tab:orange", "lipschitz-theorem1": "tab:green",
+                "lipschitz-logit-ball": "tab:red"}
+SIGMA_MARKERS = ["o", "s", "^", "v", "D"]
+
+
+def _envelope(xs, ys):
+    """Indices of the points no other point beats on both axes, by increasing x."""
+    order = sorted(range(len(xs)), key=lambda i: (-xs[i], -ys[i]))
+    keep, best = [], -1.0
+    for i in order:
+        if ys[i] > best:
+            keep.append(i)
+            best = ys[i]
+    return keep[::-1]
+
+
+def plot_front(points: list[dict], radii, labels: dict, path, title: str = "") -> list[Path]:
+    """Clean against certified accuracy, one panel per radius: each construction's classifiers as faint marks, its
+    front (the classifiers no other of its kind beats on both axes) as a line with 95% intervals."""
+    fig, axes = plt.subplots(1, len(radii), figsize=(5.2 * len(radii), 4.4), squeeze=False)
+    groups: dict = {}
+    for p in points:
+        groups.setdefault((p["family"], p["sigma"]), []).append(p)
+    sigmas = sorted({p["sigma"] for p in points if p["sigma"] is not None})
+    for ax, r in zip(axes[0], radii):
+        key = str(r)
+        for (family, sigma), pts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            xs = [100 * p["clean"] for p in pts]
+            ys = [100 * p["certified"][key] for p in pts]
+            color = FRONT_COLORS.get(family, "gray")
+            marker = "P" if sigma is None else SIGMA_MARKERS[sigmas.index(sigma) % len(SIGMA_MARKERS)]
+            label = labels.get(family, family) + ("" if sigma is None else f", $\\sigma$={sigma:g}")
+            if family == "cohen":
+                ax.plot(xs, ys, marker=marker, ls="none", ms=9, mfc="none", mec=color, mew=1.5, label=label)
+                continue
+            ax.plot(xs, ys, marker=marker, ls="none", ms=3, color=color, alpha=0.3)
+            env = [pts[i] for i in _envelope(xs, ys)]
+            ex = [100 * p["clean"] for p in env]
+            ey = [100 * p["certified"][key] for p in env]
+            xerr = [[e - 100 * p["clean_ci95"][0] for e, p in zip(ex, env)],
+                    [100 * p["clean_ci95"][1] - e for e, p in zip(ex, env)]]
+            yerr = [[e - 100 * p["certified_ci95"][key][0] for e, p in zip(ey, env)],
+                    [100 * p["certified_ci95"][key][1] - e for e, p in zip(ey, env)]]
+            ax.errorbar(ex, ey, xerr=xerr, yerr=yerr, marker=marker, ms=4, lw=1.2, elinewidth=0.4, capsize=0,
+                        color=color, ls="--" if family == "aces" else "-", label=label)
+        ax.set_xlabel("Clean accuracy (%)")
+        ax.set_ylabel(f"Certified accuracy (%) at $\\ell_2$ radius {r:g}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title or "Certified front (95% Clopper-Pearson intervals)", fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,198 @@
+"""The certified front: clean accuracy against sound certified accuracy for every way of combining an
+accurate g with a certifiable h.
+
+Constructions (each point is one classifier, every certificate sound at level delta):
+
+* ``cohen``: h alone, Gaussian smoothing at each sigma (Cohen et al.'s CERTIFY);
+* ``mixture``: the paper's mixture of g and the smoothed h over alpha (Theorem 2 with one
+  Clopper-Pearson bound on h's selected class; alpha = 1 is ``cohen``);
+* ``aces``: compositional selection (:func:`robustmix.certify.certify_selection`, entropy
+  selector) over thresholds at each sigma;
+* ``lipschitz-theorem1`` / ``lipschitz-logit-ball``: a network h with a guaranteed
+  Lipschitz bound and its mixtures (Theorem 1 with the probability Lipschitz bound, and the
+  logit-ball certificate with pairwise logit bounds); deterministic, no sampling.
+
+Per sigma, one sampling pass per image serves all three smoothed constructions: the n0
+selection votes, the estimation votes and the entropy selector's hits at every threshold
+(the same noise), and g's probabilities, are stored per example (resumable records); the
+certificates are computed from those counts.  Clean accuracy is each classifier's output at
+x (Monte-Carlo vote frequencies for the smoothed h, the selector's point decision for ACES);
+certified accuracy at r counts certified radius >= r with the certified class correct.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+
+from .._binomial import binomial_ci
+from .._validation import check_alpha, check_positive_int
+from ..certify.mixture import _radius
+from ..certify.selection import check_selector, selection_counts, selection_from_counts
+from ..certify.stats import clopper_pearson_lower
+from ..errors import ConfigError
+from .runner import run_records
+
+FAMILIES = {"cohen": "smoothed h alone (Cohen et al.)", "mixture": "mixture of g and smoothed h (Theorem 2)",
+            "aces": "ACES selection (entropy selector)", "lipschitz-theorem1": "1-Lipschitz h mixture (Theorem 1)",
+            "lipschitz-logit-ball": "1-Lipschitz h mixture (logit ball)"}
+
+
+def _default_alphas():
+    return [round(0.5 + 0.05 * i, 2) for i in range(11)]
+
+
+def _default_thresholds():
+    return [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0]
+
+
+@dataclasses.dataclass
+class FrontConfig:
+    sigmas: list = dataclasses.field(default_factory=lambda: [0.12, 0.25, 0.5])
+    alphas: list = dataclasses.field(default_factory=_default_alphas)
+    thresholds: list = dataclasses.field(default_factory=_default_thresholds)
+    radii: list = dataclasses.field(default_factory=lambda: [0.25, 0.5])
+    num_samples: int = 10_000
+    n0: int = 100
+    delta: float = 0.001
+    seed: int = 0
+    batch_size: int = 1000
+
+    def __post_init__(self):
+        if not self.sigmas or not all(isinstance(s, (int, float)) and s > 0 and math.isfinite(s)
+                                      for s in self.sigmas):
+            raise ConfigError(f"sigmas must be positive noise levels, e.g. 0.12 0.25 0.5; got {self.sigmas!r}")
+        self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
+        if not self.radii or not all(r > 0 and math.isfinite(r) for r in self.radii):
+            raise ConfigError(f"radii must be positive l2 radii, e.g. 0.25 0.5; got {self.radii!r}")
+        check_positive_int(self.n0, name="n0")
+        if self.num_samples < self.n0:
+            raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be a failure probability in (0, 1), got {self.delta!r}")
+
+
+def _probs(t: torch.Tensor) -> list:
+    return [float(v) for v in t.tolist()]
+
+
+def front_records(g, h_base, sigma: float, x, y, cfg: FrontConfig, *, records_path=None, settings=None,
+                  fresh: bool = False, progress: bool = True, indices=None) -> list[dict]:
+    """One sampling pass per image at ``sigma``: g's probabilities, h's votes and the selector's hits."""
+    with torch.no_grad():
+        c = h_base(x[:2]).shape[1]
+    selector, thr, _ = check_selector("entropy", cfg.thresholds, x, c)
+
+    def compute(xb, yb, idx):
+        with torch.no_grad():
+            g_probs = g(xb).double().softmax(-1).cpu()
+            sel, votes, chosen = selection_counts(h_base, xb, sigma, selector, thr, num_samples=cfg.num_samples,
+                                                  n0=cfg.n0, seed=cfg.seed, indices=idx.tolist(),
+                                                  batch_size=cfg.batch_size)
+        return [{"g_probs": _probs(g_probs[j]), "selection_votes": sel[j].tolist(), "votes": votes[j].tolist(),
+                 "selector_hits": chosen[j].tolist()} for j in range(len(xb))]
+
+    cfg_settings = {**dataclasses.asdict(cfg), "sigma": sigma}
+    del cfg_settings["sigmas"], cfg_settings["alphas"], cfg_settings["radii"]   # computed afterwards, free to change
+    return run_records(records_path, compute, x, y, kind="certify-front",
+                       settings={**cfg_settings, **(settings or {})}, models={"g": g, "h": h_base},
+                       indices=indices, batch_size=10, fresh=fresh, progress=progress,
+                       desc=f"front, sigma {sigma:g}")
+
+
+def _point(family: str, sigma, param, clean_ok, radius, correct_cert, radii, estimator: str) -> dict:
+    n = len(clean_ok)
+    k = int(clean_ok.sum())
+    out = {"family": family, "sigma": sigma, "param": param, "n": n, "clean": k / n, "clean_ci95": list(binomial_ci(k, n)),
+           "certified": {}, "certified_ci95": {}, "estimator": estimator}
+    for r in radii:
+        hits = int(((radius >= r) & correct_cert).sum())
+        out["certified"][str(r)] = hits / n
+        out["certified_ci95"][str(r)] = list(binomial_ci(hits, n))
+    return out
+
+
+def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list[dict]:
+    """Cohen, mixture and ACES points at one sigma, from the stored counts."""
+    y = torch.tensor([r["label"] for r in records])
+    g_probs = torch.tensor([r["g_probs"] for r in records], dtype=torch.float64)
+    sel = torch.tensor([r["selection_votes"] for r in records], dtype=torch.float64)
+    votes = torch.tensor([r["votes"] for r in records], dtype=torch.float64)
+    hits = torch.tensor([r["selector_hits"] for r in records], dtype=torch.float64)
+    c = votes.shape[1]
+    top = sel.argmax(1)
+    p_lower = clopper_pearson_lower(votes.gather(1, top[:, None])[:, 0].numpy(), cfg.num_samples, cfg.delta)
+    alphas = torch.tensor(cfg.alphas, dtype=torch.float64)
+    radius = _radius(p_lower, top, c, sigma, alphas)                     # (k, n), Theorem 2 (alpha 1: Cohen)
+    h_freq = (votes + sel) / (cfg.num_samples + cfg.n0)
+    cp = f"Clopper-Pearson, delta {cfg.delta:g}, {cfg.num_samples:,} samples"
+    points = []
+    for k, a in enumerate(cfg.alphas):
+        clean = ((1 - a) * g_probs + a * h_freq).argmax(1) == y
+        pt = _point("mixture", sigma, a, clean, radius[k], top == y, cfg.radii, cp)
+        points.append(pt)
+        if a == 1.0:
+            points.append({**pt, "family": "cohen"})
+    cert = selection_from_counts(sel, votes, hits, g_probs.argmax(1), cfg.thresholds, sigma=sigma, delta=cfg.delta,
+                                 n0=cfg.n0, num_samples=cfg.num_samples, selector="entropy")
+    for k, t in enumerate(cfg.thresholds):
+        points.append(_point("aces", sigma, t, cert.clean_prediction[k] == y, cert.radius[k], cert.prediction[k] == y,
+                             cfg.radii, f"{cp} (union: delta/2 for h, delta/{2 * len(cfg.thresholds)} per selector "
+                                        "threshold)"))
+    return points
+
+
+def lipschitz_points(g, h, x, y, alphas, radii) -> list[dict]:
+    """Theorem 1 and logit-ball points of a network h with a guaranteed Lipschitz bound and its mixtures."""
+    from ..certify import (lipschitz_radius, logit_ball_radius, pairwise_logit_lipschitz,
+                           probability_lipschitz)
+    from ..mixing.functional import mix_log_probs
+
+    shape = getattr(h, "input_shape", None) or tuple(x.shape[1:])
+    with torch.no_grad():
+        zh, zg = h(x).double(), g(x).double()
+    a = torch.tensor(alphas, dtype=torch.float64)
+    y = y.to(zh.device)
+    radii_by = {"lipschitz-theorem1": lipschitz_radius(zh.softmax(1), probability_lipschitz(h, 2, shape), a, labels=y),
+                "lipschitz-logit-ball": logit_ball_radius(zh, pairwise_logit_lipschitz(h, shape), a, labels=y)}
+    points = []
+    for family, rad in radii_by.items():
+        for k, alpha in enumerate(alphas):
+            clean = mix_log_probs(zg, zh, alpha).argmax(1) == y
+            points.append(_point(family, None, alpha, clean.cpu(), rad[k].cpu(), torch.ones(len(y), dtype=torch.bool),
+                                 radii, "deterministic (guaranteed Lipschitz bound)"))
+    return points
+
+
+def best_by_clean(points: list[dict], levels, radius) -> list[dict]:
+    """For each clean-accuracy level, each family's best certified accuracy at ``radius`` among its points whose
+    clean accuracy reaches the level (None where no point does): the front, read off at fixed clean accuracy."""
+    out = []
+    for level in levels:
+        row = {"clean_at_least": level}
+        for fam in FAMILIES:
+            cands = [p for p in points if p["family"] == fam and p["clean"] >= level - 1e-12]
+            best = max(cands, key=lambda p: p["certified"][str(radius)], default=None)
+            row[fam] = None if best is None else {"certified": best["certified"][str(radius)],
+                                                  "ci95": best["certified_ci95"][str(radius)],
+                                                  "sigma": best["sigma"], "param": best["param"],
+                                                  "clean": best["clean"]}
+        out.append(row)
+    return out
+
+
+def run_front(g, smoothed: list, lipschitz, x, y, cfg: FrontConfig, *, records_dir=None, fresh=False,
+              progress=True, settings=None) -> dict:
+    """Every point of the front; ``smoothed`` is [(sigma, base model)], ``lipschitz`` a model or None."""
+    rec = Path(records_dir) if records_dir else None
+    points = []
+    for sigma, base in smoothed:
+        records = front_records(g, base, sigma, x, y, cfg, fresh=fresh, progress=progress, settings=settings,
+                                records_path=rec / f"front-sigma-{sigma:g}.jsonl" if rec else None)
+        points += smoothed_points(records, sigma, cfg)
+    if lipschitz is not None:
+        points += lipschitz_points(g, lipschitz, x, y, cfg.alphas, cfg.radii)
+    return {"points": points}
