@@ -25,3 +25,13 @@ class Linear2Logits(torch.nn.Module):
 @pytest.fixture
 def pair():
     return Linear2Logits(seed=0), Linear2Logits(seed=1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and many small tensor ops: a second thread only adds synchronisation (and stalls on a busy
+    machine).  Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

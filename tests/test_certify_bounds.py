@@ -16,13 +16,7 @@ from robustmix.errors import ConfigError, InputError, ModelError
 DRAWS = 10_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small tensor ops: one thread avoids thread start-up costs on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _max_violations(delta, draws=DRAWS):

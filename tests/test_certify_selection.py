@@ -15,12 +15,7 @@ from robustmix.errors import ConfigError, ModelError
 from .test_certify_bounds import Linear, _max_violations
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _select_probability(h, margin, sigma, threshold):

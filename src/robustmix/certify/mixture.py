@@ -115,8 +115,19 @@ class Estimator(str, enum.Enum):
 DEFAULT_ESTIMATOR = Estimator.CLOPPER_PEARSON
 
 
+class Certificate:
+    """A JSON-ready dict of a certificate dataclass (schema_version 1), fields by name, tensors as lists."""
+
+    def to_dict(self) -> dict:
+        out = {"schema_version": SCHEMA_VERSION}
+        for field in dataclasses.fields(self):
+            v = getattr(self, field.name)
+            out[field.name] = v.tolist() if isinstance(v, torch.Tensor) else v
+        return out
+
+
 @dataclasses.dataclass
-class MixtureCertificate:
+class MixtureCertificate(Certificate):
     """Theorem 2 certificates of the mixture at k alphas for n inputs (CPU tensors)."""
 
     prediction: torch.Tensor    # (k, n) certified class, ABSTAIN (-1) where the radius is 0
@@ -136,14 +147,6 @@ class MixtureCertificate:
     tolerance: float | None = None     # sequential runs: radius an input may leave on the table
     radii: list | None = None          # sequential runs: the reported radii that steer stopping
     sequential_rule: str | None = None  # sequential runs: "confidence-sequence" or "doubling-looks"
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (schema_version 1), fields by name."""
-        out = {"schema_version": SCHEMA_VERSION}
-        for field in dataclasses.fields(self):
-            v = getattr(self, field.name)
-            out[field.name] = v.tolist() if isinstance(v, torch.Tensor) else v
-        return out
 
 
 SEQUENTIAL_RULES = ("confidence-sequence", "doubling-looks")
@@ -291,8 +294,8 @@ def _parse_estimator(estimator) -> Estimator:
         raise ConfigError(f"unknown estimator {estimator!r}: use one of {names} or None (the default)") from None
 
 
-def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator):
-    check_batch(x)
+def check_sigma_delta(sigma, delta) -> float:
+    """sigma as a float after checking it (> 0, finite) and delta (a failure probability in (0, 1))."""
     try:
         sigma = float(sigma)
     except (TypeError, ValueError):
@@ -301,6 +304,12 @@ def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, t
         raise ConfigError(f"sigma must be a positive finite number (the smoothing noise level), got {sigma!r}")
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ConfigError(f"delta must be a failure probability in (0, 1) such as 0.001, got {delta!r}")
+    return sigma
+
+
+def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator):
+    check_batch(x)
+    sigma = check_sigma_delta(sigma, delta)
     check_positive_int(n0, name="n0")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < n0:
         raise ConfigError(f"num_samples must be an integer >= n0 = {n0} (Cohen et al. use 100,000 with n0 = 100), "

@@ -61,17 +61,15 @@ from scipy.stats import norm as normal
 
 from .._validation import check_positive_int
 from ..errors import ConfigError, InputError, ModelError
-from .mixture import ESTIMATION_STREAM, SELECTION_STREAM
+from .mixture import ESTIMATION_STREAM, SELECTION_STREAM, Certificate, check_sigma_delta
 from .smoothing import ABSTAIN, check_base_logits, check_batch, smoothing_pass
 from .stats import clopper_pearson_lower
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
 
 @dataclasses.dataclass
-class SelectionCertificate:
+class SelectionCertificate(Certificate):
     """Certificates of k selection composites (one per threshold) at n inputs (CPU tensors)."""
 
     prediction: torch.Tensor        # (k, n) certified class, ABSTAIN (-1) where the radius is 0
@@ -88,13 +86,6 @@ class SelectionCertificate:
     delta: float
     n0: int
     num_samples: int
-
-    def to_dict(self) -> dict:
-        out = {"schema_version": SCHEMA_VERSION}
-        for field in dataclasses.fields(self):
-            v = getattr(self, field.name)
-            out[field.name] = v.tolist() if isinstance(v, torch.Tensor) else v
-        return out
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -144,17 +135,10 @@ def check_selector(selector, thresholds, x: torch.Tensor, c: int):
 
 
 def _check_sampling(sigma, num_samples, n0, delta):
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError):
-        raise ConfigError(f"sigma must be a positive number (the smoothing noise level), got {sigma!r}") from None
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ConfigError(f"sigma must be a positive finite number (the smoothing noise level), got {sigma!r}")
+    sigma = check_sigma_delta(sigma, delta)
     check_positive_int(n0, name="n0")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < n0:
         raise ConfigError(f"num_samples must be an integer >= n0 = {n0}, got {num_samples!r}")
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
-        raise ConfigError(f"delta must be a failure probability in (0, 1) such as 0.001, got {delta!r}")
     return sigma
 
 
