@@ -10,8 +10,9 @@ from scipy.special import erf, logsumexp
 
 from robustmix.errors import CheckpointError, ConfigError, ModelError
 from robustmix.fitting import NonlinearCalibration, calibrate_nonlinear, collect_logits, train_mixing_net
-from robustmix.mixing import (AdaptiveMixedClassifier, FeatureMaps, MixedClassifier, MixingNet, NonlinearMixedClassifier,
-                              ResidualMixingNet, build_mixing_net, feature_layer_names, mixing_net_from_config)
+from robustmix.mixing import (AdaptiveMixedClassifier, FeatureMaps, MixedClassifier, MixingNet,
+                              NonlinearMixedClassifier, ResidualMixingNet, build_mixing_net, feature_layer_names,
+                              mixing_net_from_config)
 from robustmix.mixing.nonlinear import nonlinear_map, nonlinear_mix
 
 from .conftest import Linear2Logits
@@ -328,9 +329,9 @@ def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
     assert first.config()["mixing_net"]["class"] == "ResidualMixingNet"
     again = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
     torch.testing.assert_close(again(x), first(x))
-    with pytest.raises(CheckpointError, match="other settings.*training"):
+    with pytest.raises(CheckpointError, match=r"other training settings.*'train_attack': \('composite\+gate', 'none'\)"):
         trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="none", **kw)
-    with pytest.raises(CheckpointError, match="other settings.*mixer"):
+    with pytest.raises(CheckpointError, match="other mixer settings.*feature_layers"):
         trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **{**kw, "features": "both"})
 
 

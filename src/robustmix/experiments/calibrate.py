@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from .._config import option
-from .._validation import alpha_grid, check_alpha, check_eps
+from .._validation import alpha_grid, check_alpha, check_eps, check_positive_int
 from ..errors import ConfigError
 from ..results import CalibrationSummary, binomial_ci
 
@@ -85,7 +85,20 @@ class CalibrateSettings:
     samples: int = option(1000, "certified objective: noise samples per image")
     seed: int = 0
     mixer: str = option("linear", "linear (the paper's alpha), nonlinear (MixedNUTS map of h's logits) or adaptive "
-                                  "(alpha per input)", choices=["linear", "nonlinear", "adaptive"])
+                                  "(alpha per input from a trained mixing network; it does not help on Fashion-MNIST "
+                                  "so far: 26.8% worst case against the linear mixer's 73.4% at l_inf 0.1, "
+                                  "RESULTS.md; scripts/adaptive_ablation.py measures its variants)",
+                        choices=["linear", "nonlinear", "adaptive"])
+    adaptive_features: str = option("logits", "adaptive: what the mixing network reads besides both models' logits: "
+                                              "logits (nothing more), h (h's feature maps) or both (g's and h's)",
+                                    choices=["logits", "h", "both"])
+    mixing_net: str = option("mlp", "adaptive: mlp (on pooled features) or residual (residual conv branches on the "
+                                    "feature maps)", choices=["mlp", "residual"])
+    train_attack: str = option("composite+gate", "adaptive: the mixing network's training attack: composite+gate "
+                                                 "(PGD on the whole mixer and through its softened gate), composite "
+                                                 "(PGD on the whole mixer) or none (clean inputs only)",
+                               choices=["composite+gate", "composite", "none"])
+    adaptive_epochs: int = option(4, "adaptive: epochs of mixing-network training (on 10 x -n training images)")
     confirm_steps: int = option(100, "APGD iterations of the worst-case evaluator that confirms the choice on the "
                                      "test split (the cost of the confirmation grows with it)")
 
@@ -107,6 +120,7 @@ class CalibrateSettings:
             raise ConfigError(f"--radius must be a number >= 0, got {self.radius}")
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
         check_eps(self.eps)
+        check_positive_int(self.adaptive_epochs, name="adaptive_epochs")
 
 
 def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings: dict | None = None,
@@ -201,7 +215,8 @@ def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, sett
     else:
         xt, yt = splits["train"]
         mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=cal.eps, norm=cal.norm, seed=cal.seed,
-                                       progress=True)
+                                       epochs=cal.adaptive_epochs, features=cal.adaptive_features,
+                                       net=cal.mixing_net, train_attack=cal.train_attack, progress=True)
         choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
                   "validation": {}, "mixing_net": mixer.config()}
     test = _confirm(mixer, splits["test"], cal, out, settings, fresh)

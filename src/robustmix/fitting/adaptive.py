@@ -237,8 +237,11 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
             raise CheckpointError(f"cannot read {net_path}: {exc}; delete it to train again") from exc
         for key in wanted:
             if key in meta and meta[key] != wanted[key]:
-                raise CheckpointError(f"{net_path} holds a mixing network of other settings ({key}: saved "
-                                      f"{meta[key]}, now {wanted[key]}); delete it or use another output folder")
+                saved, now = json.loads(meta[key]), json.loads(wanted[key])
+                diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
+                        if saved.get(k) != now.get(k)}
+                raise CheckpointError(f"{net_path} holds a mixing network of other {key} settings (saved, now): "
+                                      f"{diff}; delete it or use another output folder")
         try:
             mixer.mixing_net.load_state_dict(state)
         except RuntimeError as exc:

@@ -1,0 +1,297 @@
+"""Ablation of the adaptive mixer on the l_inf pair: what it reads x how its gate is trained.
+
+Each variant trains a mixing network for g = fmnist-std-cnn and h = fmnist-at-linf-cnn
+(robustmix.fitting.trained_adaptive_mixer) and is evaluated by the worst-case evaluator
+(robustmix evaluate's machinery: the full ensemble, AutoAttack standard alone beside it) on the
+first --n test images:
+
+  features        logits (both models' logits) / h (h's feature maps + logits) / both (g's and h's maps + logits)
+  gate training   standard (clean inputs only: BCE toward g + the mixture's cross-entropy)
+                  adversarial (PGD on the whole composite and through the softened gate, clean + attacked terms)
+                  adversarial-no-gate-surrogate (PGD on the composite only: the recipe behind RESULTS.md's rows)
+
+Output, under --out: one folder per variant (the mixing network, its resumable training state,
+the evaluation records, summary.json and report.md of the evaluation, training.json), and
+ablation.json + ablation.md: clean and worst-case accuracy with 95% Clopper-Pearson intervals and
+n, beside the calibrated linear mixer's front from --front (robustmix pareto's summary.json) when
+it exists.  Everything resumes: rerun the same command after an interruption (training per epoch,
+evaluation per batch); delete a variant's folder to redo it.
+
+  python scripts/adaptive_ablation.py --out results/adaptive-ablation            # the real run
+  python scripts/adaptive_ablation.py --quick --out /tmp/ablation-quick          # a minute-scale check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("adaptive_ablation")
+
+FEATURES = ("logits", "h", "both")
+GATE_TRAINING = {"standard": "none", "adversarial": "composite+gate", "adversarial-no-gate-surrogate": "composite"}
+STD, ROB, EPS, NORM = "fmnist-std-cnn", "fmnist-at-linf-cnn", 0.1, "inf"
+QUICK = {"n": 4, "n_train": 32, "epochs": 1, "attack_steps": 2, "steps": 5, "square_queries": 100, "batch_size": 32}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="results/adaptive-ablation", help="output folder (resumed when it exists)")
+    p.add_argument("--n", type=int, default=1000, help="test images for the worst-case evaluation")
+    p.add_argument("--n-train", type=int, default=10_000, help="training images for the mixing networks")
+    p.add_argument("--epochs", type=int, default=4, help="epochs of mixing-network training")
+    p.add_argument("--attack-steps", type=int, default=10, help="PGD steps of the training attack")
+    p.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES, help="feature sets to run")
+    p.add_argument("--gate-training", nargs="+", default=["standard", "adversarial"], choices=list(GATE_TRAINING),
+                   help="gate trainings to run")
+    p.add_argument("--net", default="residual", choices=["residual", "mlp"],
+                   help="mixing network: residual conv branches on the maps, or an MLP on pooled features")
+    p.add_argument("--steps", type=int, default=100, help="APGD iterations of each evaluator member")
+    p.add_argument("--square-queries", type=int, default=5000, help="Square's budget (AutoAttack standard: 5,000)")
+    p.add_argument("--attacks", nargs="+", default=None, help="evaluator members or patterns (default: all)")
+    p.add_argument("--batch-size", type=int, default=250, help="examples per batch (training uses at most 256)")
+    p.add_argument("--linear-alphas", nargs="*", type=float, default=[],
+                   help="also evaluate the linear mixer at these alphas with the same evaluator and images")
+    p.add_argument("--front", default="results/pareto-linf/summary.json",
+                   help="robustmix pareto summary whose linear curve is the front to compare with")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a check of the whole path in about a minute: {QUICK} (overrides those options)")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    for name in ("n", "n_train", "epochs", "attack_steps", "steps", "square_queries", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def front_robust_at(curve: list[dict], clean: float) -> float | None:
+    """The linear curve's robust accuracy at clean accuracy ``clean``, interpolated between neighbouring alphas.
+
+    Above the curve's highest clean accuracy the front is its most accurate point's robustness (the
+    linear mixer cannot get more accurate); below its lowest, its least accurate point's.
+    """
+    pts = sorted(((p["clean"], p["robust"]) for p in curve), key=lambda t: (t[0], -t[1]))
+    if not pts:
+        return None
+    if clean >= pts[-1][0]:
+        return max(r for c, r in pts if c == pts[-1][0])
+    if clean <= pts[0][0]:
+        return pts[0][1]
+    for (c0, r0), (c1, r1) in zip(pts, pts[1:]):
+        if c0 <= clean <= c1:
+            return r0 if c1 == c0 else r0 + (clean - c0) / (c1 - c0) * (r1 - r0)
+    return None
+
+
+def load_front(path) -> dict | None:
+    """The linear curve (curve attack) and the calibrated linear headline point (full ensemble) of a pareto run."""
+    from robustmix.errors import ConfigError
+    from robustmix.results import load_summary
+
+    path = Path(path)
+    if not path.is_file():
+        logger.warning("no stored front at %s: the table has no linear comparison (run robustmix pareto first)", path)
+        return None
+    s = load_summary(path)
+    if getattr(s, "KIND", "") != "pareto":
+        raise ConfigError(f"--front {path} is a {getattr(s, 'KIND', '?')} summary, not robustmix pareto's")
+    if (s.settings.get("std"), s.settings.get("rob"), float(s.settings.get("eps", 0))) != (STD, ROB, EPS):
+        logger.warning("the front at %s is for %s / %s at eps %s, not this ablation's pair", path,
+                       s.settings.get("std"), s.settings.get("rob"), s.settings.get("eps"))
+    head = next((p for p in s.headline if p.get("name") == "linear"), None)
+    return {"source": str(path), "attack": s.curve_attack, "curve": s.curves.get("linear", []), "headline": head}
+
+
+def _history(state_path: Path) -> list[dict]:
+    import torch
+
+    if not state_path.is_file():
+        return []
+    return list(torch.load(state_path, weights_only=True).get("history", []))
+
+
+def _evaluate(model, name: str, folder: Path, x, y, cfg, settings: dict, command: str):
+    from robustmix.experiments.evaluate_run import run_evaluate
+    from robustmix.reports.report import write_report
+
+    summary = run_evaluate(model, x, y, cfg, records_path=folder / "records.jsonl", settings=settings)
+    summary.command = command
+    summary.save(folder / "summary.json")
+    write_report(summary, folder, title=f"Adaptive-mixer ablation: {name}")
+    return summary
+
+
+def _row(name: str, summary, **extra) -> dict:
+    aa = summary.autoattack or {}
+    return {"name": name, "n": summary.n, "clean": summary.clean_accuracy, "clean_ci95": summary.clean_ci95,
+            "robust": summary.accuracy, "robust_ci95": summary.ci95, "autoattack": aa.get("accuracy"),
+            "autoattack_ci95": aa.get("ci95"), "forward_passes": summary.forward_passes_per_prediction,
+            "mixing_network_passes": summary.mixing_network_passes,
+            "gradient_masking_suspected": summary.diagnostics.get("suspected"),
+            "eval_seconds": round(sum(r["seconds"] for r in summary.per_attack), 1), **extra}
+
+
+def compare(rows: list[dict], front: dict | None) -> dict:
+    """Each variant against the linear front at its clean accuracy; the closest recipe; whether any gets there."""
+    for r in rows:
+        at = front_robust_at(front["curve"], r["clean"]) if front else None
+        r["front_robust_at_clean"] = at
+        r["gap_to_front"] = None if at is None else r["robust"] - at
+        r["on_or_above_front"] = None if at is None else r["robust_ci95"][1] >= at
+    ranked = [r for r in rows if r.get("kind") == "adaptive" and r["gap_to_front"] is not None]
+    closest = max(ranked, key=lambda r: r["robust_ci95"][1] - r["front_robust_at_clean"], default=None)
+    return {"closest": None if closest is None else closest["name"],
+            "helps": None if closest is None else any(r["on_or_above_front"] for r in ranked)}
+
+
+def _ci(v, ci) -> str:
+    from robustmix.reports.format import fmt_ci
+
+    return "-" if v is None else fmt_ci(v, ci)
+
+
+def markdown(result: dict) -> str:
+    s, front, verdict = result["settings"], result["front"], result["verdict"]
+    lines = [f"# Adaptive mixer ablation (l_inf eps {EPS}, g = {STD}, h = {ROB})", "",
+             f"n = {s['n']} test images (the first), 95% Clopper-Pearson intervals in brackets. Mixing networks "
+             f"trained on {s['n_train']} training images, {s['epochs']} epoch(s), PGD-{s['attack_steps']}; "
+             f"mixing network: {s['net']}. Worst case: the robustmix evaluate ensemble (APGD {s['steps']} steps, "
+             f"AutoAttack standard, surrogates and transfer), per example; AutoAttack alone beside it.",
+             "", "| variant | features | gate training | clean [95% CI] | worst case [95% CI] | AutoAttack alone "
+             "[95% CI] | linear front at this clean | on/above front | alpha clean / attacked (training) | "
+             "forward passes | eval s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        at = r.get("front_robust_at_clean")
+        alphas = "-" if r.get("alpha_clean") is None else (
+            f"{r['alpha_clean']:.2f} / " + ("-" if r.get("alpha_adv") is None else f"{r['alpha_adv']:.2f}"))
+        passes = "-" if r["forward_passes"] is None else (
+            f"{r['forward_passes']}" + (f" + {r['mixing_network_passes']} net" if r["mixing_network_passes"] else ""))
+        lines.append(f"| {r['name']} | {r.get('features', '-')} | {r.get('gate_training', '-')} | "
+                     f"{_ci(r['clean'], r['clean_ci95'])} | {_ci(r['robust'], r['robust_ci95'])} | "
+                     f"{_ci(r['autoattack'], r['autoattack_ci95'])} | {'-' if at is None else f'{100 * at:.1f}'} | "
+                     f"{'-' if r['on_or_above_front'] is None else 'yes' if r['on_or_above_front'] else 'no'} | "
+                     f"{alphas} | {passes} | {r['eval_seconds']} |")
+    lines.append("")
+    if front:
+        head = front.get("headline")
+        lines.append(f"Linear front: `{front['source']}`, its linear curve under the curve attack ({front['attack']}), "
+                     "interpolated at each row's clean accuracy. That attack is weaker than the full ensemble used "
+                     "here, so the front is if anything too high: a row on or above it (upper end of its interval "
+                     "at or above the front) would be on or above the linear mixer's true front."
+                     + (f" The calibrated linear mixer under the full ensemble: clean "
+                        f"{_ci(head['clean'], head['clean_ci95'])}%, worst case "
+                        f"{_ci(head['robust'], head['robust_ci95'])}%"
+                        f" (alpha = {head.get('alpha', 0):.3g}, n = {head['n']})." if head else ""))
+    else:
+        lines.append("No stored linear front was found (--front); run robustmix pareto to compare.")
+    lines.append("")
+    if verdict["helps"] is None:
+        lines.append("Verdict: no comparison possible without a front.")
+    elif verdict["helps"]:
+        lines.append(f"Verdict: at least one adaptive variant reaches the linear front within its 95% interval; "
+                     f"the closest recipe is {verdict['closest']}.")
+    else:
+        lines.append(f"Verdict: no adaptive variant reaches the linear front within its 95% interval: the adaptive "
+                     f"mixer does not help on this data. Closest recipe: {verdict['closest']}.")
+    if s.get("quick"):
+        lines += ["", "**--quick run: a check of the code path on a handful of images, not a measurement.**"]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> dict:
+    import shlex
+
+    import torch
+
+    from robustmix._io import write_json
+    from robustmix.commands.common import Context, load_model
+    from robustmix.data import load_dataset
+    from robustmix.experiments.evaluate_run import EvaluateConfig
+    from robustmix.fitting import trained_adaptive_mixer
+    from robustmix.mixing import MixedClassifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = shlex.join(["python", "scripts/adaptive_ablation.py", *args.argv])
+    ctx = Context(device=args.device)
+    device = ctx.torch_device()
+    xt, yt = (t[:args.n_train] for t in load_dataset("fashion-mnist", "train"))
+    x, y = (t[:args.n] for t in load_dataset("fashion-mnist", "test"))
+    g, h = load_model(STD, "fashion-mnist", ctx, x[:2]), load_model(ROB, "fashion-mnist", ctx, x[:2])
+    xt, yt, x, y = xt.to(device), yt.to(device), x.to(device), y.to(device)
+    cfg = EvaluateConfig(norm=NORM, eps=EPS, seed=args.seed, attacks=args.attacks, steps=args.steps,
+                         batch_size=args.batch_size, square_queries=args.square_queries)
+    rows = []
+    for features in args.features:
+        for gate in args.gate_training:
+            name = f"{features}-{gate}"
+            folder = out / name
+            folder.mkdir(exist_ok=True)
+            logger.info("variant %s: training the mixing network", name)
+            t0 = time.perf_counter()
+            mixer = trained_adaptive_mixer(folder / "adaptive", g, h, xt, yt, eps=EPS, norm=NORM, epochs=args.epochs,
+                                           attack_steps=args.attack_steps, batch_size=min(args.batch_size, 256),
+                                           seed=args.seed, features=features, net=args.net,
+                                           train_attack=GATE_TRAINING[gate], progress=True)
+            history = _history(folder / "adaptive.train-state.pt")
+            write_json(folder / "training.json", {"mixer": mixer.config(), "train_attack": GATE_TRAINING[gate],
+                                                  "history": history})
+            train_seconds = round(sum(e["seconds"] for e in history), 1) if history else None
+            logger.info("variant %s: worst-case evaluation on %d test images (trained in %s s)", name, len(x),
+                        train_seconds if train_seconds is not None else round(time.perf_counter() - t0, 1))
+            settings = {"std": STD, "rob": ROB, "mixer": "adaptive", "features": features, "gate_training": gate,
+                        "net": args.net, "mixing_net": mixer.config()["mixing_net"]}
+            summary = _evaluate(mixer, name, folder, x, y, cfg, settings, command)
+            last = history[-1] if history else {}
+            rows.append(_row(name, summary, kind="adaptive", features=features, gate_training=gate, net=args.net,
+                             alpha_clean=last.get("alpha_clean"), alpha_adv=last.get("alpha_adv"),
+                             train_seconds=train_seconds))
+            logger.info("variant %s: %s", name, summary.summary_line())
+    for alpha in args.linear_alphas:
+        name = f"linear-{alpha:g}"
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        summary = _evaluate(MixedClassifier(g, h, alpha), name, folder, x, y, cfg,
+                            {"std": STD, "rob": ROB, "mixer": "linear", "alpha": alpha}, command)
+        rows.append(_row(name, summary, kind="linear", alpha=alpha))
+    front = load_front(args.front)
+    verdict = compare(rows, front)
+    settings = {k: v for k, v in vars(args).items() if k != "argv"}
+    result = {"settings": {**settings, "std": STD, "rob": ROB, "eps": EPS, "norm": NORM},
+              "command": command, "front": front, "rows": rows, "verdict": verdict}
+    write_json(out / "ablation.json", result)
+    (out / "ablation.md").write_text(markdown(result))
+    return result
+
+
+def main(argv=None) -> int:
+    from robustmix.errors import RobustMixError
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        result = run(args)
+    except RobustMixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logger.info("wrote %s and %s", Path(args.out) / "ablation.md", Path(args.out) / "ablation.json")
+    v = result["verdict"]
+    logger.info("closest adaptive recipe: %s; reaches the linear front: %s", v["closest"], v["helps"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""scripts/adaptive_ablation.py: the front comparison, and the driver end to end at its quick size (seconds)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONT = ROOT / "results" / "pareto-linf" / "summary.json"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("adaptive_ablation", ROOT / "scripts" / "adaptive_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_front_is_interpolated_at_the_variants_clean_accuracy(ablation):
+    curve = [{"clean": 0.93, "robust": 0.0}, {"clean": 0.93, "robust": 0.05}, {"clean": 0.91, "robust": 0.6},
+             {"clean": 0.87, "robust": 0.78}]
+    assert ablation.front_robust_at(curve, 0.92) == pytest.approx(0.325)
+    assert ablation.front_robust_at(curve, 0.95) == 0.05        # more accurate than the front can be
+    assert ablation.front_robust_at(curve, 0.80) == 0.78
+    assert ablation.front_robust_at([], 0.9) is None
+    rows = [{"name": "a", "kind": "adaptive", "clean": 0.92, "robust": 0.2, "robust_ci95": [0.15, 0.3]},
+            {"name": "b", "kind": "adaptive", "clean": 0.92, "robust": 0.1, "robust_ci95": [0.05, 0.2]}]
+    verdict = ablation.compare(rows, {"curve": curve})
+    assert verdict == {"closest": "a", "helps": False}           # 0.3 < 0.325: below the front even at its upper end
+    rows[0]["robust_ci95"] = [0.2, 0.33]
+    assert ablation.compare(rows, {"curve": curve})["helps"] is True
+    assert ablation.compare(rows, None) == {"closest": None, "helps": None}
+
+
+def test_quick_ablation_end_to_end_and_resumed(ablation, tmp_path):
+    from robustmix.data import load_dataset
+    from robustmix.errors import DataNotFoundError
+
+    try:
+        load_dataset("fashion-mnist", "test", allow_download=False)
+    except DataNotFoundError:
+        pytest.skip("Fashion-MNIST not available offline")
+    threads = torch.get_num_threads()
+    out = tmp_path / "abl"
+    argv = ["--quick", "--out", str(out), "--features", "logits", "h", "--gate-training", "standard", "adversarial",
+            "--attacks", "apgd-ce@mix-T1", "apgd-ce@mix-gate-T8", "--threads", "1", "--device", "cpu",
+            "--front", str(FRONT)]
+    try:
+        assert ablation.main(argv) == 0
+        result = json.loads((out / "ablation.json").read_text())
+        names = [r["name"] for r in result["rows"]]
+        assert names == ["logits-standard", "logits-adversarial", "h-standard", "h-adversarial"]
+        for r in result["rows"]:
+            assert r["n"] == 4 and len(r["robust_ci95"]) == 2 and r["forward_passes"] == 2
+            assert r["mixing_network_passes"] == 1 and r["autoattack"] is None   # AutoAttack not among --attacks
+            assert (r["alpha_adv"] is None) == (r["gate_training"] == "standard")
+            folder = out / r["name"]
+            for f in ("summary.json", "report.md", "records.jsonl", "training.json", "adaptive.mixing-net.safetensors"):
+                assert (folder / f).is_file(), f
+        training = json.loads((out / "h-adversarial" / "training.json").read_text())
+        assert training["mixer"]["mixing_net"]["class"] == "ResidualMixingNet"
+        assert training["mixer"]["feature_layers"]["rob"] == ["features.8", "features"]
+        assert training["train_attack"] == "composite+gate"
+        md = (out / "ablation.md").read_text()
+        assert "| h-adversarial | h | adversarial |" in md and "--quick run" in md
+        if FRONT.is_file():
+            assert result["front"]["headline"]["name"] == "linear" and result["verdict"]["closest"] in names
+        # a rerun resumes: nothing is trained or attacked again
+        net = out / "h-adversarial" / "adaptive.mixing-net.safetensors"
+        stamp = net.stat().st_mtime_ns
+        records = (out / "h-adversarial" / "records.jsonl").read_text()
+        assert ablation.main(argv) == 0
+        assert net.stat().st_mtime_ns == stamp and (out / "h-adversarial" / "records.jsonl").read_text() == records
+        # a front that is not robustmix pareto's: one line, exit 2
+        assert ablation.main(argv[:-1] + [str(out / "h-adversarial" / "summary.json")]) == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_bad_sizes_are_refused(ablation, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ablation.parse_args(["--epochs", "0"])
+    assert exc.value.code == 2 and "--epochs must be >= 1" in capsys.readouterr().err

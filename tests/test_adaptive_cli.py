@@ -1,0 +1,92 @@
+"""The adaptive mixer from the command line: its recipe flags, and bad mixers refused in one line with exit 2."""
+
+import json
+
+import pytest
+
+from robustmix.cli import main
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    from robustmix.data import load_dataset
+    from robustmix.errors import DataNotFoundError
+
+    try:
+        load_dataset("fashion-mnist", "test", allow_download=False)
+    except DataNotFoundError:
+        pytest.skip("Fashion-MNIST not available offline")
+    out = tmp_path_factory.mktemp("cal") / "adaptive"
+    argv = ["--threads", "1", "calibrate", "--mixer", "adaptive", "--adaptive-features", "h", "--mixing-net",
+            "residual", "--adaptive-epochs", "1", "--target", "0.85", "-n", "8", "--steps", "2", "--confirm-steps",
+            "2", "--out", str(out)]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_calibrate_trains_the_chosen_recipe(calibrated):
+    from robustmix.mixing import AdaptiveMixedClassifier, ResidualMixingNet
+    from robustmix.models import load
+
+    out, _ = calibrated
+    mixer = load(out / "mixer.safetensors")
+    assert isinstance(mixer, AdaptiveMixedClassifier) and isinstance(mixer.mixing_net, ResidualMixingNet)
+    assert mixer.feature_layers == {"std": [], "rob": ["features.8", "features"]}
+    assert mixer.mixing_net.map_channels == [64, 64]        # read from h by the probe forward
+    settings = json.loads((out / "calibration.json").read_text())["settings"]
+    assert (settings["train_attack"], settings["adaptive_features"], settings["mixing_net"]) == \
+        ("composite+gate", "h", "residual")
+
+
+def test_another_recipe_into_the_same_folder_is_refused_and_nothing_is_lost(calibrated, capsys):
+    out, argv = calibrated
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main([a if a != "residual" else "mlp" for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a mixing network of other mixer settings" in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda kw: kw["feature_layers"].update(rob=["features.12"]), "names 'features.12', which is not a layer"),
+    (lambda kw: kw["mixing_net"].update(map_channels=[64, 32]), "does not fit architecture 'mixed-adaptive'"),
+])
+def test_a_mixer_checkpoint_with_bad_layers_or_shapes_exits_2(calibrated, tmp_path, capsys, edit, words):
+    import shutil
+
+    out, _ = calibrated
+    for name in ("mixer.safetensors", "mixer.json"):
+        shutil.copy(out / name, tmp_path / name)
+    card = json.loads((tmp_path / "mixer.json").read_text())
+    edit(card["arch_kwargs"])
+    (tmp_path / "mixer.json").write_text(json.dumps(card))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "mixer.safetensors"), "-n", "2", "--attacks", "apgd-ce@h",
+                 "--steps", "1", "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert words in err[-1] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "ev").exists()
+
+
+def test_calibrate_help_does_not_claim_the_adaptive_mixer_helps(capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "it does not help on Fashion-" in text and "so far" in text and "scripts/adaptive_ablation.py" in text
+    for flag in ("--adaptive-features {logits,h,both}", "--mixing-net {mlp,residual}",
+                 "--train-attack {composite+gate,composite,none}"):
+        assert flag in text
+
+
+def test_flag_vocabularies_match_the_library():
+    from robustmix.experiments.calibrate import CalibrateSettings
+    from robustmix.fitting.adaptive import TRAIN_ATTACKS
+    from robustmix.mixing import FEATURE_SETS
+    from robustmix.mixing.adaptive import NETS
+
+    fields = CalibrateSettings.__dataclass_fields__
+    choices = {name: fields[name].metadata["option"]["choices"] for name in ("adaptive_features", "mixing_net",
+                                                                       "train_attack")}
+    assert choices == {"adaptive_features": list(FEATURE_SETS), "mixing_net": list(NETS),
+                       "train_attack": list(TRAIN_ATTACKS)}
