@@ -22,7 +22,7 @@ import torch
 
 from common import setup
 from robustmix.certify import SmoothedClassifier, certify_mixture, smoothing_radius_from_bounds
-from robustmix.certify.mixture import ESTIMATION_STREAM, SELECTION_STREAM, Estimator, _lower, _radius
+from robustmix.certify.mixture import ESTIMATION_STREAM, SELECTION_STREAM, Estimator, _lower, top_bound_radius
 from robustmix.certify.smoothing import SmoothingEstimate, smoothing_pass
 from robustmix.data import load_dataset
 from robustmix.models import load
@@ -78,7 +78,7 @@ def compare_bounds(g, h, x, y, args):
     for est in Estimator:
         top = hard_top if est.smoothing == "hard" else soft_top
         p = _lower(est, votes.gather(1, top[:, None])[:, 0].numpy(), scores.numpy(), N, args.delta)
-        rows[f"{est.value} ({est.smoothing}, one bound)"] = (_radius(p, top, 10, SIGMA, a), top)
+        rows[f"{est.value} ({est.smoothing}, one bound)"] = (top_bound_radius(p, top, 10, SIGMA, a), top)
     old = SmoothingEstimate(prob_sum / N, votes, N)
     for mode in ("soft", "hard"):
         lo, hi = old.bounds(args.delta, mode)

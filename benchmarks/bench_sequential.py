@@ -48,7 +48,7 @@ def replay(data, sigma, *, num_samples, delta, sequential, tolerance=0.1, radii=
                                                alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
                                                num_samples=num_samples, delta=delta, sequential=sequential,
                                                tolerance=tolerance, radii=radii, rule=rule, **constants)
-    radius = mixture._radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
+    radius = mixture.top_bound_radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
     return top, radius, used
 
 

@@ -313,7 +313,7 @@ def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.
 
 def test_reported_radii_steer_the_stopping_rule():
     """Brute force over votes with known frequencies: an input stops early only when its reported bin is settled."""
-    from robustmix.certify.mixture import _looks, _radius
+    from robustmix.certify.mixture import _looks, top_bound_radius
     rng = np.random.default_rng(3)
     p = np.repeat([1.0, 0.999, 0.98, 0.9, 0.84, 0.75, 0.6, 0.4], 40)
     hits = rng.random((len(p), 6400)) < p[:, None]
@@ -324,7 +324,7 @@ def test_reported_radii_steer_the_stopping_rule():
     looks = _looks(6400, True)
     assert (fixed > 0).any() and set(used.tolist()) <= set(looks)
     top, a = torch.zeros(len(p), dtype=torch.long), torch.tensor([0.8, 1.0], dtype=torch.float64)
-    r_fixed, r_steered = _radius(fixed, top, 3, 0.5, a), _radius(steered, top, 3, 0.5, a)
+    r_fixed, r_steered = top_bound_radius(fixed, top, 3, 0.5, a), top_bound_radius(steered, top, 3, 0.5, a)
     # every vote for the top class: stops at the first look certified past the largest reported radius
     assert (used[:40] < 6400).all() and (r_steered[1, :40] >= 1.0).all()   # alpha 0.8 caps radii at 0.42
     # the certified fraction at each reported radius equals the full-budget run's for nearly every input
@@ -343,7 +343,7 @@ def test_reported_radii_steer_the_stopping_rule():
 def test_confidence_sequence_rule_stops_after_any_sample_and_reports_its_own_bound():
     """The default rule on votes with known frequencies: far fewer samples than the looks rule for the same
     certified counts, confident inputs stop once past the largest radius, and the bound is the sequence's running maximum."""
-    from robustmix.certify.mixture import CS_FIRST_LOOK, _looks, _radius
+    from robustmix.certify.mixture import CS_FIRST_LOOK, _looks, top_bound_radius
     rng = np.random.default_rng(3)
     p = np.repeat([1.0, 0.999, 0.98, 0.9, 0.84, 0.75, 0.6, 0.4], 40)
     hits = rng.random((len(p), 6400)) < p[:, None]
@@ -352,7 +352,7 @@ def test_confidence_sequence_rule_stops_after_any_sample_and_reports_its_own_bou
     cs, used = _replay(hits, radii=grid, tolerance=math.inf, rule="confidence-sequence")
     _, used_looks = _replay(hits, radii=grid, tolerance=math.inf)
     top, a = torch.zeros(len(p), dtype=torch.long), torch.tensor([0.8, 1.0], dtype=torch.float64)
-    r_fixed, r_cs = _radius(fixed, top, 3, 0.5, a), _radius(cs, top, 3, 0.5, a)
+    r_fixed, r_cs = top_bound_radius(fixed, top, 3, 0.5, a), top_bound_radius(cs, top, 3, 0.5, a)
     for r in grid:
         assert abs(int((r_cs >= r).sum()) - int((r_fixed >= r).sum())) <= 4, r
     assert used.mean() < 0.7 * used_looks.mean()

@@ -238,8 +238,8 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
             # the bound at the last look if p sat `optimism` widths above the point estimate (a heuristic)
             reachable = np.clip(point + width * (optimism - math.sqrt(look / num_samples)), 0.0, best)
         rows = torch.from_numpy(active)
-        now = _radius(p_lower[active], top[rows], c, sigma, alphas)
-        later = _radius(reachable, top[rows], c, sigma, alphas)
+        now = top_bound_radius(p_lower[active], top[rows], c, sigma, alphas)
+        later = top_bound_radius(reachable, top[rows], c, sigma, alphas)
         # crossing a reported radius, or turning an abstention into a certificate, is never left to the tolerance
         crosses = ((now[..., None] < grid) & (grid <= later[..., None])).any(-1) | ((now <= 0) & (later > 0))
         settled = ((later.clamp(max=cap) - now.clamp(max=cap) <= tolerance) & ~crosses).all(0).numpy()
@@ -278,7 +278,9 @@ def _lower(estimator: Estimator, votes_top: np.ndarray, scores: np.ndarray | Non
     return betting_lower(scores, delta)
 
 
-def _radius(p_lower: np.ndarray, top: torch.Tensor, c: int, sigma: float, alphas: torch.Tensor) -> torch.Tensor:
+def top_bound_radius(p_lower: np.ndarray, top: torch.Tensor, c: int, sigma: float, alphas: torch.Tensor) -> torch.Tensor:
+    """Theorem 2 radii (k alphas, n) from one lower bound on h's smoothed score of its top class (every other class
+    is then at most 1 - p_lower); alpha = 1 gives Cohen et al.'s sigma * PhiInv(p_lower)."""
     p = torch.as_tensor(p_lower, dtype=torch.float64)
     upper = (1.0 - p)[:, None].expand(len(p), c)
     return smoothing_radius_from_bounds(p, upper, top, sigma, alphas)
@@ -406,7 +408,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
                                        delta=delta, sequential=sequential, tolerance=tolerance,
                                        radii=radii, rule=rule)
-    radius = _radius(p_lower, top, c, sigma, a)
+    radius = top_bound_radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
              est.smoothing, used.mean())

@@ -30,7 +30,7 @@ import torch
 
 from .._binomial import binomial_ci
 from .._validation import check_alpha, check_positive_int
-from ..certify.mixture import _radius
+from ..certify.mixture import top_bound_radius
 from ..certify.selection import check_selector, selection_counts, selection_from_counts
 from ..certify.stats import clopper_pearson_lower
 from ..errors import ConfigError
@@ -126,7 +126,7 @@ def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list
     top = sel.argmax(1)
     p_lower = clopper_pearson_lower(votes.gather(1, top[:, None])[:, 0].numpy(), cfg.num_samples, cfg.delta)
     alphas = torch.tensor(cfg.alphas, dtype=torch.float64)
-    radius = _radius(p_lower, top, c, sigma, alphas)                     # (k, n), Theorem 2 (alpha 1: Cohen)
+    radius = top_bound_radius(p_lower, top, c, sigma, alphas)                     # (k, n), Theorem 2 (alpha 1: Cohen)
     h_freq = (votes + sel) / (cfg.num_samples + cfg.n0)
     cp = f"Clopper-Pearson, delta {cfg.delta:g}, {cfg.num_samples:,} samples"
     points = []
