@@ -337,8 +337,8 @@ class CertifySummary(Summary):
                     + (f" (used on average, selection + estimation: {s['samples_per_image']:,.0f} noise samples per "
                        "image)" if s.get("samples_per_image") is not None else "")
                     + f"; n = {self.n}; brackets: 95% Clopper-Pearson intervals over the images."
-                    + (" Sampling steered by --radii: the curve between and beyond them is a lower bound."
-                       if s.get("sequential") else ""))
+                    + (f" Sequential sampling ({_sequential_rule(s)}), steered by --radii: the curve between and "
+                       "beyond them is a lower bound." if s.get("sequential") else ""))
             out.append(Section(f"Certified accuracy: {key.replace('theorem', 'Theorem ')} ({sound})",
                                _with_command(text, self.command), [rows], figs))
         return out
@@ -349,7 +349,13 @@ class CertifySummary(Summary):
                 if s.get("samples_per_image") is not None else "")
         return ("certified " + "  ".join(f"@{r:g} {fmt_pct(self.certified_at(key, a, r))}%" for r in self.reported_radii())
                 + f"  ({key}, alpha = {a:.2f}, n = {self.n}{'' if s.get('sound') or s.get('lipschitz') else ', point estimate'}"
-                + f"{', sampling steered by --radii' if s.get('sequential') else ''}){used}")
+                + f"{', ' + _sequential_rule(s) + ' steered by --radii' if s.get('sequential') else ''}){used}")
+
+
+def _sequential_rule(settings: dict) -> str:
+    rule = settings.get("sequential_rule", "doubling-looks")      # runs before the option existed used the looks
+    return ("a confidence sequence, valid after any sample" if rule == "confidence-sequence" else
+            "alpha spending over doubling looks")
 
 
 @dataclasses.dataclass
@@ -715,7 +721,7 @@ class CertifyFrontSummary(Summary):
 
     LABELS: ClassVar[dict] = {"cohen": "smoothed h alone (Cohen)", "mixture": "mixture, Theorem 2",
                               "aces": "ACES selection", "lipschitz-theorem1": "Lipschitz h mixture, Theorem 1",
-                              "lipschitz-logit-ball": "Lipschitz h mixture, logit ball"}
+                              "lipschitz-logit-ball": "Lipschitz h mixture, logit ball (h's logits x T)"}
 
     def summary_line(self) -> str:
         r = str(self.radii[0])
@@ -754,7 +760,8 @@ class CertifyFrontSummary(Summary):
             "(95% CI)")[:1]
         s = self.settings
         text = (f"n = {self.n} images of {s.get('dataset')} {s.get('split')}. g = `{s.get('std')}`; smoothed h: {', '.join(f'`{m}` at sigma {sg:g}' for m, sg in zip(s.get('noise_models', []), s.get('sigmas', [])))}"
-                f"; Lipschitz h: `{s.get('lipschitz_model')}`. {s.get('num_samples')} noise samples and n0 = "
+                f"; Lipschitz h: `{s.get('lipschitz_model')}` (logit-ball mixtures with its logits times T = "
+                f"{s.get('lipschitz_temperature', 1)}). {s.get('num_samples')} noise samples and n0 = "
                 f"{s.get('n0')} selection samples per image, delta = {s.get('delta')}; one sampling pass per image "
                 "and sigma serves the smoothed h, its mixtures and ACES. Clean accuracy: each classifier's output "
                 "at the clean input (Monte-Carlo vote frequencies for smoothed models). Certified accuracy at r: "

@@ -151,6 +151,8 @@ class CertifyFrontCommand(Output, Data):
                           factory=lambda: list(FrontConfig().sigmas), of=float)
     lipschitz_model: str = option("fmnist-lipschitz", "h with a guaranteed Lipschitz bound (Theorem 1 and the logit "
                                                       "ball), or 'none'")
+    lipschitz_temperature: float = option(FrontConfig.lipschitz_temperature, "logit-ball mixtures use this times "
+                                          "the Lipschitz h's logits (a sharper h, certified with scaled bounds)")
     alphas: list = option(help="mixture weights of h (Theorem 2 and the Lipschitz mixtures)",
                           factory=lambda: list(FrontConfig().alphas), of=float)
     thresholds: list = option(help="ACES entropy-selector thresholds (nats, in [0, ln classes]): h answers where "

@@ -60,6 +60,7 @@ class FrontConfig:
     delta: float = 0.001
     seed: int = 0
     batch_size: int = 1000
+    lipschitz_temperature: float = 10.0   # logit ball: the mixture uses T * h's logits (T * h is T-Lipschitz)
 
     def __post_init__(self):
         if not self.sigmas or not all(isinstance(s, (int, float)) and s > 0 and math.isfinite(s)
@@ -73,6 +74,8 @@ class FrontConfig:
             raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
         if not 0 < self.delta < 1:
             raise ConfigError(f"delta must be a failure probability in (0, 1), got {self.delta!r}")
+        if not (self.lipschitz_temperature > 0 and math.isfinite(self.lipschitz_temperature)):
+            raise ConfigError(f"lipschitz_temperature must be a positive number, got {self.lipschitz_temperature!r}")
 
 
 def _probs(t: torch.Tensor) -> list:
@@ -96,7 +99,8 @@ def front_records(g, h_base, sigma: float, x, y, cfg: FrontConfig, *, records_pa
                  "selector_hits": chosen[j].tolist()} for j in range(len(xb))]
 
     cfg_settings = {**dataclasses.asdict(cfg), "sigma": sigma}
-    del cfg_settings["sigmas"], cfg_settings["alphas"], cfg_settings["radii"]   # computed afterwards, free to change
+    for key in ("sigmas", "alphas", "radii", "lipschitz_temperature"):   # used afterwards, free to change
+        del cfg_settings[key]
     return run_records(records_path, compute, x, y, kind="certify-front",
                        settings={**cfg_settings, **(settings or {})}, models={"g": g, "h": h_base},
                        indices=indices, batch_size=10, fresh=fresh, progress=progress,
@@ -145,8 +149,11 @@ def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list
     return points
 
 
-def lipschitz_points(g, h, x, y, alphas, radii) -> list[dict]:
-    """Theorem 1 and logit-ball points of a network h with a guaranteed Lipschitz bound and its mixtures."""
+def lipschitz_points(g, h, x, y, alphas, radii, temperature: float = 1.0) -> list[dict]:
+    """Theorem 1 and logit-ball points of a network h with a guaranteed Lipschitz bound and its mixtures.
+
+    The logit-ball mixtures use ``temperature * h``'s logits (a temperature-times-Lipschitz map, certified with
+    the bounds scaled alike): a sharper h lets the mixture lean on it where it is sure.  Theorem 1 uses h."""
     from ..certify import (lipschitz_radius, logit_ball_radius, pairwise_logit_lipschitz,
                            probability_lipschitz)
     from ..mixing.functional import mix_log_probs
@@ -156,12 +163,15 @@ def lipschitz_points(g, h, x, y, alphas, radii) -> list[dict]:
         zh, zg = h(x).double(), g(x).double()
     a = torch.tensor(alphas, dtype=torch.float64)
     y = y.to(zh.device)
-    radii_by = {"lipschitz-theorem1": lipschitz_radius(zh.softmax(1), probability_lipschitz(h, 2, shape), a, labels=y),
-                "lipschitz-logit-ball": logit_ball_radius(zh, pairwise_logit_lipschitz(h, shape), a, labels=y)}
+    t = float(temperature)
+    radii_by = {"lipschitz-theorem1": (1.0, lipschitz_radius(zh.softmax(1), probability_lipschitz(h, 2, shape), a,
+                                                             labels=y)),
+                "lipschitz-logit-ball": (t, logit_ball_radius(t * zh, t * pairwise_logit_lipschitz(h, shape), a,
+                                                              labels=y))}
     points = []
-    for family, rad in radii_by.items():
+    for family, (scale, rad) in radii_by.items():
         for k, alpha in enumerate(alphas):
-            clean = mix_log_probs(zg, zh, alpha).argmax(1) == y
+            clean = mix_log_probs(zg, scale * zh, alpha).argmax(1) == y
             points.append(_point(family, None, alpha, clean.cpu(), rad[k].cpu(), torch.ones(len(y), dtype=torch.bool),
                                  radii, "deterministic (guaranteed Lipschitz bound)"))
     return points
@@ -194,5 +204,5 @@ def run_front(g, smoothed: list, lipschitz, x, y, cfg: FrontConfig, *, records_d
                                 records_path=rec / f"front-sigma-{sigma:g}.jsonl" if rec else None)
         points += smoothed_points(records, sigma, cfg)
     if lipschitz is not None:
-        points += lipschitz_points(g, lipschitz, x, y, cfg.alphas, cfg.radii)
+        points += lipschitz_points(g, lipschitz, x, y, cfg.alphas, cfg.radii, cfg.lipschitz_temperature)
     return {"points": points}
