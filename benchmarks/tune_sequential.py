@@ -6,7 +6,7 @@ votes and keeps the combinations whose certified accuracy stays within --slack p
 10,000-sample budget at every reported radius; prints them by forward passes per image, cheapest
 first, for each set of reported radii.  The cheapest admissible one is the rule's default; report it
 on test images with bench_sequential.py.
-Run: python benchmarks/tune_sequential.py --votes VAL_VOTES [--slack 0.3] [--top 8]
+Run: python benchmarks/tune_sequential.py --votes VAL_VOTES [--slack 0.5] [--top 8]
 """
 
 import argparse
@@ -18,8 +18,10 @@ import torch
 from bench_sequential import RADII, load_votes, parse_radii, replay
 from harness import setup
 
-GRID = {"n0": [16, 32, 64, 100], "first_look": [16, 32, 64], "growth": [1.1, 1.25, 1.5],
-        "futility": [0.01, 0.05, 0.2], "tolerance": [0.1, float("inf")]}
+# n0 stays at certify_mixture's default (100), so that the defaults reproduce what is reported; smaller n0 saved
+# under 5% on a first look at the validation votes
+GRID = {"n0": [100], "first_look": [8, 16, 32], "growth": [1.05, 1.1, 1.25], "futility": [0.1, 0.2, 0.4],
+        "tolerance": [0.1, float("inf")]}
 
 
 def main():
@@ -27,7 +29,7 @@ def main():
     ap.add_argument("--votes", required=True)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--delta", type=float, default=0.001)
-    ap.add_argument("--slack", type=float, default=0.3, help="points of certified accuracy a rule may lose")
+    ap.add_argument("--slack", type=float, default=0.5, help="points of certified accuracy a rule may lose")
     ap.add_argument("--radii-sets", nargs="+", default=["0.25,0.5,0.75,1.0", "0.5"])
     ap.add_argument("--top", type=int, default=8)
     args = ap.parse_args()
@@ -59,6 +61,9 @@ def main():
             rows.append((passes, (acc - want).min(), n0, first, growth, fut, tol, acc))
         ok = sorted(r for r in rows if r[1] >= -args.slack)
         print(f"\nreported radii {spec}: {len(ok)} of {len(rows)} combinations admissible\n")
+        if not ok:    # show the least lossy ones, cheapest first among equals
+            ok = sorted(rows, key=lambda r: (-round(r[1], 6), r[0]))
+            print("(none admissible: the least lossy combinations follow)\n")
         print("| passes / image | saved vs 10,100 | worst loss (points) | n0 | first look | growth | futility | "
               "tolerance | certified (%) |")
         print("|---|---|---|---|---|---|---|---|---|")

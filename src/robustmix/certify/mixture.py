@@ -45,10 +45,14 @@ sampling, up to ``num_samples``.  Two rules (``sequential_rule``):
 
 * ``"confidence-sequence"`` (default): the bound is a confidence sequence, valid
   at every sample size at once (:func:`~robustmix.certify.stats.binomial_cs_lower`
-  for hard votes, time-uniform betting for soft scores), so the reported bound
-  (the running maximum of the sequence at the sample where the input stopped)
-  holds with probability >= 1 - delta whatever the stopping rule did: the event
-  that it exceeds p is contained in the event that the sequence ever exceeds p.
+  for hard votes, time-uniform betting for soft scores) at level delta / 2, and
+  an input that samples to ``num_samples`` also gets the fixed-n bound there at
+  level delta / 2 (CS_CAP_SHARE); the reported bound is the largest of them.  It
+  holds with probability >= 1 - delta whatever the stopping rule did: it exceeds
+  p only if the sequence ever exceeds p (probability <= delta / 2) or the
+  fixed-n bound at num_samples does (<= delta / 2).  The fixed-n share keeps the
+  inputs that need the whole budget (those next to a reported radius) as tight
+  as a fixed-budget run, up to delta / 2 for delta.
   Looks come after 32 samples and then every 25% more (CS_FIRST_LOOK, CS_GROWTH;
   any schedule is valid).  The radius an input could still reach is judged from
   the upper end of a confidence sequence at level CS_FUTILITY = 0.05 (a
@@ -152,9 +156,10 @@ class MixtureCertificate(Certificate):
 SEQUENTIAL_RULES = ("confidence-sequence", "doubling-looks")
 DEFAULT_RULE = "confidence-sequence"
 # confidence-sequence rule (chosen on validation images; benchmarks/bench_sequential.py)
-CS_FIRST_LOOK = 32   # estimation samples before the first look; later looks grow by CS_GROWTH
-CS_GROWTH = 1.25
-CS_FUTILITY = 0.05   # level of the upper sequence that tells an input it can no longer reach a radius
+CS_FIRST_LOOK = 16   # estimation samples before the first look; later looks grow by CS_GROWTH
+CS_GROWTH = 1.1
+CS_FUTILITY = 0.4    # level of the upper sequence that tells an input it can no longer reach a radius
+CS_CAP_SHARE = 0.5   # share of delta kept for one fixed-n bound at num_samples (inputs that sample to the end)
 # doubling-looks rule (the earlier rule, kept for comparison)
 FIRST_LOOK = 200     # estimation samples at the first look; later looks double
 OPTIMISM = 1.0       # stopping heuristic: p may exceed its point estimate by OPTIMISM times the bound's width
@@ -204,7 +209,7 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
     cs = sequential and check_rule(rule, est) == "confidence-sequence"
     if cs:
         looks = _looks(num_samples, True, CS_FIRST_LOOK if first_look is None else first_look, growth)
-        step_delta = delta
+        step_delta = delta * (1 - CS_CAP_SHARE)       # the sequence; the rest for the fixed-n bound at the end
     else:
         looks = _looks(num_samples, sequential, FIRST_LOOK if first_look is None else first_look)
         step_delta = delta / len(looks)
@@ -223,7 +228,10 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
             scores[active, prev:look] = tracked
             sub = scores[active, :look]
         if cs:   # the running maximum of a confidence sequence is one too
-            p_lower[active] = np.maximum(p_lower[active], _cs_lower(est, votes_top[active], sub, look, delta))
+            p_lower[active] = np.maximum(p_lower[active], _cs_lower(est, votes_top[active], sub, look, step_delta))
+            if look == num_samples:
+                p_lower[active] = np.maximum(p_lower[active], _lower(est, votes_top[active], sub, look,
+                                                                     delta * CS_CAP_SHARE))
         else:
             p_lower[active] = _lower(est, votes_top[active], sub, look, step_delta)
         used[active] = look
@@ -231,7 +239,8 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
         if look == num_samples:
             break
         if cs:
-            reachable = _cs_reachable(est, votes_top[active], sub, look, num_samples, delta, futility, p_lower[active])
+            reachable = _cs_reachable(est, votes_top[active], sub, look, num_samples, delta * CS_CAP_SHARE, futility,
+                                      p_lower[active])
         else:
             point = votes_top[active] / look if scores is None else sub.mean(1)
             width = point - p_lower[active]
@@ -260,12 +269,13 @@ def _cs_reachable(est: "Estimator", votes_top: np.ndarray, scores: np.ndarray | 
     """The largest bound an input could still reach (a heuristic that steers stopping, never a bound on p).
 
     p is taken at the upper end of a confidence sequence at level ``futility``.  Hard
-    votes: the lower sequence at ``num_samples`` if every further sample voted for the
-    top class at that rate.  Soft scores: that value less the lower sequence's current
-    width shrunk to ``num_samples`` (width ~ 1 / sqrt(samples))."""
+    votes: the fixed-n bound at ``num_samples`` (level ``delta``, the share kept for
+    it) if every further sample voted for the top class at that rate.  Soft scores:
+    that value less the lower bound's current width shrunk to ``num_samples`` (width
+    ~ 1 / sqrt(samples))."""
     if est is Estimator.CLOPPER_PEARSON:
         upper = binomial_cs_upper(votes_top, n, futility)
-        return binomial_cs_lower(votes_top + upper * (num_samples - n), num_samples, delta)
+        return clopper_pearson_lower(votes_top + upper * (num_samples - n), num_samples, delta)
     upper = 1.0 - betting_lower(1.0 - scores, futility, time_uniform=True)
     return np.clip(upper - (scores.mean(1) - p_lower) * math.sqrt(n / num_samples), 0.0, 1.0)
 
@@ -348,6 +358,12 @@ def check_radii(radii):
     return out
 
 
+def default_tolerance(radii) -> float:
+    """The tolerance when none is given: inf when reported radii steer stopping (chosen on validation images),
+    0.1 without them."""
+    return math.inf if radii is not None else 0.1
+
+
 def check_sequential(sequential: bool, tolerance: float, radii):
     """The reported radii (sorted, or None) after checking that they and ``tolerance`` fit ``sequential``."""
     radii = check_radii(radii)
@@ -362,7 +378,7 @@ def check_sequential(sequential: bool, tolerance: float, radii):
 @torch.no_grad()
 def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
                     delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
-                    batch_size: int = 1000, sequential: bool = False, tolerance: float = 0.1,
+                    batch_size: int = 1000, sequential: bool = False, tolerance: float | None = None,
                     radii=None, sequential_rule: str | None = None) -> MixtureCertificate:
     """Certify the mixture of ``g`` and the Gaussian-smoothed ``h_base`` at every alpha (Theorem 2).
 
@@ -376,10 +392,11 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     input while its radius may still cross one of them, and does not pursue radii
     beyond the largest; None: no such radii); ``sequential_rule``: "confidence-sequence"
     (the default: stop after any sample) or "doubling-looks" (the earlier rule, for
-    comparison).  All certificates hold
+    comparison); ``tolerance=None``: inf with ``radii``, else 0.1.  All certificates hold
     together with probability >= 1 - delta (per input, over the noise).
     """
     est = _parse_estimator(estimator)
+    tolerance = default_tolerance(radii) if tolerance is None else tolerance
     sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
     radii = check_sequential(sequential, tolerance, radii)
     rule = check_rule(sequential_rule, est) if sequential else None

@@ -45,7 +45,7 @@ class CertifyCommand(Certified):
                                   "after any sample) or 'doubling-looks' (alpha spending over doubling looks, the "
                                   "earlier rule)", choices=list(SEQUENTIAL_RULES))
     tolerance: float | None = option(None, "with --sequential: l2 radius an input may leave on the table (inf: only "
-                                           "--radii steer stopping)", shown=str(CertifyConfig.tolerance))
+                                           "--radii steer stopping)", shown="inf with --radii, else 0.1")
     radii: list | None = option(None, "with --sequential: the radii you will report, e.g. 0.25 0.5 0.75 1.0", of=float)
 
     def check(self):
@@ -71,7 +71,7 @@ class CertifyCommand(Certified):
     def experiment(self) -> CertifyConfig:
         sound = bool(self.sound and self.sigma)
         return subset(self, CertifyConfig, sound_alphas=list(self.alphas) if sound else None, sound_only=sound,
-                      tolerance=CertifyConfig.tolerance if self.tolerance is None else self.tolerance)
+                      tolerance=self.tolerance)
 
     def run(self, ctx: Context) -> Summary:
         from ..certify import probability_lipschitz

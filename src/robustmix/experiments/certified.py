@@ -24,7 +24,7 @@ import torch
 from .._validation import check_alpha, check_positive_int
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
-from ..certify.mixture import SEQUENTIAL_RULES, certify_mixture, check_sequential
+from ..certify.mixture import SEQUENTIAL_RULES, certify_mixture, check_sequential, default_tolerance
 from ..certify.smoothing import SmoothedClassifier, SmoothingEstimate
 from ..errors import ConfigError
 from .runner import run_records
@@ -45,7 +45,8 @@ class CertifyConfig:
     share_samples: bool = False        # the point estimate and simultaneous bounds reuse the tight certificate's
     #                                    noise samples (soft estimator, fixed budget): one sampling pass, not two
     sequential: bool = False           # tight sound certificate with sequential sampling (certify_mixture)
-    tolerance: float = 0.1             # sequential: radius an input may leave on the table
+    tolerance: float | None = None     # sequential: radius an input may leave on the table (None: inf with radii,
+    #                                    0.1 without)
     radii: list | None = None          # sequential: the reported radii that steer stopping
     sequential_rule: str = "confidence-sequence"   # sequential: or "doubling-looks" (the earlier rule)
 
@@ -67,6 +68,8 @@ class CertifyConfig:
                 raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
         elif self.sound_only or self.sequential:
             raise ConfigError("sound_only and sequential concern the tight sound certificate: give sound_alphas too")
+        if self.tolerance is None:
+            self.tolerance = default_tolerance(self.radii)
         if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
             raise ConfigError(f"tolerance must be an l2 radius >= 0 (inf: only the radii steer stopping), "
                               f"got {self.tolerance!r}")
