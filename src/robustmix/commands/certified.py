@@ -195,8 +195,10 @@ class CertifyFrontCommand(Output, Data):
         result = run_front(g, smoothed, lip, x, y, cfg, records_dir=self.out_path, fresh=self.fresh,
                            progress=ctx.progress, settings=self.data_settings() | {"std": self.std})
         points = result["points"]
+        # read the front every half point, from the least accurate smoothed h alone to the most accurate classifier
+        low = min((p["clean"] for p in points if p["family"] == "cohen"), default=min(p["clean"] for p in points))
         top = max(p["clean"] for p in points)
-        levels = sorted({round(v, 2) for v in (0.80, 0.85, 0.87, 0.89, 0.91) if v <= top + 1e-9})
+        levels = [round(v / 200, 3) for v in range(math.floor(low * 200), math.floor(top * 200 + 1e-9) + 1)]
         verdict = {str(r): best_by_clean(points, levels, r) for r in self.radii}
         return CertifyFrontSummary(n=len(x), radii=list(self.radii), points=points, verdict=verdict,
                                    settings=dataclasses.asdict(self))
