@@ -173,6 +173,11 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     refused(dict(saved, model={**saved["model"], "alpha": 0.2}), "other weights")
     refused(dict(saved, model={"model": "fmnist-at-l2-cnn"}), "other weights")
     refused(adv.read_bytes()[:200], "truncated")
+    for flags in (["--eps", "0.05"], ["--norm", "2"]):                   # another threat model than the file's
+        assert main(["verify", str(adv), *flags, "--out", str(tmp_path / "v3")]) == 2
+        err = capsys.readouterr().err
+        assert "was made for the l_inf ball of radius" in err and len(err.strip().splitlines()) == 1, err
+    assert main(["verify", str(adv), "--norm", "inf", "--eps", str(saved["eps"]), "--out", str(tmp_path / "v4")]) == 0
     refused({"x_adv": saved["x_adv"]}, "not a robustmix adversarial file")
     nan = saved["x_adv"].clone()
     nan[0, 0, 0, 0] = float("nan")

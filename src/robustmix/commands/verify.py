@@ -23,6 +23,10 @@ class VerifyCommand(Output):
     file: str = option("adversarial.pt", "the .pt file written by evaluate --save-adversarial", positional=True)
     model: str | None = option(None, "model to check (any model form); its weights must match the file's SHA-256",
                                shown="the model recorded in the file")
+    norm: str | None = option(None, "threat model to hold the file to: inf (l_inf) or 2 (l_2); a file made for "
+                              "another norm is refused", shown="the file's own")
+    eps: float | None = option(None, "radius to hold the file to; a file made for another radius is refused",
+                               shown="the file's own")
     data_root: str | None = option_of(Data, "data_root")
 
     def run(self, ctx: Context) -> VerifySummary:
@@ -30,6 +34,7 @@ class VerifyCommand(Output):
         from ..mixing import MixedClassifier
 
         saved = read_adversarial(self.file)
+        self.check_threat_model(saved)
         x, y = load_dataset(saved["dataset"], saved["split"], self.data_root)
         spec = saved["model"]
         if self.model:
@@ -73,6 +78,20 @@ class VerifyCommand(Output):
                              norm=str(saved["norm"]), largest_perturbation=float(size.max()), file=str(self.file),
                              weights_sha256=saved["weights_sha256"], model=spec if not self.model else
                              {"model": self.model})
+
+    def check_threat_model(self, saved: dict) -> None:
+        """Refuse, before any model is loaded, a file made for another norm or radius than --norm / --eps."""
+        if self.norm is not None and str(self.norm).lower().lstrip("l") not in ("inf", "2"):
+            raise ConfigError(f"--norm {self.norm}: use inf (l_inf) or 2 (l_2)")
+        if self.eps is not None and not self.eps > 0:
+            raise ConfigError(f"--eps {self.eps}: the radius must be > 0")
+        norm = str(saved["norm"]).lower().lstrip("l")
+        want_norm = norm if self.norm is None else str(self.norm).lower().lstrip("l")
+        want_eps = float(saved["eps"]) if self.eps is None else float(self.eps)
+        if want_norm != norm or abs(want_eps - float(saved["eps"])) > 1e-9 * max(1.0, want_eps):
+            raise ConfigError(f"{self.file} was made for the l_{norm} ball of radius {saved['eps']}, not the "
+                              f"l_{want_norm} ball of radius {want_eps} asked for; verify it without --norm/--eps "
+                              "to check its own threat model, or evaluate again at yours")
 
 
 def read_adversarial(path: str) -> dict:
