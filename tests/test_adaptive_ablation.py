@@ -29,10 +29,24 @@ def test_front_is_interpolated_at_the_variants_clean_accuracy(ablation):
     rows = [{"name": "a", "kind": "adaptive", "clean": 0.92, "robust": 0.2, "robust_ci95": [0.15, 0.3]},
             {"name": "b", "kind": "adaptive", "clean": 0.92, "robust": 0.1, "robust_ci95": [0.05, 0.2]}]
     verdict = ablation.compare(rows, {"curve": curve})
-    assert verdict == {"closest": "a", "helps": False}           # 0.3 < 0.325: below the front even at its upper end
+    assert verdict == {"closest": "a", "reaches_front": False}   # 0.3 < 0.325: below the front even at its upper end
     rows[0]["robust_ci95"] = [0.2, 0.33]
-    assert ablation.compare(rows, {"curve": curve})["helps"] is True
-    assert ablation.compare(rows, None) == {"closest": None, "helps": None}
+    assert ablation.compare(rows, {"curve": curve})["reaches_front"] is True
+    assert ablation.compare(rows, None) == {"closest": None, "reaches_front": None}
+    # the weaker curve attack overstates the front by attack_gap: the front is lowered by it
+    rows[0]["robust_ci95"] = [0.2, 0.3]
+    assert ablation.compare(rows, {"curve": curve, "attack_gap": 0.03})["reaches_front"] is True
+    assert rows[0]["front_robust_at_clean"] == pytest.approx(0.295)
+
+
+def test_attack_gap_is_what_the_curve_attack_overstates_at_the_calibrated_point(ablation):
+    front = ablation.load_front(FRONT)
+    if front is None:
+        pytest.skip("no stored pareto front")
+    head = front["headline"]
+    at = ablation.front_robust_at(front["curve"], head["clean"])
+    assert front["attack_gap"] == pytest.approx(max(0.0, at - head["robust"]))
+    assert 0 <= front["attack_gap"] < 0.05
 
 
 def test_quick_ablation_end_to_end_and_resumed(ablation, tmp_path):

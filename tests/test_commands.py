@@ -173,6 +173,15 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     refused(dict(saved, model={**saved["model"], "alpha": 0.2}), "other weights")
     refused(dict(saved, model={"model": "fmnist-at-l2-cnn"}), "other weights")
     refused(adv.read_bytes()[:200], "truncated")
+    refused(dict(saved, eps=float("nan")), "not an l_inf or l_2 ball of finite radius")
+    refused(dict(saved, norm="-inf"), "not an l_inf or l_2 ball of finite radius")
+    refused(dict(saved, model={"model": "os:getcwd"}), "would import code")       # a file never picks code to run
+    twice = saved["indices"].clone()
+    twice[1] = twice[0]
+    refused(dict(saved, indices=twice, x_adv=saved["x_adv"][[0, 0, 2, 3]], labels=saved["labels"][[0, 0, 2, 3]]),
+            "more than once")
+    refused(dict(saved, indices=saved["indices"].float()), "1-d integer tensor")
+    refused({k: v for k, v in saved.items() if k != "robust"}, "missing ['robust']")
     for flags in (["--eps", "0.05"], ["--norm", "2"]):                   # another threat model than the file's
         assert main(["verify", str(adv), *flags, "--out", str(tmp_path / "v3")]) == 2
         err = capsys.readouterr().err

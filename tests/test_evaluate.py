@@ -463,3 +463,20 @@ def test_evaluate_summary_records_autoattack_and_forward_passes():
     assert "Cost per prediction" not in legacy.render()[0].text
     recs[3].pop("aa_robust")   # a batch from before AutoAttack was completed: no AutoAttack-alone figure
     assert summarize_evaluate(recs, cfg).autoattack is None
+
+
+def test_saved_inputs_of_one_example_in_two_batch_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from robustmix.errors import ConfigError
+    from robustmix.experiments.evaluate_run import collect_adversarial
+
+    adv = tmp_path / "adversarial"
+    adv.mkdir()
+    save_file({"x_adv": torch.zeros(2, 3), "indices": torch.tensor([0, 1])}, str(adv / "0.safetensors"))
+    save_file({"x_adv": torch.ones(2, 3), "indices": torch.tensor([2, 3])}, str(adv / "2.safetensors"))
+    records = tmp_path / "records.jsonl"
+    torch.testing.assert_close(collect_adversarial(records, [3, 0]), torch.tensor([[1.0] * 3, [0.0] * 3]))
+    save_file({"x_adv": torch.ones(1, 3), "indices": torch.tensor([1])}, str(adv / "1.safetensors"))  # a stale file
+    with pytest.raises(ConfigError, match="example 1 has saved inputs in both 0.safetensors and 1.safetensors"):
+        collect_adversarial(records, [0, 1, 2, 3])

@@ -462,3 +462,50 @@ def test_collect_logits_attacks_h_only(pair):
     assert (out.rob_adv.argmax(1) == y).float().mean() < 1.0
     again = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=10)
     torch.testing.assert_close(again.rob_adv, out.rob_adv)  # per-example seeds: batching does not matter
+
+
+class _HookedMLP(torch.nn.Module):
+    """A 2-d hidden layer followed by an in-place ReLU, a BatchNorm, and a layer the forward never calls."""
+
+    def __init__(self, d=12, c=4):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(d, 8), torch.nn.ReLU(inplace=True), torch.nn.BatchNorm1d(8),
+                                        torch.nn.Linear(8, c))
+        self.unused = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.body(x.flatten(1))
+
+
+def test_hooked_2d_features_are_copied_and_silent_layers_fail_in_one_line():
+    torch.manual_seed(0)
+    g, h = _HookedMLP().eval(), _HookedMLP().eval()
+    x = torch.rand(5, 12)
+    am = AdaptiveMixedClassifier(g, h, MixingNet(4 + 4 + 8), feature_layers={"rob": ["body.0"]})
+    _, _, feats = am.features(x)
+    torch.testing.assert_close(feats[:, 8:], h.body[0](x))      # before the in-place ReLU, negatives kept
+    assert (feats[:, 8:] < 0).any()
+    silent = AdaptiveMixedClassifier(g, h, MixingNet(4 + 4 + 8), feature_layers={"rob": ["unused"]})
+    with pytest.raises(ModelError, match="rob:unused did not run in the forward pass"):
+        silent(x)
+
+
+def test_gate_training_leaves_the_base_models_batchnorm_alone(tmp_path):
+    from robustmix._io import weights_digest
+
+    torch.manual_seed(0)
+    g, h = _HookedMLP().eval(), _HookedMLP().eval()
+    before = weights_digest(g), weights_digest(h)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 12, generator=gen), torch.randint(0, 4, (16,), generator=gen)
+    am = AdaptiveMixedClassifier(g, h, MixingNet(4 + 4 + 8), feature_layers={"rob": ["body.0"]})
+    train_mixing_net(am, x, y, eps=0.1, epochs=1, attack_steps=1, batch_size=8, progress=False,
+                     state_path=tmp_path / "s.pt")
+    assert (weights_digest(g), weights_digest(h)) == before and not g.training and not h.training
+    # the digest tells apart two mixers that read different layers with the same weights
+    other = AdaptiveMixedClassifier(g, h, am.mixing_net, feature_layers={"rob": ["body.1"]})
+    assert weights_digest(other) != weights_digest(am)
+    # a training state of another mixer (other layers) is refused in one line, not resumed
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_mixing_net(other, x, y, eps=0.1, epochs=2, attack_steps=1, batch_size=8, progress=False,
+                         state_path=tmp_path / "s.pt")

@@ -85,6 +85,9 @@ def weights_digest(model) -> str:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    layers = getattr(model, "feature_layers", None)
+    if layers and any(layers.values()):   # an adaptive mixer: which layers it reads is part of what it computes
+        h.update(("feature_layers|" + json.dumps(layers, sort_keys=True)).encode())
     return h.hexdigest()
 
 

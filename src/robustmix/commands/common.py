@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 PRODUCTS = {"summary.json", "settings.json", "report.html", "report.md", "figures", "adversarial", "calibration.json",
             "mixer.safetensors", "mixer.json", "val-logits.json", "val-logits.safetensors",
-            "adaptive.mixing-net.safetensors"}
+            "adaptive.mixing-net.safetensors", "adaptive.train-state.pt"}
 MODEL_FORMS = "zoo name, .safetensors checkpoint, exported .pt2 program, module:function or robustbench:NAME"
 
 

@@ -3,6 +3,7 @@ attack code: every input inside the eps-ball and [0, 1], the model's predictions
 
 from __future__ import annotations
 
+import math
 
 import torch
 
@@ -12,7 +13,9 @@ from ..errors import ConfigError
 from ..results import VerifySummary, binomial_ci
 from .common import Context, Data, Output, command, load_model
 
-KEYS = {"x_adv", "labels", "indices", "eps", "norm", "dataset", "split", "model", "weights_sha256", "accuracy"}
+KEYS = {"x_adv", "labels", "indices", "eps", "norm", "dataset", "split", "model", "weights_sha256", "accuracy",
+        "robust"}
+SAFE_MODEL_FORMS = (".safetensors", ".pt2")   # what a file may name without --model: nothing that imports code
 
 
 @command("verify", "re-check a file of adversarial inputs written by 'evaluate --save-adversarial'",
@@ -37,6 +40,8 @@ class VerifyCommand(Output):
         self.check_threat_model(saved)
         x, y = load_dataset(saved["dataset"], saved["split"], self.data_root)
         spec = saved["model"]
+        if not self.model:
+            check_named_models(spec, self.file)
         if self.model:
             model = load_model(self.model, saved["dataset"], ctx)
         elif "model" in spec:
@@ -48,6 +53,16 @@ class VerifyCommand(Output):
             raise ConfigError(f"{self.file} was written for other weights (SHA-256 {saved['weights_sha256'][:12]}..., "
                               f"this model {weights_digest(model)[:12]}...); verify it with the model it was made for")
         idx, x_adv = saved["indices"], saved["x_adv"]
+        if not (isinstance(idx, torch.Tensor) and idx.ndim == 1 and not idx.dtype.is_floating_point
+                and idx.dtype != torch.bool and len(idx)):
+            raise ConfigError(f"{self.file} is not a valid evaluation: its indices are not a non-empty 1-d integer "
+                              "tensor")
+        if len(idx.unique()) != len(idx):
+            raise ConfigError(f"{self.file} is not a valid evaluation: it lists {len(idx) - len(idx.unique())} "
+                              "example(s) more than once; each test example may count once")
+        if not (isinstance(saved["robust"], torch.Tensor) and saved["robust"].shape == idx.shape):
+            raise ConfigError(f"{self.file} is not a valid evaluation: its outcomes ('robust') do not match its "
+                              f"{len(idx)} indices")
         if idx.min() < 0 or idx.max() >= len(x) or x_adv.shape != (len(idx), *x.shape[1:]):
             raise ConfigError(f"{self.file} does not fit {saved['dataset']} {saved['split']} (indices or input shape)")
         if not torch.isfinite(x_adv).all():
@@ -56,7 +71,7 @@ class VerifyCommand(Output):
             raise ConfigError(f"{self.file} is not a valid evaluation: its labels differ from {saved['dataset']} "
                               f"{saved['split']} at its indices")
         delta = (x_adv - x[idx]).flatten(1).double()
-        norm = str(saved["norm"]).lower().lstrip("l")
+        norm = str(saved["norm"]).lower().lstrip("l")   # inf or 2, finite eps > 0: checked in check_threat_model
         size = delta.abs().amax(1) if norm == "inf" else delta.norm(p=float(norm), dim=1)
         bad_ball = int((size > saved["eps"] * (1 + 1e-5) + 1e-6).sum())
         bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
@@ -86,12 +101,30 @@ class VerifyCommand(Output):
         if self.eps is not None and not self.eps > 0:
             raise ConfigError(f"--eps {self.eps}: the radius must be > 0")
         norm = str(saved["norm"]).lower().lstrip("l")
+        try:
+            eps = float(saved["eps"])
+        except (TypeError, ValueError):
+            eps = float("nan")
+        if norm not in ("inf", "2") or not (math.isfinite(eps) and eps > 0):
+            raise ConfigError(f"{self.file} is not a valid evaluation: its threat model (norm {saved['norm']!r}, eps "
+                              f"{saved['eps']!r}) is not an l_inf or l_2 ball of finite radius > 0")
         want_norm = norm if self.norm is None else str(self.norm).lower().lstrip("l")
         want_eps = float(saved["eps"]) if self.eps is None else float(self.eps)
         if want_norm != norm or abs(want_eps - float(saved["eps"])) > 1e-9 * max(1.0, want_eps):
             raise ConfigError(f"{self.file} was made for the l_{norm} ball of radius {saved['eps']}, not the "
                               f"l_{want_norm} ball of radius {want_eps} asked for; verify it without --norm/--eps "
                               "to check its own threat model, or evaluate again at yours")
+
+
+def check_named_models(spec, path) -> None:
+    """Without --model, load only what cannot run code: zoo names, .safetensors and .pt2 files."""
+    if not isinstance(spec, dict) or not ({"model"} <= set(spec) or {"std", "rob", "alpha"} <= set(spec)):
+        raise ConfigError(f"{path} is not a robustmix adversarial file (its model record is {spec!r})")
+    for key in ("model", "std", "rob"):
+        name = spec.get(key)
+        if name is not None and ":" in str(name) and not str(name).endswith(SAFE_MODEL_FORMS):
+            raise ConfigError(f"{path} names its model as {name!r}, which would import code or fetch weights; "
+                              f"verify it with --model {name} if you trust that source")
 
 
 def read_adversarial(path: str) -> dict:

@@ -147,10 +147,14 @@ def collect_adversarial(records_path, indices) -> torch.Tensor:
     """The saved worst-case inputs of ``indices`` (in that order) from a run with ``save_adversarial``."""
     from safetensors.torch import load_file
 
-    found = {}
+    found, source = {}, {}
     for f in sorted((Path(records_path).parent / "adversarial").glob("*.safetensors")):
         part = load_file(str(f))
-        found.update(zip(part["indices"].tolist(), part["x_adv"]))
+        for i, x_adv in zip(part["indices"].tolist(), part["x_adv"]):
+            if i in source:
+                raise ConfigError(f"example {i} has saved inputs in both {source[i]} and {f.name} (a folder of two "
+                                  "runs); rerun with --fresh and --save-adversarial to evaluate it again")
+            found[i], source[i] = x_adv, f.name
     missing = [int(i) for i in indices if int(i) not in found]
     if missing:
         raise ConfigError(f"no saved adversarial input for {len(missing)} example(s) (first: index {missing[0]}); "

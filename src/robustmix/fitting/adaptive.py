@@ -68,7 +68,8 @@ def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_we
               train_attack) -> dict:
     out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
            "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
-           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)]}
+           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)], "mixer": json.dumps(mixer.config(),
+                                                                                              sort_keys=True)}
     if train_attack != "composite":   # states written before the option existed resume unchanged
         out["train_attack"] = train_attack
     return out
@@ -101,8 +102,12 @@ def _load_state(path: Path, net, opt, settings: dict):
         diff = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         raise CheckpointError(f"{path} was written with other settings (saved, now): {diff}; "
                               "use the same settings to resume, or another state_path to start over")
-    net.load_state_dict(state["net"])
-    opt.load_state_dict(state["optimizer"])
+    try:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"cannot resume from {path}: it does not fit this mixing network ("
+                              f"{str(exc).strip().splitlines()[-1].strip()}); delete it to start over") from None
     return int(state["epoch"]), list(state["history"])
 
 
@@ -160,7 +165,7 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
             attack_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
             x_adv = None if train_attack == "none" else _attacked(
                 mixer, xb, yb, eps=eps, p=p, steps=attack_steps, train_attack=train_attack, seed=attack_seed)
-            mixer.train()
+            mixer.mixing_net.train()   # g and h stay in eval mode: their BatchNorm statistics are not touched
             clean = mixer.forward_with_alpha(xb)
             bce = F.binary_cross_entropy_with_logits(clean.alpha_logit, torch.zeros_like(clean.alpha_logit))
             ce = F.nll_loss(clean.log_probs, yb)

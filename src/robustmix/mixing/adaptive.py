@@ -65,8 +65,8 @@ def check_alpha_range(alpha_range) -> tuple[float, float]:
 
 def pool_features(t: torch.Tensor) -> torch.Tensor:
     """(n, ...) -> (n, d): spatial dims averaged away (n, C, H, W -> n, C); (n, d) unchanged."""
-    if t.ndim <= 2:
-        return t.reshape(len(t), -1)
+    if t.ndim <= 2:   # a copy: a later in-place op (ReLU(inplace=True)) on the layer's output must not change it
+        return t.reshape(len(t), -1).clone()
     return t.flatten(2).mean(-1)
 
 
@@ -303,6 +303,11 @@ class AdaptiveMixedClassifier(BasePair):
             for handle in handles:
                 handle.remove()
         self._check_classes(std_logits, rob_logits)
+        silent = [f"{side}:{name}" for side in ("std", "rob") for name in self.feature_layers[side]
+                  if f"{side}:{name}" not in store]
+        if silent:
+            raise ModelError(f"feature layer(s) {', '.join(silent)} did not run in the forward pass; hook layers the "
+                             "model calls (see model.named_modules())")
         hooked = [store[f"{side}:{name}"] for side in ("std", "rob") for name in self.feature_layers[side]]
         if maps:
             return std_logits, rob_logits, FeatureMaps(torch.cat([std_logits, rob_logits], dim=1), tuple(hooked))
