@@ -9,6 +9,7 @@ import torch
 
 from .._config import option, option_of
 from .._io import weights_digest
+from .._validation import check_eps, check_p
 from ..errors import ConfigError
 from ..results import VerifySummary, binomial_ci
 from .common import Context, Data, Output, command, load_model
@@ -37,18 +38,16 @@ class VerifyCommand(Output):
         from ..mixing import MixedClassifier
 
         saved = read_adversarial(self.file)
-        self.check_threat_model(saved)
+        p, eps = self.check_threat_model(saved)
         x, y = load_dataset(saved["dataset"], saved["split"], self.data_root)
         spec = saved["model"]
-        if not self.model:
-            check_named_models(spec, self.file)
         if self.model:
             model = load_model(self.model, saved["dataset"], ctx)
-        elif "model" in spec:
-            model = load_model(spec["model"], saved["dataset"], ctx)
         else:
-            model = MixedClassifier(load_model(spec["std"], saved["dataset"], ctx),
-                                    load_model(spec["rob"], saved["dataset"], ctx), spec["alpha"])
+            check_named_models(spec, self.file)
+            model = load_model(spec["model"], saved["dataset"], ctx) if "model" in spec else MixedClassifier(
+                load_model(spec["std"], saved["dataset"], ctx), load_model(spec["rob"], saved["dataset"], ctx),
+                spec["alpha"])
         if weights_digest(model) != saved["weights_sha256"]:
             raise ConfigError(f"{self.file} was written for other weights (SHA-256 {saved['weights_sha256'][:12]}..., "
                               f"this model {weights_digest(model)[:12]}...); verify it with the model it was made for")
@@ -71,9 +70,8 @@ class VerifyCommand(Output):
             raise ConfigError(f"{self.file} is not a valid evaluation: its labels differ from {saved['dataset']} "
                               f"{saved['split']} at its indices")
         delta = (x_adv - x[idx]).flatten(1).double()
-        norm = str(saved["norm"]).lower().lstrip("l")   # inf or 2, finite eps > 0: checked in check_threat_model
-        size = delta.abs().amax(1) if norm == "inf" else delta.norm(p=float(norm), dim=1)
-        bad_ball = int((size > saved["eps"] * (1 + 1e-5) + 1e-6).sum())
+        size = delta.abs().amax(1) if p == math.inf else delta.norm(p=p, dim=1)
+        bad_ball = int((size > eps * (1 + 1e-5) + 1e-6).sum())
         bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
         if bad_ball or bad_box:
             raise ConfigError(f"{self.file} is not a valid evaluation: {bad_ball} input(s) outside the l_{norm} ball of "
@@ -94,27 +92,24 @@ class VerifyCommand(Output):
                              weights_sha256=saved["weights_sha256"], model=spec if not self.model else
                              {"model": self.model})
 
-    def check_threat_model(self, saved: dict) -> None:
-        """Refuse, before any model is loaded, a file made for another norm or radius than --norm / --eps."""
-        if self.norm is not None and str(self.norm).lower().lstrip("l") not in ("inf", "2"):
-            raise ConfigError(f"--norm {self.norm}: use inf (l_inf) or 2 (l_2)")
-        if self.eps is not None and not self.eps > 0:
-            raise ConfigError(f"--eps {self.eps}: the radius must be > 0")
-        norm = str(saved["norm"]).lower().lstrip("l")
+    def check_threat_model(self, saved: dict) -> tuple[float, float]:
+        """The file's (p, eps), refused before any model is loaded when it is no l_inf / l_2 ball of radius > 0, or
+        not the one asked for with --norm / --eps."""
         try:
-            eps = float(saved["eps"])
-        except (TypeError, ValueError):
-            eps = float("nan")
-        if norm not in ("inf", "2") or not (math.isfinite(eps) and eps > 0):
+            p, eps = check_p(saved["norm"]), check_eps(saved["eps"])
+        except ConfigError:
+            p, eps = None, 0.0
+        if p not in (2.0, math.inf) or not eps > 0:
             raise ConfigError(f"{self.file} is not a valid evaluation: its threat model (norm {saved['norm']!r}, eps "
                               f"{saved['eps']!r}) is not an l_inf or l_2 ball of finite radius > 0")
-        want_norm = norm if self.norm is None else str(self.norm).lower().lstrip("l")
-        want_eps = float(saved["eps"]) if self.eps is None else float(self.eps)
-        if want_norm != norm or abs(want_eps - float(saved["eps"])) > 1e-9 * max(1.0, want_eps):
-            raise ConfigError(f"{self.file} was made for the l_{norm} ball of radius {saved['eps']}, not the "
-                              f"l_{want_norm} ball of radius {want_eps} asked for; verify it without --norm/--eps "
-                              "to check its own threat model, or evaluate again at yours")
-
+        want_p = p if self.norm is None else check_p(self.norm)
+        want_eps = eps if self.eps is None else check_eps(self.eps, name="--eps")
+        if want_p != p or abs(want_eps - eps) > 1e-9 * max(1.0, want_eps):
+            name = {2.0: "2", math.inf: "inf"}
+            raise ConfigError(f"{self.file} was made for the l_{name[p]} ball of radius {eps}, not the "
+                              f"l_{name.get(want_p, want_p)} ball of radius {want_eps} asked for; verify it without "
+                              "--norm/--eps to check its own threat model, or evaluate again at yours")
+        return p, eps
 
 def check_named_models(spec, path) -> None:
     """Without --model, load only what cannot run code: zoo names, .safetensors and .pt2 files."""

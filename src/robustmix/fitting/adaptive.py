@@ -68,8 +68,8 @@ def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_we
               train_attack) -> dict:
     out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
            "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
-           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)], "mixer": json.dumps(mixer.config(),
-                                                                                              sort_keys=True)}
+           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)],
+           "mixer": json.dumps(mixer.config(), sort_keys=True)}
     if train_attack != "composite":   # states written before the option existed resume unchanged
         out["train_attack"] = train_attack
     return out

@@ -303,12 +303,12 @@ class AdaptiveMixedClassifier(BasePair):
             for handle in handles:
                 handle.remove()
         self._check_classes(std_logits, rob_logits)
-        silent = [f"{side}:{name}" for side in ("std", "rob") for name in self.feature_layers[side]
-                  if f"{side}:{name}" not in store]
+        keys = [f"{side}:{name}" for side in ("std", "rob") for name in self.feature_layers[side]]
+        silent = [k for k in keys if k not in store]
         if silent:
             raise ModelError(f"feature layer(s) {', '.join(silent)} did not run in the forward pass; hook layers the "
                              "model calls (see model.named_modules())")
-        hooked = [store[f"{side}:{name}"] for side in ("std", "rob") for name in self.feature_layers[side]]
+        hooked = [store[k] for k in keys]
         if maps:
             return std_logits, rob_logits, FeatureMaps(torch.cat([std_logits, rob_logits], dim=1), tuple(hooked))
         feats = torch.cat([std_logits, rob_logits] + [h.to(std_logits.dtype) for h in hooked], dim=1)
