@@ -74,8 +74,9 @@ class VerifyCommand(Output):
         bad_ball = int((size > eps * (1 + 1e-5) + 1e-6).sum())
         bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
         if bad_ball or bad_box:
-            raise ConfigError(f"{self.file} is not a valid evaluation: {bad_ball} input(s) outside the l_{norm} ball of "
-                              f"radius {saved['eps']}, {bad_box} outside [0, 1]")
+            name = "inf" if p == math.inf else "2"
+            raise ConfigError(f"{self.file} is not a valid evaluation: {bad_ball} input(s) outside the l_{name} ball "
+                              f"of radius {eps}, {bad_box} outside [0, 1]")
         device = next(iter(model.parameters())).device
         with torch.no_grad():
             pred = torch.cat([model(b.to(device)).argmax(1).cpu() for b in x_adv.split(256)])
