@@ -11,6 +11,7 @@ first --n test images:
                   adversarial-no-gate-surrogate (PGD on the composite only: the recipe behind RESULTS.md's rows)
 
 Output, under --out: one folder per variant (the mixing network, its resumable training state,
+the whole mixer as a robustmix checkpoint mixer.safetensors for `robustmix evaluate/verify --model`,
 the evaluation records, summary.json and report.md of the evaluation, training.json), and
 ablation.json + ablation.md: clean and worst-case accuracy with 95% Clopper-Pearson intervals and
 n, beside the calibrated linear mixer's front from --front (robustmix pareto's summary.json) when
@@ -24,6 +25,7 @@ evaluation per batch); delete a variant's folder to redo it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -45,7 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1000, help="test images for the worst-case evaluation")
     p.add_argument("--n-train", type=int, default=10_000, help="training images for the mixing networks")
     p.add_argument("--epochs", type=int, default=4, help="epochs of mixing-network training")
-    p.add_argument("--attack-steps", type=int, default=10, help="PGD steps of the training attack")
+    p.add_argument("--attack-steps", type=int, default=10, help="steps of the training attack")
+    p.add_argument("--attack-method", default="pgd", choices=["pgd", "apgd"],
+                   help="training attack: PGD (fixed step) or APGD-CE (adaptive step, the evaluator's first member); "
+                        "apgd variants are named <features>-<gate training>-apgd<steps>")
     p.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES, help="feature sets to run")
     p.add_argument("--gate-training", nargs="+", default=["standard", "adversarial"], choices=list(GATE_TRAINING),
                    help="gate trainings to run")
@@ -118,12 +123,12 @@ def load_front(path) -> dict | None:
     return {"source": str(path), "attack": s.curve_attack, "curve": curve, "headline": head, "attack_gap": gap}
 
 
-def _history(state_path: Path) -> list[dict]:
+def _train_state(state_path: Path) -> dict:
     import torch
 
     if not state_path.is_file():
-        return []
-    return list(torch.load(state_path, weights_only=True).get("history", []))
+        return {}
+    return dict(torch.load(state_path, weights_only=True))
 
 
 def _evaluate(model, name: str, folder: Path, x, y, cfg, settings: dict, command: str):
@@ -137,14 +142,50 @@ def _evaluate(model, name: str, folder: Path, x, y, cfg, settings: dict, command
     return summary
 
 
-def _row(name: str, summary, **extra) -> dict:
-    aa = summary.autoattack or {}
-    return {"name": name, "n": summary.n, "clean": summary.clean_accuracy, "clean_ci95": summary.clean_ci95,
-            "robust": summary.accuracy, "robust_ci95": summary.ci95, "autoattack": aa.get("accuracy"),
-            "autoattack_ci95": aa.get("ci95"), "forward_passes": summary.forward_passes_per_prediction,
-            "mixing_network_passes": summary.mixing_network_passes,
-            "gradient_masking_suspected": summary.diagnostics.get("suspected"),
-            "eval_seconds": round(sum(r["seconds"] for r in summary.per_attack), 1), **extra}
+def _row(folder: Path) -> dict:
+    """One table row from a variant folder: its evaluation's summary.json and, for an adaptive mixer, its training."""
+    summary = json.loads((folder / "summary.json").read_text())
+    settings, aa = summary.get("settings", {}), summary.get("autoattack") or {}
+    row = {"name": folder.name, "n": summary["n"], "clean": summary["clean_accuracy"],
+           "clean_ci95": summary["clean_ci95"], "robust": summary["accuracy"], "robust_ci95": summary["ci95"],
+           "autoattack": aa.get("accuracy"), "autoattack_ci95": aa.get("ci95"),
+           "forward_passes": summary.get("forward_passes_per_prediction"),
+           "mixing_network_passes": summary.get("mixing_network_passes"),
+           "gradient_masking_suspected": (summary.get("diagnostics") or {}).get("suspected"),
+           "eval_seconds": round(sum(r["seconds"] for r in summary.get("per_attack", [])), 1)}
+    if settings.get("mixer") == "linear":
+        return {**row, "kind": "linear", "alpha": settings.get("alpha")}
+    state = _train_state(folder / "adaptive.train-state.pt")
+    history, trained = list(state.get("history", [])), dict(state.get("settings", {}))
+    last = history[-1] if history else {}
+    gate = settings.get("gate_training")
+    attack = None if gate == "standard" else (
+        f"{trained.get('attack_method', 'pgd').upper()}-{trained['attack_steps']}" if trained else None)
+    return {**row, "kind": "adaptive", "features": settings.get("features"), "gate_training": gate,
+            "training_attack": attack, "net": settings.get("net"), "alpha_clean": last.get("alpha_clean"),
+            "alpha_adv": last.get("alpha_adv"),
+            "train_seconds": round(sum(e["seconds"] for e in history), 1) if history else None}
+
+
+def collect_rows(out: Path, cfg_settings: dict) -> list[dict]:
+    """Rows of every evaluated variant under ``out`` whose evaluation used these evaluator settings and n."""
+    rows = []
+    for folder in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
+        row = _row(folder)
+        saved = json.loads((folder / "summary.json").read_text()).get("settings", {})
+        other = {k: (saved.get(k), v) for k, v in cfg_settings.items() if k != "n" and saved.get(k) != v}
+        if other or row["n"] != cfg_settings["n"]:
+            logger.warning("%s left out of the table: evaluated with other settings (saved, now): %s", folder.name,
+                           other or {"n": (row["n"], cfg_settings["n"])})
+            continue
+        rows.append(row)
+
+    def order(r):
+        if r["kind"] == "linear":
+            return (1, 0, 0, r["name"])
+        return (0, FEATURES.index(r["features"]) if r["features"] in FEATURES else len(FEATURES),
+                list(GATE_TRAINING).index(r["gate_training"]) if r["gate_training"] in GATE_TRAINING else 9, r["name"])
+    return sorted(rows, key=order)
 
 
 def compare(rows: list[dict], front: dict | None) -> dict:
@@ -171,7 +212,7 @@ def markdown(result: dict) -> str:
     s, front, verdict = result["settings"], result["front"], result["verdict"]
     lines = [f"# Adaptive mixer ablation (l_inf eps {EPS}, g = {STD}, h = {ROB})", "",
              f"n = {s['n']} test images (the first), 95% Clopper-Pearson intervals in brackets. Mixing networks "
-             f"trained on {s['n_train']} training images, {s['epochs']} epoch(s), PGD-{s['attack_steps']}; "
+             f"trained on {s['n_train']} training images, {s['epochs']} epoch(s) (the training attack in each row); "
              f"mixing network: {s['net']}. Worst case: the robustmix evaluate ensemble (APGD {s['steps']} steps, "
              f"AutoAttack standard, surrogates and transfer), per example; AutoAttack alone beside it.",
              "", "| variant | features | gate training | clean [95% CI] | worst case [95% CI] | AutoAttack alone "
@@ -183,7 +224,9 @@ def markdown(result: dict) -> str:
             f"{r['alpha_clean']:.2f} / " + ("-" if r.get("alpha_adv") is None else f"{r['alpha_adv']:.2f}"))
         passes = "-" if r["forward_passes"] is None else (
             f"{r['forward_passes']}" + (f" + {r['mixing_network_passes']} net" if r["mixing_network_passes"] else ""))
-        lines.append(f"| {r['name']} | {r.get('features', '-')} | {r.get('gate_training', '-')} | "
+        gate = r.get("gate_training") or "-"
+        gate += f" ({r['training_attack']})" if r.get("training_attack") else ""
+        lines.append(f"| {r['name']} | {r.get('features', '-')} | {gate} | "
                      f"{_ci(r['clean'], r['clean_ci95'])} | {_ci(r['robust'], r['robust_ci95'])} | "
                      f"{_ci(r['autoattack'], r['autoattack_ci95'])} | {'-' if at is None else f'{100 * at:.1f}'} | "
                      f"{'-' if r['on_or_above_front'] is None else 'yes' if r['on_or_above_front'] else 'no'} | "
@@ -225,6 +268,7 @@ def run(args: argparse.Namespace) -> dict:
     from robustmix.commands.common import Context, load_model
     from robustmix.data import load_dataset
     from robustmix.experiments.evaluate_run import EvaluateConfig
+    from robustmix.experiments.export import save_mixer
     from robustmix.fitting import trained_adaptive_mixer
     from robustmix.mixing import MixedClassifier
 
@@ -241,10 +285,11 @@ def run(args: argparse.Namespace) -> dict:
     xt, yt, x, y = xt.to(device), yt.to(device), x.to(device), y.to(device)
     cfg = EvaluateConfig(norm=NORM, eps=EPS, seed=args.seed, attacks=args.attacks, steps=args.steps,
                          batch_size=args.batch_size, square_queries=args.square_queries)
-    rows = []
     for features in args.features:
         for gate in args.gate_training:
             name = f"{features}-{gate}"
+            if args.attack_method != "pgd" and gate != "standard":
+                name += f"-{args.attack_method}{args.attack_steps}"
             folder = out / name
             folder.mkdir(exist_ok=True)
             logger.info("variant %s: training the mixing network", name)
@@ -252,28 +297,31 @@ def run(args: argparse.Namespace) -> dict:
             mixer = trained_adaptive_mixer(folder / "adaptive", g, h, xt, yt, eps=EPS, norm=NORM, epochs=args.epochs,
                                            attack_steps=args.attack_steps, batch_size=min(args.batch_size, 256),
                                            seed=args.seed, features=features, net=args.net,
-                                           train_attack=GATE_TRAINING[gate], progress=True)
-            history = _history(folder / "adaptive.train-state.pt")
+                                           train_attack=GATE_TRAINING[gate], attack_method=args.attack_method,
+                                           progress=True)
+            if not (folder / "mixer.safetensors").is_file():   # the whole mixer, for evaluate/verify --model
+                save_mixer(mixer, folder / "mixer.safetensors", dataset="fashion-mnist")
+            history = list(_train_state(folder / "adaptive.train-state.pt").get("history", []))
             write_json(folder / "training.json", {"mixer": mixer.config(), "train_attack": GATE_TRAINING[gate],
-                                                  "history": history})
+                                                  "attack_method": args.attack_method,
+                                                  "attack_steps": args.attack_steps, "history": history})
             train_seconds = round(sum(e["seconds"] for e in history), 1) if history else None
             logger.info("variant %s: worst-case evaluation on %d test images (trained in %s s)", name, len(x),
                         train_seconds if train_seconds is not None else round(time.perf_counter() - t0, 1))
             settings = {"std": STD, "rob": ROB, "mixer": "adaptive", "features": features, "gate_training": gate,
-                        "net": args.net, "mixing_net": mixer.config()["mixing_net"]}
+                        "net": args.net, "mixing_net": mixer.config()["mixing_net"],
+                        **({"attack_method": args.attack_method, "attack_steps": args.attack_steps}
+                           if args.attack_method != "pgd" else {})}
             summary = _evaluate(mixer, name, folder, x, y, cfg, settings, command)
-            last = history[-1] if history else {}
-            rows.append(_row(name, summary, kind="adaptive", features=features, gate_training=gate, net=args.net,
-                             alpha_clean=last.get("alpha_clean"), alpha_adv=last.get("alpha_adv"),
-                             train_seconds=train_seconds))
             logger.info("variant %s: %s", name, summary.summary_line())
     for alpha in args.linear_alphas:
         name = f"linear-{alpha:g}"
         folder = out / name
         folder.mkdir(exist_ok=True)
-        summary = _evaluate(MixedClassifier(g, h, alpha), name, folder, x, y, cfg,
-                            {"std": STD, "rob": ROB, "mixer": "linear", "alpha": alpha}, command)
-        rows.append(_row(name, summary, kind="linear", alpha=alpha))
+        _evaluate(MixedClassifier(g, h, alpha), name, folder, x, y, cfg,
+                  {"std": STD, "rob": ROB, "mixer": "linear", "alpha": alpha}, command)
+    rows = collect_rows(out, {"n": len(x), **{k: v for k, v in dataclasses.asdict(cfg).items()
+                                              if k in ("norm", "eps", "seed", "attacks", "steps", "square_queries")}})
     front = load_front(args.front)
     verdict = compare(rows, front)
     settings = {k: v for k, v in vars(args).items() if k != "argv"}

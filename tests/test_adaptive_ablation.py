@@ -79,7 +79,7 @@ def test_quick_ablation_end_to_end_and_resumed(ablation, tmp_path):
         assert training["mixer"]["feature_layers"]["rob"] == ["features.8", "features"]
         assert training["train_attack"] == "composite+gate"
         md = (out / "ablation.md").read_text()
-        assert "| h-adversarial | h | adversarial |" in md and "--quick run" in md
+        assert "| h-adversarial | h | adversarial (PGD-2) |" in md and "--quick run" in md
         if FRONT.is_file():
             assert result["front"]["headline"]["name"] == "linear" and result["verdict"]["closest"] in names
         # a rerun resumes: nothing is trained or attacked again
@@ -98,3 +98,23 @@ def test_bad_sizes_are_refused(ablation, capsys):
     with pytest.raises(SystemExit) as exc:
         ablation.parse_args(["--epochs", "0"])
     assert exc.value.code == 2 and "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_the_table_gathers_every_variant_evaluated_alike(ablation, tmp_path, caplog):
+    def summary(folder, n=10, steps=100, **settings):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({
+            "n": n, "accuracy": 0.5, "ci95": [0.2, 0.8], "clean_accuracy": 0.9, "clean_ci95": [0.6, 1.0],
+            "per_attack": [{"seconds": 1.5}, {"seconds": 2.0}], "forward_passes_per_prediction": 2,
+            "settings": {"norm": "inf", "eps": 0.1, "steps": steps, **settings}}))
+
+    summary(tmp_path / "linear-0.8", mixer="linear", alpha=0.8)
+    summary(tmp_path / "both-standard", mixer="adaptive", features="both", gate_training="standard")
+    summary(tmp_path / "logits-adversarial", mixer="adaptive", features="logits", gate_training="adversarial")
+    summary(tmp_path / "h-standard", n=4, mixer="adaptive", features="h", gate_training="standard")
+    summary(tmp_path / "h-adversarial", steps=5, mixer="adaptive", features="h", gate_training="adversarial")
+    (tmp_path / "not-a-variant").mkdir()
+    rows = ablation.collect_rows(tmp_path, {"n": 10, "norm": "inf", "eps": 0.1, "steps": 100})
+    assert [r["name"] for r in rows] == ["logits-adversarial", "both-standard", "linear-0.8"]
+    assert rows[0]["eval_seconds"] == 3.5 and rows[2]["alpha"] == 0.8 and rows[0]["training_attack"] is None
+    assert "h-standard left out" in caplog.text and "h-adversarial left out" in caplog.text

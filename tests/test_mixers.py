@@ -315,6 +315,12 @@ def test_a_saturated_gate_is_attacked_through_the_softened_gate():
     assert clean_only[0]["acc_adv"] is None and clean_only[0]["alpha_adv"] is None
     with pytest.raises(ConfigError, match="unknown train_attack"):
         train_mixing_net(mixer, x, y, train_attack="fgsm", **kw)
+    # APGD-CE as the training attack: the same shut-gate inputs through the softened gate, none without it
+    apgd_plain = train_mixing_net(mixer, x, y, train_attack="composite", attack_method="apgd", **kw)
+    apgd_gated = train_mixing_net(mixer, x, y, train_attack="composite+gate", attack_method="apgd", **kw)
+    assert apgd_plain[0]["acc_adv"] == 1.0 and apgd_gated[0]["acc_adv"] == 0.0
+    with pytest.raises(ConfigError, match="unknown attack_method 'fgsm': use one of pgd, apgd"):
+        train_mixing_net(mixer, x, y, attack_method="fgsm", **kw)
 
 
 def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
@@ -333,6 +339,12 @@ def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
         trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="none", **kw)
     with pytest.raises(CheckpointError, match="other mixer settings.*feature_layers"):
         trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **{**kw, "features": "both"})
+    with pytest.raises(CheckpointError, match=r"other training settings.*'attack_method': \(None, 'apgd'\)"):
+        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", attack_method="apgd", **kw)
+    stronger = trained_adaptive_mixer(tmp_path / "apgd", g, h, x, y, train_attack="composite+gate",
+                                      attack_method="apgd", **kw)
+    state = torch.load(tmp_path / "apgd.train-state.pt", weights_only=True)
+    assert state["settings"]["attack_method"] == "apgd" and torch.isfinite(stronger(x)).all()
 
 
 def test_adaptive_bad_input(pair):

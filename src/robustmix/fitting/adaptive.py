@@ -53,6 +53,8 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_bytes
 from .._validation import check_eps, check_input, check_p, check_positive_int
+from .._seeding import example_keys
+from ..attacks.apgd import apgd
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError, ModelError
 from ..mixing import AdaptiveMixedClassifier, build_mixing_net
@@ -62,26 +64,36 @@ from ..mixing.nonlinear import Surrogate
 logger = logging.getLogger(__name__)
 
 TRAIN_ATTACKS = ("composite+gate", "composite", "none")
+ATTACK_METHODS = ("pgd", "apgd")
 
 
 def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_weight, ce_weight,
-              train_attack) -> dict:
+              train_attack, attack_method) -> dict:
     out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
            "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
            "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)],
            "mixer": json.dumps(mixer.config(), sort_keys=True)}
     if train_attack != "composite":   # states written before the option existed resume unchanged
         out["train_attack"] = train_attack
+    if attack_method != "pgd":
+        out["attack_method"] = attack_method
     return out
 
 
-def _attacked(mixer, xb, yb, *, eps, p, steps, train_attack, seed) -> torch.Tensor:
+def _attack(source, xb, yb, *, eps, p, steps, seed, method) -> torch.Tensor:
+    if method == "apgd":   # step size adapted per example, random start keyed by (seed, position)
+        keys = example_keys(seed, torch.arange(len(xb), device=xb.device), stream=0)
+        return apgd(source, xb, yb, eps, p, steps=steps, loss="ce", keys=keys)
+    return PGD(source, eps, p, steps=steps, seed=seed)(xb, yb)
+
+
+def _attacked(mixer, xb, yb, *, eps, p, steps, train_attack, seed, method="pgd") -> torch.Tensor:
     """The training attack's points for the batch (see the module docstring)."""
-    x_adv = PGD(mixer, eps, p, steps=steps, seed=seed)(xb, yb)
+    x_adv = _attack(mixer, xb, yb, eps=eps, p=p, steps=steps, seed=seed, method=method)
     if train_attack != "composite+gate":
         return x_adv
-    x_gate = PGD(Surrogate(mixer, gate_temperature=GATE_SURROGATE_TEMPERATURE), eps, p, steps=steps,
-                 seed=seed + 1)(xb, yb)
+    x_gate = _attack(Surrogate(mixer, gate_temperature=GATE_SURROGATE_TEMPERATURE), xb, yb, eps=eps, p=p,
+                     steps=steps, seed=seed + 1, method=method)
     with torch.no_grad():
         scores = []
         for cand in (x_adv, x_gate):
@@ -114,7 +126,8 @@ def _load_state(path: Path, net, opt, settings: dict):
 def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf", epochs: int = 1,
                      attack_steps: int = 5, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
                      bce_weight: float = 1.0, ce_weight: float = 1.0, state_path=None,
-                     train_attack: str = "composite+gate", progress: bool = True) -> list[dict]:
+                     train_attack: str = "composite+gate", attack_method: str = "pgd",
+                     progress: bool = True) -> list[dict]:
     """Train ``mixer.mixing_net`` in place on (x, y); returns the per-epoch history.
 
     Each history entry has the epoch's mean ``loss``, ``bce``, ``ce``, the mean
@@ -123,6 +136,8 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     network as it was at that batch; None with ``train_attack="none"``), and
     ``seconds``.  ``epochs`` is the total: resuming a finished run with a larger
     ``epochs`` continues it.  ``train_attack``: see the module docstring.
+    ``attack_method``: "pgd" (fixed step) or "apgd" (APGD-CE's adaptive step
+    size and momentum: stronger at the same ``attack_steps``, about as costly).
     """
     if not hasattr(mixer, "mixing_net") or not hasattr(mixer, "forward_with_alpha"):
         raise ModelError("train_mixing_net needs an AdaptiveMixedClassifier (with a mixing_net)")
@@ -137,13 +152,16 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
         raise ConfigError(f"lr must be > 0, got {lr!r}")
     if train_attack not in TRAIN_ATTACKS:
         raise ConfigError(f"unknown train_attack {train_attack!r}: use one of {', '.join(TRAIN_ATTACKS)}")
+    if attack_method not in ATTACK_METHODS:
+        raise ConfigError(f"unknown attack_method {attack_method!r}: use one of {', '.join(ATTACK_METHODS)}")
     net = mixer.mixing_net
     params = [q for q in net.parameters() if q.requires_grad]
     if not params:
         raise ModelError("the mixing network has no trainable parameters")
     opt = torch.optim.Adam(params, lr=lr)
     settings = _settings(mixer, x, eps=eps, norm=norm, attack_steps=attack_steps, batch_size=batch_size, lr=lr,
-                         seed=seed, bce_weight=bce_weight, ce_weight=ce_weight, train_attack=train_attack)
+                         seed=seed, bce_weight=bce_weight, ce_weight=ce_weight, train_attack=train_attack,
+                         attack_method=attack_method)
     state_path = Path(state_path) if state_path is not None else None
     start, history = 0, []
     if state_path is not None and state_path.is_file():
@@ -164,7 +182,8 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
             mixer.eval()
             attack_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
             x_adv = None if train_attack == "none" else _attacked(
-                mixer, xb, yb, eps=eps, p=p, steps=attack_steps, train_attack=train_attack, seed=attack_seed)
+                mixer, xb, yb, eps=eps, p=p, steps=attack_steps, train_attack=train_attack, seed=attack_seed,
+                method=attack_method)
             mixer.mixing_net.train()   # g and h stay in eval mode: their BatchNorm statistics are not touched
             clean = mixer.forward_with_alpha(xb)
             bce = F.binary_cross_entropy_with_logits(clean.alpha_logit, torch.zeros_like(clean.alpha_logit))
@@ -206,12 +225,13 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
 def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: int = 4, attack_steps: int = 10,
                            batch_size: int = 256, seed: int = 0, alpha_range: tuple = (0.0, 1.0),
                            features: str = "logits", net: str = "mlp", train_attack: str = "composite",
-                           lr: float = 1e-3, progress: bool = True) -> AdaptiveMixedClassifier:
+                           attack_method: str = "pgd", lr: float = 1e-3,
+                           progress: bool = True) -> AdaptiveMixedClassifier:
     """An :class:`AdaptiveMixedClassifier` of (g, h) with its mixing network trained once on (x, y).
 
     ``features`` ("logits", "h", "both") and ``net`` ("mlp", "residual") choose the mixing network
-    (:func:`robustmix.mixing.build_mixing_net`); ``train_attack`` the training attack
-    (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the recipe behind
+    (:func:`robustmix.mixing.build_mixing_net`); ``train_attack`` and ``attack_method`` the training
+    attack (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the recipe behind
     RESULTS.md's adaptive rows (logits only, an MLP, PGD on the composite).
 
     The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` with the network's config and
@@ -228,10 +248,11 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
     mixing_net, layers = build_mixing_net(g, h, example, features=features, net=net)
     mixer = AdaptiveMixedClassifier(g, h, mixing_net, alpha_range=alpha_range, feature_layers=layers)
     mixer.to(example.device)
-    wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True),
-              "training": json.dumps({"epochs": epochs, "attack_steps": attack_steps, "batch_size": batch_size,
-                                      "seed": seed, "lr": lr, "train_attack": train_attack, "eps": float(eps),
-                                      "norm": str(norm), "n": len(x)}, sort_keys=True)}
+    training = {"epochs": epochs, "attack_steps": attack_steps, "batch_size": batch_size, "seed": seed, "lr": lr,
+                "train_attack": train_attack, "eps": float(eps), "norm": str(norm), "n": len(x)}
+    if attack_method != "pgd":   # files written before the option existed are read unchanged
+        training["attack_method"] = attack_method
+    wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True), "training": json.dumps(training, sort_keys=True)}
     net_path = path.with_suffix(".mixing-net.safetensors")
     if net_path.is_file():
         try:
@@ -256,7 +277,7 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
         return mixer
     train_mixing_net(mixer, x, y, eps=eps, norm=norm, epochs=epochs, attack_steps=attack_steps,
                      batch_size=batch_size, seed=seed, lr=lr, state_path=path.with_suffix(".train-state.pt"),
-                     train_attack=train_attack, progress=progress)
+                     train_attack=train_attack, attack_method=attack_method, progress=progress)
     tensors = {k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}
     atomic_write_bytes(net_path, save(tensors, metadata=wanted))
     return mixer
