@@ -48,6 +48,31 @@ def test_another_recipe_into_the_same_folder_is_refused_and_nothing_is_lost(cali
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_an_adaptive_mixers_saved_inputs_verify_and_other_weights_are_refused(calibrated, tmp_path, capsys):
+    import torch
+
+    from robustmix.results import load_summary
+
+    out, _ = calibrated
+    model, adv = str(out / "mixer.safetensors"), tmp_path / "adv.pt"
+    assert main(["--threads", "1", "evaluate", "--model", model, "-n", "4", "--attacks", "apgd-ce@mix-T1",
+                 "apgd-ce@mix-gate-T8", "--steps", "2", "--no-diagnostics", "--save-adversarial", str(adv),
+                 "--out", str(tmp_path / "ev")]) == 0
+    claimed = load_summary(tmp_path / "ev" / "summary.json")
+    assert (claimed.forward_passes_per_prediction, claimed.mixing_network_passes) == (2, 1)
+    saved = torch.load(adv, weights_only=True)
+    assert saved["model"]["model"] == model and len(saved["indices"]) == 4
+    assert main(["--threads", "1", "verify", str(adv), "--out", str(tmp_path / "v")]) == 0
+    v = load_summary(tmp_path / "v" / "summary.json")
+    assert v.accuracy == claimed.accuracy and v.disagreements == 0
+    capsys.readouterr()
+    # the same file against h alone (swapped weights): one line, exit 2
+    assert main(["--threads", "1", "verify", str(adv), "--model", "fmnist-at-linf-cnn", "--out",
+                 str(tmp_path / "v2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other weights" in err[0]
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda kw: kw["feature_layers"].update(rob=["features.12"]), "names 'features.12', which is not a layer"),
     (lambda kw: kw["mixing_net"].update(map_channels=[64, 32]), "does not fit architecture 'mixed-adaptive'"),
