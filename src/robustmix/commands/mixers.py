@@ -46,8 +46,8 @@ class ParetoCommand(Output, Models, ParetoSettings):
          "robustmix calibrate --objective robust --target 0.60 -n 1000     # most accurate alpha with >= 60% robust\n"
          "robustmix calibrate --objective certified --rob fmnist-noise-0.50-cnn --sigma 0.5 --radius 0.5\n"
          "robustmix calibrate --mixer nonlinear --target 0.9 --export mixed.pt2   # also a deployable program\n"
-         "robustmix calibrate --mixer adaptive --adaptive-features h --mixing-net residual --train-attack "
-         "composite+gate --target 0.9   # not better than linear on Fashion-MNIST (RESULTS.md)")
+         "robustmix calibrate --mixer adaptive -n 1000   # alpha per input; on, not above, the linear front on "
+         "Fashion-MNIST (RESULTS.md)")
 class CalibrateCommand(Output, Models, Data, CalibrateSettings):
     export: str | None = option(None, "also write the chosen mixer as a torch.export program (.pt2)")
 
