@@ -162,21 +162,34 @@ def _row(folder: Path) -> dict:
     attack = None if gate == "standard" else (
         f"{trained.get('attack_method', 'pgd').upper()}-{trained['attack_steps']}" if trained else None)
     return {**row, "kind": "adaptive", "features": settings.get("features"), "gate_training": gate,
-            "training_attack": attack, "net": settings.get("net"), "alpha_clean": last.get("alpha_clean"),
+            "training_attack": attack, "net": settings.get("net"), "n_train": trained.get("n"),
+            "epochs": len(history) if history else None, "alpha_clean": last.get("alpha_clean"),
             "alpha_adv": last.get("alpha_adv"),
             "train_seconds": round(sum(e["seconds"] for e in history), 1) if history else None}
 
 
-def collect_rows(out: Path, cfg_settings: dict) -> list[dict]:
-    """Rows of every evaluated variant under ``out`` whose evaluation used these evaluator settings and n."""
+def collect_rows(out: Path, cfg_settings: dict, training: dict | None = None) -> list[dict]:
+    """Rows of every evaluated variant under ``out`` whose evaluation used these evaluator settings and n.
+
+    ``training`` (``n_train``, ``epochs``, ``net``): adaptive rows trained otherwise are left out too, so
+    that one table never mixes recipes it does not name.
+    """
     rows = []
     for folder in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
-        row = _row(folder)
+        try:
+            row = _row(folder)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            logger.warning("%s left out of the table: its records cannot be read (%s)", folder.name, exc)
+            continue
         saved = json.loads((folder / "summary.json").read_text()).get("settings", {})
         other = {k: (saved.get(k), v) for k, v in cfg_settings.items() if k != "n" and saved.get(k) != v}
-        if other or row["n"] != cfg_settings["n"]:
-            logger.warning("%s left out of the table: evaluated with other settings (saved, now): %s", folder.name,
-                           other or {"n": (row["n"], cfg_settings["n"])})
+        if row["n"] != cfg_settings["n"]:
+            other["n"] = (row["n"], cfg_settings["n"])
+        if training and row["kind"] == "adaptive":
+            other.update({k: (row.get(k), v) for k, v in training.items() if row.get(k) != v})
+        if other:
+            logger.warning("%s left out of the table: evaluated or trained with other settings (saved, now): %s",
+                           folder.name, other)
             continue
         rows.append(row)
 
@@ -299,8 +312,7 @@ def run(args: argparse.Namespace) -> dict:
                                            seed=args.seed, features=features, net=args.net,
                                            train_attack=GATE_TRAINING[gate], attack_method=args.attack_method,
                                            progress=True)
-            if not (folder / "mixer.safetensors").is_file():   # the whole mixer, for evaluate/verify --model
-                save_mixer(mixer, folder / "mixer.safetensors", dataset="fashion-mnist")
+            save_mixer(mixer, folder / "mixer.safetensors", dataset="fashion-mnist")   # for evaluate/verify --model
             history = list(_train_state(folder / "adaptive.train-state.pt").get("history", []))
             write_json(folder / "training.json", {"mixer": mixer.config(), "train_attack": GATE_TRAINING[gate],
                                                   "attack_method": args.attack_method,
@@ -311,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
             settings = {"std": STD, "rob": ROB, "mixer": "adaptive", "features": features, "gate_training": gate,
                         "net": args.net, "mixing_net": mixer.config()["mixing_net"],
                         **({"attack_method": args.attack_method, "attack_steps": args.attack_steps}
-                           if args.attack_method != "pgd" else {})}
+                           if args.attack_method != "pgd" and gate != "standard" else {})}
             summary = _evaluate(mixer, name, folder, x, y, cfg, settings, command)
             logger.info("variant %s: %s", name, summary.summary_line())
     for alpha in args.linear_alphas:
@@ -321,7 +333,8 @@ def run(args: argparse.Namespace) -> dict:
         _evaluate(MixedClassifier(g, h, alpha), name, folder, x, y, cfg,
                   {"std": STD, "rob": ROB, "mixer": "linear", "alpha": alpha}, command)
     rows = collect_rows(out, {"n": len(x), **{k: v for k, v in dataclasses.asdict(cfg).items()
-                                              if k in ("norm", "eps", "seed", "attacks", "steps", "square_queries")}})
+                                              if k in ("norm", "eps", "seed", "attacks", "steps", "square_queries")}},
+                        {"n_train": len(xt), "epochs": args.epochs, "net": args.net})
     front = load_front(args.front)
     verdict = compare(rows, front)
     settings = {k: v for k, v in vars(args).items() if k != "argv"}

@@ -118,3 +118,6 @@ def test_the_table_gathers_every_variant_evaluated_alike(ablation, tmp_path, cap
     assert [r["name"] for r in rows] == ["logits-adversarial", "both-standard", "linear-0.8"]
     assert rows[0]["eval_seconds"] == 3.5 and rows[2]["alpha"] == 0.8 and rows[0]["training_attack"] is None
     assert "h-standard left out" in caplog.text and "h-adversarial left out" in caplog.text
+    # adaptive rows trained otherwise than this run (here: no training state at all) are left out too
+    cfg = {"n": 10, "norm": "inf", "eps": 0.1, "steps": 100}
+    assert [r["name"] for r in ablation.collect_rows(tmp_path, cfg, {"epochs": 4})] == ["linear-0.8"]

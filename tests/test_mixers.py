@@ -296,7 +296,7 @@ def _saturated_gate_case():
     return AdaptiveMixedClassifier(g, h, _GateOnHsLogit()), x, torch.zeros(8, dtype=torch.int64)
 
 
-def test_a_saturated_gate_is_attacked_through_the_softened_gate():
+def test_a_saturated_gate_is_attacked_through_the_softened_gate(monkeypatch):
     from robustmix.attacks import evaluate
 
     mixer, x, y = _saturated_gate_case()
@@ -316,9 +316,23 @@ def test_a_saturated_gate_is_attacked_through_the_softened_gate():
     with pytest.raises(ConfigError, match="unknown train_attack"):
         train_mixing_net(mixer, x, y, train_attack="fgsm", **kw)
     # APGD-CE as the training attack: the same shut-gate inputs through the softened gate, none without it
+    import robustmix.fitting.adaptive as fitting
+
+    calls = []
+
+    def spy(source, *args, **kwargs):
+        calls.append((type(source).__name__, kwargs["steps"]))
+        return apgd(source, *args, **kwargs)
+
+    apgd = fitting.apgd
+    monkeypatch.setattr(fitting, "apgd", spy)
     apgd_plain = train_mixing_net(mixer, x, y, train_attack="composite", attack_method="apgd", **kw)
+    assert calls == [("AdaptiveMixedClassifier", 11)]    # 10 gradient steps after the random start, like PGD's
     apgd_gated = train_mixing_net(mixer, x, y, train_attack="composite+gate", attack_method="apgd", **kw)
+    assert [c[0] for c in calls[1:]] == ["AdaptiveMixedClassifier", "Surrogate"]
     assert apgd_plain[0]["acc_adv"] == 1.0 and apgd_gated[0]["acc_adv"] == 0.0
+    train_mixing_net(mixer, x, y, train_attack="none", attack_method="apgd", **kw)
+    assert len(calls) == 3                                # standard training attacks nothing
     with pytest.raises(ConfigError, match="unknown attack_method 'fgsm': use one of pgd, apgd"):
         train_mixing_net(mixer, x, y, attack_method="fgsm", **kw)
 
@@ -345,6 +359,9 @@ def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
                                       attack_method="apgd", **kw)
     state = torch.load(tmp_path / "apgd.train-state.pt", weights_only=True)
     assert state["settings"]["attack_method"] == "apgd" and torch.isfinite(stronger(x)).all()
+    # standard training attacks nothing: its files are the same whatever attack_method says
+    trained_adaptive_mixer(tmp_path / "std", g, h, x, y, train_attack="none", **kw)
+    trained_adaptive_mixer(tmp_path / "std", g, h, x, y, train_attack="none", attack_method="apgd", **kw)
 
 
 def test_adaptive_bad_input(pair):

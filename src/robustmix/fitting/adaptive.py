@@ -29,6 +29,11 @@ The training attack (``train_attack``):
   lo and the mixture's cross-entropy is taken on clean inputs): the control
   that shows what the adversarial terms buy.
 
+Each attack run is PGD (``attack_method="pgd"``: random start, fixed step
+2.5 eps / steps, :class:`~robustmix.attacks.pgd.PGD`) or APGD-CE (``"apgd"``,
+the worst-case evaluator's first member: step size halved where progress
+stalls, momentum), both with ``attack_steps`` gradient steps.
+
 Why attack the composite rather than h alone: the deployed model is attacked
 end to end, and the inputs it must learn to flag are those that fool *it*; at
 low alpha these are attacks on g, which examples aimed at h alone (they barely
@@ -75,7 +80,7 @@ def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_we
            "mixer": json.dumps(mixer.config(), sort_keys=True)}
     if train_attack != "composite":   # states written before the option existed resume unchanged
         out["train_attack"] = train_attack
-    if attack_method != "pgd":
+    if attack_method != "pgd" and train_attack != "none":   # standard training attacks nothing
         out["attack_method"] = attack_method
     return out
 
@@ -83,7 +88,9 @@ def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_we
 def _attack(source, xb, yb, *, eps, p, steps, seed, method) -> torch.Tensor:
     if method == "apgd":   # step size adapted per example, random start keyed by (seed, position)
         keys = example_keys(seed, torch.arange(len(xb), device=xb.device), stream=0)
-        return apgd(source, xb, yb, eps, p, steps=steps, loss="ce", keys=keys)
+        # apgd's steps count forward-backward passes, the random start's included: steps + 1 of them make
+        # ``steps`` updates, as many as PGD's
+        return apgd(source, xb, yb, eps, p, steps=steps + 1, loss="ce", keys=keys)
     return PGD(source, eps, p, steps=steps, seed=seed)(xb, yb)
 
 
@@ -137,7 +144,7 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     ``seconds``.  ``epochs`` is the total: resuming a finished run with a larger
     ``epochs`` continues it.  ``train_attack``: see the module docstring.
     ``attack_method``: "pgd" (fixed step) or "apgd" (APGD-CE's adaptive step
-    size and momentum: stronger at the same ``attack_steps``, about as costly).
+    size and momentum), each making ``attack_steps`` gradient steps.
     """
     if not hasattr(mixer, "mixing_net") or not hasattr(mixer, "forward_with_alpha"):
         raise ModelError("train_mixing_net needs an AdaptiveMixedClassifier (with a mixing_net)")
@@ -250,7 +257,7 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
     mixer.to(example.device)
     training = {"epochs": epochs, "attack_steps": attack_steps, "batch_size": batch_size, "seed": seed, "lr": lr,
                 "train_attack": train_attack, "eps": float(eps), "norm": str(norm), "n": len(x)}
-    if attack_method != "pgd":   # files written before the option existed are read unchanged
+    if attack_method != "pgd" and train_attack != "none":   # files written before the option existed read unchanged
         training["attack_method"] = attack_method
     wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True), "training": json.dumps(training, sort_keys=True)}
     net_path = path.with_suffix(".mixing-net.safetensors")
