@@ -29,14 +29,21 @@ def test_front_is_interpolated_at_the_variants_clean_accuracy(ablation):
     rows = [{"name": "a", "kind": "adaptive", "clean": 0.92, "robust": 0.2, "robust_ci95": [0.15, 0.3]},
             {"name": "b", "kind": "adaptive", "clean": 0.92, "robust": 0.1, "robust_ci95": [0.05, 0.2]}]
     verdict = ablation.compare(rows, {"curve": curve})
-    assert verdict == {"closest": "a", "reaches_front": False}   # 0.3 < 0.325: below the front even at its upper end
+    assert verdict == {"closest": "a", "reaches_front": False, "above_front": False}   # 0.3 < 0.325: below the front even at its upper end
     rows[0]["robust_ci95"] = [0.2, 0.33]
     assert ablation.compare(rows, {"curve": curve})["reaches_front"] is True
-    assert ablation.compare(rows, None) == {"closest": None, "reaches_front": None}
+    assert ablation.compare(rows, None) == {"closest": None, "reaches_front": None, "above_front": None}
+    rows[0]["robust_ci95"] = [0.33, 0.4]
+    assert ablation.compare(rows, {"curve": curve})["above_front"] is True
     # the weaker curve attack overstates the front by attack_gap: the front is lowered by it
     rows[0]["robust_ci95"] = [0.2, 0.3]
     assert ablation.compare(rows, {"curve": curve, "attack_gap": 0.03})["reaches_front"] is True
     assert rows[0]["front_robust_at_clean"] == pytest.approx(0.295)
+    # on the front where the front is 0 (at g's clean accuracy) does not count as reaching it
+    trivial = [{"name": "t", "kind": "adaptive", "clean": 0.95, "robust": 0.0, "robust_ci95": [0.0, 0.004]}]
+    assert ablation.compare(trivial, {"curve": [{"clean": 0.95, "robust": 0.0}, {"clean": 0.9, "robust": 0.5}]}) == \
+        {"closest": "t", "reaches_front": False, "above_front": False}
+    assert trivial[0]["on_or_above_front"] and trivial[0]["trivial"] and "trivially" in ablation._on_front(trivial[0])
 
 
 def test_attack_gap_is_what_the_curve_attack_overstates_at_the_calibrated_point(ablation):
