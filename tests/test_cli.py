@@ -50,6 +50,15 @@ def test_console_script_entry_point():
     assert res.returncode == 0 and "lipschitz-cnn" in res.stdout
 
 
+def test_output_piped_into_a_closed_reader_exits_quietly():
+    """``robustmix list | head -0``: the reader is gone before the first line; no traceback, exit 141 like SIGPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "robustmix.cli", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
 def test_yaml_config(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("eps: -3\n")
@@ -294,5 +303,9 @@ def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
                                    power=2.5, bias=-0.7)
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(back(x), ref(x))
+    first = capsys.readouterr().out.splitlines()[0]   # the settings a log shows are the settings saved
+    assert "mixer=nonlinear alpha=0.66 scale=18.0 power=2.5 bias=-0.7 " in first
+    assert main(["mix", "--alpha", "0.5", "--out", str(out)]) == 0
+    assert "scale" not in capsys.readouterr().out and "mixer" not in capsys.readouterr().out
     assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.5", "--scale", "-1", "--out", str(out)]) == 2
     assert "scale" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import types
 import typing
@@ -164,13 +165,17 @@ def make_config(args: argparse.Namespace):
     return cls(**given), ctx
 
 
-DESCRIBE = ("model", "std", "rob", "alpha", "dataset", "split", "n", "indices", "norm", "eps", "sigma")
+DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "dataset", "split", "n",
+            "indices", "norm", "eps", "sigma")
+NONLINEAR_ONLY = {"scale", "power", "bias", "top_k"}
 
 
 def describe(cfg) -> str:
     """The console's first line: which models, data and threat model this run uses, and where it writes."""
     skip = ({"std", "rob", "alpha"} if getattr(cfg, "model", None) else set()) | \
-        ({"n"} if getattr(cfg, "indices", None) else set())
+        ({"n"} if getattr(cfg, "indices", None) else set()) | \
+        ({"mixer"} if getattr(cfg, "mixer", "linear") == "linear" else set()) | \
+        (NONLINEAR_ONLY if getattr(cfg, "mixer", None) != "nonlinear" else set())
     parts = [f"{k}={getattr(cfg, k)}" for k in DESCRIBE if k not in skip and getattr(cfg, k, None) is not None]
     return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {cfg.out}" if parts and getattr(cfg, "out", None) else ""
 
@@ -191,7 +196,15 @@ def finish(result, cfg, ctx: Context) -> None:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The ``robustmix`` console script: the exit status (0 done, 2 bad input, 130 interrupted)."""
+    try:
+        return run_cli(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:   # output piped into a reader that stopped early (| head): results are already saved
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def run_cli(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         args = parse_args(argv)
