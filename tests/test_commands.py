@@ -145,7 +145,7 @@ def test_report_refuses_unknown_or_newer_summaries(payload, needle, tmp_path, ca
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
-def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, capsys):
+def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, capsys, caplog):
     import torch
 
     adv = tmp_path / "adv.pt"
@@ -158,13 +158,13 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     saved = torch.load(adv, weights_only=True)
     capsys.readouterr()
 
-    def refused(data, needle):
+    def refused(data, needle, *flags):
         bad = tmp_path / "bad.pt"
         if isinstance(data, bytes):
             bad.write_bytes(data)
         else:
             torch.save(data, bad)
-        assert main(["verify", str(bad), "--out", str(tmp_path / "v2")]) == 2
+        assert main(["verify", str(bad), *flags, "--out", str(tmp_path / "v2")]) == 2
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
 
@@ -191,11 +191,46 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     nan = saved["x_adv"].clone()
     nan[0, 0, 0, 0] = float("nan")
     refused(dict(saved, x_adv=nan), "NaN")
-    refused(dict(saved, accuracy=1.0), "verification failed")
-    refused(dict(saved, robust=~saved["robust"]), "verification failed")
+    refused(dict(saved, accuracy=1.0), "not the mean of its outcomes")
+    refused(dict(saved, accuracy="0.5"), "not the mean of its outcomes")
+    flipped = saved["robust"].clone()
+    flipped[0] = ~flipped[0]
+    lie = dict(saved, robust=flipped, accuracy=float(flipped.double().mean()))
+    refused(lie, "verification failed: 1 example(s) differ", "--tolerance", "0")
     refused(dict(saved, labels=(saved["labels"] + 1) % 10), "labels differ")
+    refused(dict(saved, labels=saved["labels"].float()), "labels are not 4 integers")
+    refused(dict(saved, x_adv=saved["x_adv"].tolist()), "not a floating-point tensor")
+    refused(dict(saved, x_adv=saved["x_adv"][:, :, :-1]), "does not fit")
+    # an outcome that flips only within the tolerance of the boundary (another device's rounding) is reported
+    torch.save(lie, tmp_path / "lie.pt")
+    assert main(["verify", str(tmp_path / "lie.pt"), "--tolerance", "1e9", "--out", str(tmp_path / "v5")]) == 0
+    v5 = load_summary(tmp_path / "v5" / "summary.json")
+    assert v5.disagreements == 1 and v5.accuracy == claimed.accuracy and v5.smallest_margin >= 0
+    assert "1 example(s) differ from the file's outcomes on the decision boundary" in caplog.text
+    torch.save(dict(saved, x_adv=saved["x_adv"].double()), tmp_path / "f64.pt")   # any float dtype is checked
+    assert main(["verify", str(tmp_path / "f64.pt"), "--out", str(tmp_path / "v6")]) == 0
+    assert load_summary(tmp_path / "v6" / "summary.json").accuracy == claimed.accuracy
+    # the evaluation's own folder is not overwritten by verify's summary
+    assert main(["verify", str(adv), "--out", str(tmp_path / "eval")]) == 2
+    assert "holds the results of 'robustmix evaluate'" in capsys.readouterr().err
+    assert load_summary(tmp_path / "eval" / "summary.json").KIND == "evaluate"
+    assert main(["verify", str(adv), "--tolerance", "-1", "--out", str(tmp_path / "v7")]) == 2
     assert main(["evaluate", "--model", "fmnist-at-linf-cnn", "--alpha", "0.3", "-n", "2"]) == 2
     assert "--model and --alpha do not go together" in capsys.readouterr().err
+
+
+def test_verify_finds_a_model_named_relative_to_where_evaluate_ran(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    assert main(["mix", "--alpha", "0.6", "--out", "mixed.safetensors"]) == 0
+    assert main(["evaluate", "--model", "mixed.safetensors", "-n", "3", "--attacks", "aa-apgd-ce", "--steps", "1",
+                 "--no-diagnostics", "--save-adversarial", "runs/e/adv.pt", "--out", "runs/e"]) == 0
+    monkeypatch.chdir(tmp_path)                     # elsewhere: the recorded path is found beside the file
+    assert main(["verify", "project/runs/e/adv.pt", "--out", "v"]) == 0
+    assert load_summary(tmp_path / "v" / "summary.json").model["model"] == str(project / "mixed.safetensors")
+    text = (tmp_path / "v" / "report.md").read_text()
+    assert "model `" in text and "{" not in text.split("re-checked against")[1].split("\n")[0]
 
 
 def test_the_architecture_docs_new_command_works_as_written(tmp_path, monkeypatch, capsys):

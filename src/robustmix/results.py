@@ -473,13 +473,21 @@ class VerifySummary(Summary):
     file: str
     weights_sha256: str
     model: dict
+    tolerance: float = 0.0        # differences with |margin| <= tolerance are boundary cases (rounding), not refused
+    smallest_margin: float | None = None
 
     def render(self, out_dir=None) -> list[Section]:
         rows = [["quantity", "value"], ["accuracy on the saved inputs (%) [95% CI]", fmt_ci(self.accuracy, self.ci95)],
                 ["accuracy the evaluation reported (%)", fmt_pct(self.claimed_accuracy)], ["n", str(self.n)],
-                ["examples whose outcome differs", str(self.disagreements)],
+                [f"examples whose outcome differs (all within +-{self.tolerance:g} of the decision boundary)",
+                 str(self.disagreements)],
                 [f"largest {_norm_name(self.norm)} perturbation (eps = {self.eps})", f"{self.largest_perturbation:.6g}"]]
-        text = (f"`{self.file}` re-checked against model {self.model} (weights SHA-256 {self.weights_sha256[:16]}...): "
+        if self.smallest_margin is not None:
+            rows.append(["smallest absolute margin (true class minus best other output) on a saved input", f"{self.smallest_margin:.3g}"])
+        m = self.model
+        what = (f"model `{m['model']}`" if "model" in m else
+                f"the mixture of g = `{m.get('std')}` and h = `{m.get('rob')}` at alpha = {m.get('alpha')}")
+        text = (f"`{self.file}` re-checked against {what} (weights SHA-256 {self.weights_sha256[:16]}...): "
                 f"every input lies in the {_norm_name(self.norm)} ball of radius {self.eps} around its test image and "
                 "in [0, 1]; the accuracy is the model's own predictions on them, n = "
                 f"{self.n}, brackets: 95% Clopper-Pearson interval.")

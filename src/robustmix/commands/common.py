@@ -7,6 +7,7 @@ A command is a config dataclass built from these groups and an experiment's own 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -51,9 +52,13 @@ class Context:
         return device
 
 
+NAMES: set[str] = set()   # every command's name, to tell whose results a folder holds
+
+
 def command(name: str, help: str, examples: str, out: str | None = None):
     """Class decorator: make a config dataclass a command with its name, help, examples and default --out."""
     def wrap(cls):
+        NAMES.add(name)
         cls.NAME, cls.HELP, cls.EXAMPLES, cls.DEFAULT_OUT = name, help, examples, out or f"runs/{name}"
         return dataclasses.dataclass(cls)
     return wrap
@@ -70,6 +75,10 @@ class Output(Checked):
 
     def check(self):
         self.out = str(check_out_folder(Path(self.out or self.DEFAULT_OUT)))
+        owner = results_owner(self.out_path)
+        if owner and owner != getattr(self, "NAME", owner) and not self.fresh:
+            raise ConfigError(f"--out {self.out} holds the results of 'robustmix {owner}'; give another folder for "
+                              f"this {self.NAME} run (or add --fresh to move those results aside)")
 
     @property
     def out_path(self) -> Path:
@@ -136,6 +145,15 @@ def check_out_folder(path: Path) -> Path:
         raise ConfigError(f"--out {path} is a file; give a folder for the results")
     check_writable(path, "--out")
     return path
+
+
+def results_owner(folder: Path) -> str | None:
+    """The command whose summary.json lies in ``folder`` (None when there is none, or it names no command)."""
+    try:
+        line = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((word for word in str(line or "").split()[1:] if word in NAMES), None)
 
 
 def check_writable(path: Path, flag: str) -> None:
