@@ -538,3 +538,29 @@ def test_gate_training_leaves_the_base_models_batchnorm_alone(tmp_path):
     with pytest.raises(CheckpointError, match="other settings"):
         train_mixing_net(other, x, y, eps=0.1, epochs=2, attack_steps=1, batch_size=8, progress=False,
                          state_path=tmp_path / "s.pt")
+
+
+def test_an_exported_hooked_adaptive_mixer_keeps_its_digest_and_cost(tmp_path):
+    """verify --model mixed.pt2 needs the exported program's weights digest to equal the module's."""
+    from robustmix._io import weights_digest
+    from robustmix.experiments.evaluate_run import forward_passes
+    from robustmix.experiments.export import export_program
+    from robustmix.models.resolve import resolve_model
+
+    from robustmix.mixing import build_mixing_net
+
+    g, h = _tiny_cnns()
+    x = torch.rand(3, 1, 28, 28)
+    net, layers = build_mixing_net(g, h, x, features="both", net="residual")
+    for am in (AdaptiveMixedClassifier(g, h, MixingNet(10 + 10 + 8), feature_layers={"rob": ["features.9"]}),
+               AdaptiveMixedClassifier(g, h, net, (0.1, 0.9), feature_layers=layers)):
+        back = resolve_model(str(export_program(am.eval(), x, tmp_path / "am.pt2")))
+        torch.testing.assert_close(back(x), am(x))
+        torch.testing.assert_close(back(x[:1]), am(x[:1]))             # any batch size
+        assert weights_digest(back) == weights_digest(am) and forward_passes(back) == forward_passes(am) == (2, 1)
+    other = AdaptiveMixedClassifier(g, h, net, (0.0, 1.0), feature_layers=layers)
+    other.load_state_dict(am.state_dict())                            # the range travels with the weights
+    assert other._range == (0.1, 0.9)
+    torch.testing.assert_close(other(x), am(x))
+    linear = MixedClassifier(g, h, 0.3)
+    assert weights_digest(resolve_model(str(export_program(linear, x, tmp_path / "m.pt2")))) == weights_digest(linear)

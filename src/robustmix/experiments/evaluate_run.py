@@ -129,6 +129,8 @@ def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict 
             for k in flags:
                 flags[k] = flags[k] or bool(d.get(k))
         warnings.update(batch.get("warnings", []))
+    if autoattack is not None:
+        warnings.update(square_check(records, autoattack))
     margins = [r["margin"] for r in records if r["margin"] is not None and r["robust"]]
     return EvaluateSummary(
         n=n, accuracy=robust / n, ci95=list(binomial_ci(robust, n)), clean_accuracy=clean / n,
@@ -141,6 +143,23 @@ def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict 
         warnings=sorted(warnings), settings={**cfg.to_dict(), **(settings or {})}, autoattack=autoattack,
         forward_passes_per_prediction=None if passes is None else passes[0],
         mixing_network_passes=0 if passes is None else passes[1])
+
+
+SQUARE_ALERT = 0.002   # AutoAttack's check_square_sr threshold on the drop in robust accuracy Square causes
+
+
+def square_check(records: list[dict], autoattack: dict) -> list[str]:
+    """AutoAttack's Square check on the whole run (its members run one at a time here, so AutoAttack's own check
+    never sees them together): a flag when Square lowers AutoAttack standard's accuracy by more than 0.2 points."""
+    n = len(records)
+    by_square = sum(1 for r in records if r["clean_correct"] and not r["aa_robust"] and r["found_by"] == "aa-square")
+    drop = (by_square + autoattack["completion"]["broke"]) / n
+    if drop <= SQUARE_ALERT:
+        return []
+    return [f"Square Attack has decreased the robust accuracy of AutoAttack standard by {drop:.2%} (from "
+            f"{autoattack['accuracy'] + drop:.2%} to {autoattack['accuracy']:.2%}; AutoAttack's check_square_sr "
+            f"threshold {SQUARE_ALERT:.1%}): its gradient attacks may be unreliable on this model; the worst case "
+            "counts these errors"]
 
 
 def collect_adversarial(records_path, indices) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def save_mixer(mixer: torch.nn.Module, path, *, dataset: str) -> Path:
     return save_checkpoint(mixer, card, path)
 
 
+EXPORT_META = "robustmix.json"   # settings an exported program keeps beside its graph (see models.resolve)
+
+
 def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
     """Export ``model`` with ``torch.export`` (batch size dynamic), checking the exported outputs match.
 
@@ -65,7 +69,9 @@ def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
     if not torch.allclose(ref, got, atol=1e-5, rtol=1e-5):
         raise ModelError("the exported program does not reproduce the model's outputs; use the robustmix checkpoint")
     buf = io.BytesIO()
-    torch.export.save(program, buf)
+    layers = getattr(model, "feature_layers", None)   # an adaptive mixer's hooked layers: part of its weights digest
+    torch.export.save(program, buf, extra_files={EXPORT_META: json.dumps({"feature_layers": layers})} if layers and
+                      any(layers.values()) else None)
     atomic_write_bytes(path, buf.getvalue())
     return path
 

@@ -251,8 +251,13 @@ class AdaptiveMixedClassifier(BasePair):
         lo, hi = check_alpha_range(alpha_range)
         self.register_buffer("alpha_lo", torch.tensor(lo, dtype=torch.float64))
         self.register_buffer("alpha_hi", torch.tensor(hi, dtype=torch.float64))
+        self._range = (lo, hi)   # plain floats for forward (torch.export cannot branch on a buffer's value)
+        self.register_load_state_dict_post_hook(AdaptiveMixedClassifier._sync_range)
         self.mixing_net = mixing_net
         self.feature_layers = self._check_layers(feature_layers or {})
+
+    def _sync_range(self, _incompatible=None) -> None:
+        self._range = (float(self.alpha_lo), float(self.alpha_hi))
 
     def _check_layers(self, layers: dict) -> dict[str, list[str]]:
         unknown = set(layers) - {"std", "rob"}
@@ -317,8 +322,8 @@ class AdaptiveMixedClassifier(BasePair):
     def alpha_logit(self, features) -> torch.Tensor:
         """The mixing network's output s for its input (features (n, d) or :class:`FeatureMaps`), as (n,)."""
         s = self.mixing_net(features)
-        n = len(features.logits) if isinstance(features, FeatureMaps) else len(features)
-        if not isinstance(s, torch.Tensor) or s.shape not in ((n,), (n, 1)):
+        n = (features.logits if isinstance(features, FeatureMaps) else features).shape[0]   # symbolic under export
+        if not isinstance(s, torch.Tensor) or not (s.ndim in (1, 2) and s.shape[0] == n and s.shape[1:] in ((), (1,))):
             shape = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
             raise ModelError(f"the mixing network must return shape ({n},) or ({n}, 1) for {n} inputs, got {shape}; "
                              "end it with a Linear(..., 1) layer")
@@ -330,7 +335,7 @@ class AdaptiveMixedClassifier(BasePair):
         lo + (hi - lo) sigmoid(s / T)) exist for attack surrogates; the model itself uses 1, False, 1."""
         std_logits, rob_logits, feats = self.features(x)
         s = self.alpha_logit(feats)
-        lo, hi = float(self.alpha_lo), float(self.alpha_hi)
+        lo, hi = self._range
         gate = s.detach() if detach_alpha else s
         log_1ma, log_a = adaptive_log_weights(gate / gate_temperature if gate_temperature != 1.0 else gate, lo, hi)
         out = mix_log_weights(F.log_softmax(std_logits.double() / std_temperature, -1),
@@ -347,7 +352,7 @@ class AdaptiveMixedClassifier(BasePair):
     def alpha(self, x: torch.Tensor) -> torch.Tensor:
         """The per-input weights alpha(x) of h, shape (n,), float64 (differentiable)."""
         _, _, feats = self.features(x)
-        return torch.exp(adaptive_log_weights(self.alpha_logit(feats), float(self.alpha_lo), float(self.alpha_hi))[1])
+        return torch.exp(adaptive_log_weights(self.alpha_logit(feats), *self._range)[1])
 
     def attack_surrogates(self) -> dict[str, nn.Module]:
         """Differentiable stand-ins (inputs -> (n, c) scores) for the worst-case evaluator.

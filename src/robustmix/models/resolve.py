@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 from torch import nn
@@ -49,8 +50,12 @@ def _exported(path: Path) -> nn.Module:
 
     if not path.is_file():
         raise ModelError(f"exported program {path} not found; write one with 'robustmix mix ... --export {path.name}'")
+    extra = {"robustmix.json": ""}   # experiments.export.EXPORT_META: an adaptive mixer's hooked layers
     try:
-        return torch.export.load(str(path)).module()
+        module = torch.export.load(str(path), extra_files=extra).module()
+        if extra["robustmix.json"]:
+            module.feature_layers = json.loads(extra["robustmix.json"])["feature_layers"]
+        return module
     except Exception as exc:  # noqa: BLE001  (a truncated or foreign file may fail anywhere in the loader)
         raise ModelError(f"{path} is not a torch.export program ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:120]}); export it again with torch.export.save") from None
