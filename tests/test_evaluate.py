@@ -480,3 +480,24 @@ def test_saved_inputs_of_one_example_in_two_batch_files_are_refused(tmp_path):
     save_file({"x_adv": torch.ones(1, 3), "indices": torch.tensor([1])}, str(adv / "1.safetensors"))  # a stale file
     with pytest.raises(ConfigError, match="example 1 has saved inputs in both 0.safetensors and 1.safetensors"):
         collect_adversarial(records, [0, 1, 2, 3])
+
+
+def test_autoattack_square_check_on_the_whole_run():
+    """AutoAttack flags Square lowering its accuracy by > 0.2 points; its members run one at a time here."""
+    from robustmix.experiments.evaluate_run import EvaluateConfig, summarize_evaluate
+
+    def run(square_breaks, completion_broke):
+        recs = [{"clean_correct": True, "robust": True, "margin": 1.0, "found_by": None, "aa_robust": True}
+                for _ in range(1000)]
+        for r in recs[:square_breaks]:
+            r.update(robust=False, margin=-0.1, found_by="aa-square", aa_robust=False)
+        for r in recs[500:500 + completion_broke]:   # broken by robustmix's APGD first, by Square in AA alone
+            r.update(robust=False, margin=-0.1, found_by="apgd-ce@h", aa_robust=False)
+        recs[0]["batch"] = {"per_attack": [], "diagnostics": None, "warnings": [], "autoattack_completion":
+                            {"name": "c", "ran_on": completion_broke, "broke": completion_broke, "seconds": 0.0}}
+        return summarize_evaluate(recs, EvaluateConfig())
+
+    assert run(2, 0).warnings == []                              # 0.2 points: at AutoAttack's threshold, no flag
+    flagged = run(2, 1).warnings                                 # 0.3 points
+    assert len(flagged) == 1 and "decreased the robust accuracy of AutoAttack standard by 0.30%" in flagged[0]
+    assert "from 100.00% to 99.70%" in flagged[0] and "AutoAttack's own checks flagged" in run(2, 1).render()[0].text
