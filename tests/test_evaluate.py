@@ -450,7 +450,7 @@ def test_evaluate_summary_records_autoattack_and_forward_passes():
     assert s.forward_passes_per_prediction == 2 and s.mixing_network_passes == 1
     text = s.render()[0].text
     assert "AutoAttack's own checks flagged: AutoAttack check: zero gradients" in text
-    assert "2 base-model forward passes (g and h once each) + 1 pass of the mixing network" in text
+    assert "Cost per prediction: 3 forward passes (g and h once each, plus the mixing network once)." in text
     rows = s.render()[0].tables[0]
     assert [r[0] for r in rows[1:]] == ["clean", "AutoAttack standard alone", "worst case over the ensemble"]
     assert "AutoAttack standard alone 75.0" in s.summary_line()

@@ -411,11 +411,10 @@ class EvaluateSummary(Summary):
     def cost_text(self) -> str:
         if self.forward_passes_per_prediction is None:
             return ""
-        k = self.forward_passes_per_prediction
-        what = "g and h once each" if k == 2 else "one model" if k == 1 else f"{k} models"
-        net = (f" + {self.mixing_network_passes} pass of the mixing network (a small network on their features)"
-               if self.mixing_network_passes else "")
-        return f" Cost per prediction: {k} base-model forward pass{'es' if k != 1 else ''} ({what}){net}."
+        k, m = self.forward_passes_per_prediction, self.mixing_network_passes
+        what = "g and h once each" if k == 2 else "one model" if k == 1 else f"{k} models once each"
+        net = ", plus the mixing network once" if m else ""
+        return f" Cost per prediction: {k + m} forward pass{'es' if k + m != 1 else ''} ({what}{net})."
 
     def render(self, out_dir=None) -> list[Section]:
         s, d = self.settings, self.diagnostics

@@ -77,8 +77,8 @@ def forward_passes(model) -> tuple[int, int]:
     """(base-model forward passes, mixing-network passes) per prediction, counted from the model's parts.
 
     A mixer of g and h (``std_model``/``rob_model``: linear, nonlinear, adaptive) runs each once: 2; the
-    adaptive mixer adds one pass of its mixing network (a small network on their features and logits).
-    Anything else, a torch.export program of a mixture included (its parts are hidden), counts as 1.
+    adaptive mixer adds one pass of its mixing network (a small network on their logits and features).  A
+    torch.export program of a mixer keeps these submodules, so it counts the same; any other model counts 1.
     """
     from torch import nn
 
