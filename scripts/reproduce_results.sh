@@ -75,8 +75,8 @@ else
   FIG4=(--steps 20 -n 30)
   LIP=(--n 1000)
   EVAL=(-n 1000 --batch-size 1000)
-  PARETO=(--batch-size 1000)
-  PARETO_L2=(--n-headline 500 --batch-size 1000)
+  PARETO=(--batch-size 1000 --mixing-net mlp --train-attack composite)   # the committed adaptive rows' recipe
+  PARETO_L2=(--n-headline 500 "${PARETO[@]}")
   ZOO=(N_ATTACK=1000 WRITE_CARDS=1)
   AA_STD=1000 AA_LINF=500 AA_L2=200
 fi

@@ -1,3 +1,4 @@
+import json
 
 import pytest
 import torch
@@ -126,3 +127,27 @@ def test_shared_samples_give_the_same_certificates_in_one_pass(pair):
         assert max(abs(u - v) for u, v in zip(a["h_probs"], b["h_probs"])) < 0.2   # two estimates of one mean
     with pytest.raises(ConfigError, match="share_samples"):
         CertifyConfig(sigma=0.25, share_samples=True)
+
+
+def test_pareto_trains_the_recipe_it_is_given_and_repeats_each_headline_evaluation(pair, tmp_path):
+    """The adaptive row follows calibrate's recipe flags; headline points carry AutoAttack alone and the cost."""
+    from safetensors import safe_open
+
+    from robustmix.experiments.pareto import ParetoSettings, run_pareto
+
+    g, h = pair
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 1, 3, 4, generator=gen), torch.randint(0, 4, (24,), generator=gen)
+    splits = {"train": (x[:8], y[:8]), "val": (x[8:16], y[8:16]), "test": (x[16:], y[16:])}
+    s = ParetoSettings(n_curve=4, n_headline=4, n_val=8, n_train=8, alphas=[0.0, 1.0], percentiles=[90.0],
+                       percentile=90.0, curve_steps=1, calib_steps=1, adaptive_epochs=1, adaptive_attack_steps=1,
+                       batch_size=8, square_queries=50, mixing_net="mlp", train_attack="composite+gate")
+    res = run_pareto(g, h, splits, s, tmp_path, progress=False)
+    with safe_open(str(tmp_path / "adaptive.mixing-net.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["training"])["train_attack"] == "composite+gate" and '"class": "MixingNet"' in meta["mixer"]
+    cost = {p["name"]: p["forward_passes"] for p in res.headline}
+    assert cost == {"g": 1, "h": 1, "linear": 2, "nonlinear": 2, "adaptive": 3}
+    assert all(p["autoattack"]["n"] == 4 and isinstance(p["autoattack_flags"], list) for p in res.headline)
+    text = res.render()[0]
+    assert text.tables[0][0][3] == "AutoAttack alone (%)" and "3 forward passes per prediction" in text.tables[0][-1][5]

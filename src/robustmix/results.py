@@ -358,6 +358,10 @@ def _sequential_rule(settings: dict) -> str:
             "alpha spending over doubling looks")
 
 
+def _passes(k) -> str:
+    return "" if not k else f"{k} forward pass{'es' if k != 1 else ''} per prediction"
+
+
 @dataclasses.dataclass
 class CalibrationSummary(Summary):
     KIND: ClassVar[str] = "calibration"
@@ -379,6 +383,18 @@ class CalibrationSummary(Summary):
                 f"validation split for objective {c.get('objective')} (target {c.get('target')}: "
                 f"{'met' if c.get('feasible') else 'NOT met, closest shown'}); {params}. Test row: "
                 f"{self.test.get('robust_attack', 'attack')}, on test images the choice never saw.")
+        aa = self.test.get("autoattack")
+        if aa:
+            text += f" AutoAttack standard alone on the test images: {fmt_ci(aa['accuracy'], aa['ci95'])}%."
+        d = self.test.get("diagnostics") or {}
+        if d.get("suspected"):
+            text += (f" Gradient-masking warning on the test images: Square-only errors {d.get('square_only')}, "
+                     f"accuracy not falling with eps {d.get('eps_not_decreasing')}, unbounded eps not reaching 0% "
+                     f"{d.get('unbounded_not_zero')}.")
+        if self.test.get("autoattack_flags"):
+            text += f" AutoAttack's own checks flagged: {'; '.join(self.test['autoattack_flags'])}."
+        if self.test.get("forward_passes"):
+            text += f" Cost: {_passes(self.test['forward_passes'])}."
         return [Section("Calibration: the mixer chosen on validation, confirmed on test",
                         _with_command(text, self.command), [rows])]
 
@@ -520,12 +536,17 @@ class ParetoSummary(Summary):
         from .reports.plots import plot_pareto
 
         s = self.settings
-        head = [["model", "clean (%) [95% CI]", "worst-case robust (%) [95% CI]", "n", "settings"]]
+        head = [["model", "clean (%) [95% CI]", "worst-case robust (%) [95% CI]", "AutoAttack alone (%)", "n",
+                 "settings"]]
+        flags = []
         for pt in self.headline:
             extra = ", ".join(f"{k}={pt[k]:.3g}" for k in ("alpha", "scale", "power", "bias")
                               if pt.get(k) is not None)
+            aa = pt.get("autoattack")
             head.append([pt["name"], fmt_ci(pt["clean"], pt["clean_ci95"]), fmt_ci(pt["robust"], pt["robust_ci95"]),
-                         str(pt["n"]), extra])
+                         fmt_pct(aa["accuracy"]) if aa else "not recorded", str(pt["n"]),
+                         ", ".join(filter(None, [extra, _passes(pt.get("forward_passes"))]))])
+            flags += [f"{pt['name']}: {w}" for w in pt.get("autoattack_flags") or []]
         matched = [["mixer", "curve robust (%)", "clean (%)", "linear clean at same robust (%)", "gain (points)"]]
         for r in self.matched:
             name = r["name"] + (f" (keep {r['percentile']:g}%)" if r.get("percentile") is not None else "")
@@ -539,7 +560,8 @@ class ParetoSummary(Summary):
         text = (f"g = `{s['std']}`, h = `{s['rob']}`, {_norm_name(s['norm'])} eps = {s['eps']}. Headline rows: the "
                 f"worst case over the whole attack ensemble (AutoAttack standard, APGD-CE/DLR end to end, through "
                 f"surrogates and by transfer), per example. Curves and the matched table: {self.curve_attack} on "
-                f"{s.get('n_curve')} test images. Calibration on {s['n_val']} validation images only.")
+                f"{s.get('n_curve')} test images. Calibration on {s['n_val']} validation images only."
+                + (f" AutoAttack's own checks flagged: {'; '.join(flags)}." if flags else ""))
         return [Section("Mixers on one front: linear, nonlinear, adaptive", _with_command(text, self.command),
                         [head, matched], figs)]
 

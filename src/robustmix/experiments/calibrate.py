@@ -177,14 +177,15 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
 
 def _confirm(mixer, test, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool) -> dict:
     """Clean and worst-case accuracy of the chosen mixer on the test split, with 95% intervals."""
-    from .evaluate_run import EvaluateConfig, run_evaluate
+    from .evaluate_run import EvaluateConfig, evaluation_fields, run_evaluate
 
     x, y = test
-    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps, diagnostics=False)
+    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps)
     s = run_evaluate(mixer, x, y, cfg, records_path=out / "test-evaluate.jsonl",
                      settings={**settings, "split": "test", "mixer": cal.mixer}, fresh=fresh)
     return {"n": s.n, "clean": s.clean_accuracy, "clean_ci95": s.clean_ci95, "robust": s.accuracy,
-            "robust_ci95": s.ci95, "robust_attack": "worst case over the attack ensemble (robustmix evaluate)"}
+            "robust_ci95": s.ci95, "robust_attack": "worst case over the attack ensemble (robustmix evaluate)",
+            "diagnostics": s.diagnostics, **evaluation_fields(s)}
 
 
 def _save(mixer, out: Path, settings: dict) -> None:

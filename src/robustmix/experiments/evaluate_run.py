@@ -145,6 +145,14 @@ def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict 
         mixing_network_passes=0 if passes is None else passes[1])
 
 
+def evaluation_fields(s: EvaluateSummary) -> dict:
+    """What a summary built on an evaluation (pareto's headline, calibrate's test row) repeats of it: AutoAttack
+    standard alone, AutoAttack's flags and the forward passes per prediction."""
+    passes = None if s.forward_passes_per_prediction is None else s.forward_passes_per_prediction + \
+        s.mixing_network_passes
+    return {"autoattack": s.autoattack, "autoattack_flags": list(s.warnings), "forward_passes": passes}
+
+
 SQUARE_ALERT = 0.002   # AutoAttack's check_square_sr threshold on the drop in robust accuracy Square causes
 
 

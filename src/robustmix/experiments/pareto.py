@@ -12,7 +12,9 @@ For a pair (g, h) and a threat model:
    ``percentile``, and the linear mixer at the alpha the same rule gives
    (identity map), both from logits computed once (:mod:`robustmix.fitting.mixednuts`);
 3. **the adaptive mixer**: a mixing network trained on training images (clean
-   toward low alpha, attacked toward high alpha, plus the mixture's loss);
+   toward low alpha, attacked toward high alpha, plus the mixture's loss), by
+   the recipe ``adaptive_features`` / ``mixing_net`` / ``train_attack`` (the
+   defaults of ``robustmix calibrate --mixer adaptive``);
 4. **headline points** from the full worst-case evaluator with 95% intervals
    on ``n_headline`` test images: g, h, the calibrated linear mixer, the
    calibrated nonlinear mixer and the adaptive mixer.
@@ -28,12 +30,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .._config import option
+from .._config import option, option_of
 from .._validation import alpha_grid
 from ..results import ParetoSummary
 from ..mixing import MixedClassifier
 from ..fitting import ValidationLogits, cached_validation_logits, calibrate_nonlinear, trained_adaptive_mixer
-from .evaluate_run import EvaluateConfig, run_evaluate
+from .calibrate import CalibrateSettings
+from .evaluate_run import EvaluateConfig, evaluation_fields, run_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +59,14 @@ class ParetoSettings:
     curve_steps: int = 20
     calib_steps: int = 20
     adaptive_epochs: int = 4
+    adaptive_features: str = option_of(CalibrateSettings, "adaptive_features")
+    mixing_net: str = option_of(CalibrateSettings, "mixing_net")
+    train_attack: str = option_of(CalibrateSettings, "train_attack")
     adaptive_attack_steps: int = 10
     adaptive_range: tuple = (0.0, 1.0)
     batch_size: int = option(500, "examples per batch")
     seed: int = 0
+    square_queries: int = 5000   # of AutoAttack's Square in the headline evaluations (AutoAttack's own number)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,7 +89,8 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     x_test, y_test = splits["test"]
     curve_cfg = EvaluateConfig(norm=s.norm, eps=s.eps, seed=s.seed, attacks=["apgd-*"], steps=s.curve_steps,
                                batch_size=s.batch_size, diagnostics=False)
-    full_cfg = EvaluateConfig(norm=s.norm, eps=s.eps, seed=s.seed, batch_size=s.batch_size)
+    full_cfg = EvaluateConfig(norm=s.norm, eps=s.eps, seed=s.seed, batch_size=s.batch_size,
+                              square_queries=s.square_queries)
     xc, yc = x_test[:s.n_curve], y_test[:s.n_curve]
     xh, yh = x_test[:s.n_headline], y_test[:s.n_headline]
 
@@ -125,6 +133,7 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=s.eps, norm=s.norm,
                                       epochs=s.adaptive_epochs, attack_steps=s.adaptive_attack_steps,
                                       batch_size=min(s.batch_size, 256), seed=s.seed, alpha_range=s.adaptive_range,
+                                      features=s.adaptive_features, net=s.mixing_net, train_attack=s.train_attack,
                                       progress=progress)
     res = evaluate(adaptive, "curve-adaptive", curve_cfg, xc, yc, mixer="adaptive")
     summary["curves"]["adaptive"] = [_point(res, "adaptive")]
@@ -135,7 +144,7 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     for name, model, extra in heads:
         res = evaluate(model, f"headline-{name}", full_cfg, xh, yh, mixer=name, **extra)
         summary["headline"].append(_point(res, name, **extra, diagnostics=res.diagnostics,
-                                          per_attack=res.per_attack))
+                                          per_attack=res.per_attack, **evaluation_fields(res)))
     summary["matched"] = matched_table(summary)
     result = ParetoSummary.from_dict(summary)
     result.save(out / "summary.json")
