@@ -406,6 +406,46 @@ def test_training_recipe_runs_and_resumes(tmp_path, pair):
         train_mixing_net(fresh(), x, y, epochs=3, state_path=state, **{**kw, "lr": 0.5})
 
 
+def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_path, pair, monkeypatch):
+    """A stop loses at most CHECKPOINT_SECONDS of work: the state saved inside an epoch resumes bit for bit."""
+    import robustmix.fitting.adaptive as fa
+
+    g, h = pair
+    x = torch.rand(40, 12, generator=torch.Generator().manual_seed(0))
+    y = g(x).argmax(1)
+
+    def fresh():
+        torch.manual_seed(1)
+        return AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=8))
+
+    kw = dict(eps=0.1, norm="inf", attack_steps=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+    straight = fresh()
+    hist_straight = train_mixing_net(straight, x, y, epochs=2, **kw)
+    monkeypatch.setattr(fa, "CHECKPOINT_SECONDS", 0.0)          # save after every batch
+    real, calls = fa._attacked, []
+
+    def stop_at_the_fifth_batch(*args, **kwargs):                # epoch 2, its second of three batches
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fa, "_attacked", stop_at_the_fifth_batch)
+    state = tmp_path / "s.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_mixing_net(fresh(), x, y, epochs=2, state_path=state, **kw)
+    saved = torch.load(state, weights_only=True)
+    assert saved["epoch"] == 1 and saved["partial"]["batch"] == 1
+    monkeypatch.setattr(fa, "_attacked", real)
+    resumed = fresh()
+    hist = train_mixing_net(resumed, x, y, epochs=2, state_path=state, **kw)
+    for a, b in zip(straight.mixing_net.parameters(), resumed.mixing_net.parameters()):
+        assert torch.equal(a, b)
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in hist] == \
+        [{k: v for k, v in e.items() if k != "seconds"} for e in hist_straight]
+    assert "partial" not in torch.load(state, weights_only=True)   # a finished epoch leaves a clean state
+
+
 def test_training_learns_to_separate_clean_from_attacked(pair):
     g, h = pair
     gen = torch.Generator().manual_seed(0)

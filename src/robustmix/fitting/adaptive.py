@@ -69,6 +69,7 @@ from ..mixing.nonlinear import Surrogate
 logger = logging.getLogger(__name__)
 
 TRAIN_ATTACKS = ("composite+gate", "composite", "none")
+CHECKPOINT_SECONDS = 60.0   # inside an epoch, the training state is saved at most this often (and after each epoch)
 ATTACK_METHODS = ("pgd", "apgd")
 
 
@@ -127,7 +128,8 @@ def _load_state(path: Path, net, opt, settings: dict):
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot resume from {path}: it does not fit this mixing network ("
                               f"{str(exc).strip().splitlines()[-1].strip()}); delete it to start over") from None
-    return int(state["epoch"]), list(state["history"])
+    partial = state.get("partial")   # a state written inside an epoch: where to go on (older states have none)
+    return int(state["epoch"]), list(state["history"]), partial
 
 
 def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf", epochs: int = 1,
@@ -170,10 +172,19 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
                          seed=seed, bce_weight=bce_weight, ce_weight=ce_weight, train_attack=train_attack,
                          attack_method=attack_method)
     state_path = Path(state_path) if state_path is not None else None
-    start, history = 0, []
+    start, history, partial = 0, [], None
     if state_path is not None and state_path.is_file():
-        start, history = _load_state(state_path, net, opt, settings)
-        logger.info("resuming mixing-network training from %s at epoch %d", state_path, start)
+        start, history, partial = _load_state(state_path, net, opt, settings)
+        logger.info("resuming mixing-network training from %s at epoch %d%s", state_path, start + (partial is None),
+                    f", batch {partial['batch'] + 1}" if partial else "")
+
+    def save_state(epoch_done: int, partial_state=None) -> None:
+        buf = io.BytesIO()
+        torch.save({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch_done,
+                    "history": history, "settings": settings,
+                    **({"partial": partial_state} if partial_state else {})}, buf)
+        atomic_write_bytes(state_path, buf.getvalue())
+
     device = next(iter(params)).device
     n = len(x)
     steps = (n + batch_size - 1) // batch_size
@@ -181,8 +192,14 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=gen)
         sums = dict.fromkeys(("loss", "bce", "ce", "alpha_clean", "alpha_adv", "acc_clean", "acc_adv"), 0.0)
-        t0 = time.perf_counter()
-        bar = tqdm(range(steps), desc=f"mixing net epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        first, before = 0, 0.0
+        if partial and epoch == start:   # go on inside the epoch: the same order and attack seeds as a straight run
+            first, sums, before = int(partial["batch"]), dict(partial["sums"]), float(partial["seconds"])
+            for _ in range(first):
+                torch.randint(0, 2**31 - 1, (1,), generator=gen)
+        t0 = last_save = time.perf_counter()
+        bar = tqdm(range(first, steps), desc=f"mixing net epoch {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False, initial=first, total=steps)
         for b in bar:
             idx = perm[b * batch_size:(b + 1) * batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
@@ -212,19 +229,19 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
                 sums[key] += float(value.detach()) * k
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", a_clean=f"{float(clean.alpha.detach().mean()):.2f}",
                             **({"a_adv": f"{float(adv.alpha.detach().mean()):.2f}"} if x_adv is not None else {}))
+            if state_path is not None and b + 1 < steps and time.perf_counter() - last_save >= CHECKPOINT_SECONDS:
+                save_state(epoch, {"batch": b + 1, "sums": dict(sums), "seconds": before + time.perf_counter() - t0})
+                last_save = time.perf_counter()
         mixer.eval()
         attacked = train_attack != "none"
         entry = {"epoch": epoch + 1, **{k: v / n if attacked or not k.endswith("_adv") else None
-                                        for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
+                                        for k, v in sums.items()}, "seconds": before + time.perf_counter() - t0}
         history.append(entry)
         logger.info("mixing net epoch %d/%d: loss %.4f, alpha clean %.3f, acc clean %.3f%s", epoch + 1, epochs,
                     entry["loss"], entry["alpha_clean"], entry["acc_clean"],
                     f"; attacked: alpha {entry['alpha_adv']:.3f}, acc {entry['acc_adv']:.3f}" if attacked else "")
         if state_path is not None:
-            buf = io.BytesIO()
-            torch.save({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                        "history": history, "settings": settings}, buf)
-            atomic_write_bytes(state_path, buf.getvalue())
+            save_state(epoch + 1)
     mixer.eval()
     return history
 
@@ -244,7 +261,8 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
     The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` with the network's config and
     the training settings in its metadata, and read back when they match (a file of other settings is
     refused; one written before the metadata existed is read when its tensors fit); training itself
-    resumes from ``path`` + ``.train-state.pt``.  ``robustmix pareto``, ``robustmix calibrate --mixer
+    resumes from ``path`` + ``.train-state.pt`` (written after each epoch and, inside one, at most every
+    ``CHECKPOINT_SECONDS``, so a stop loses about a minute).  ``robustmix pareto``, ``robustmix calibrate --mixer
     adaptive`` and ``scripts/adaptive_ablation.py`` use it.
     """
     from safetensors import SafetensorError, safe_open
