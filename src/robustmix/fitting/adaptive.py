@@ -255,8 +255,9 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
 
     ``features`` ("logits", "h", "both") and ``net`` ("mlp", "residual") choose the mixing network
     (:func:`robustmix.mixing.build_mixing_net`); ``train_attack`` and ``attack_method`` the training
-    attack (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the recipe behind
-    RESULTS.md's adaptive rows (logits only, an MLP, PGD on the composite).
+    attack (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the first recipe (logits
+    only, an MLP, PGD on the composite: RESULTS.md's pareto adaptive rows); ``robustmix calibrate`` and
+    ``robustmix pareto`` pass their own flags (by default the residual head, PGD through the gate too).
 
     The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` with the network's config and
     the training settings in its metadata, and read back when they match (a file of other settings is
