@@ -36,6 +36,10 @@ def test_calibrate_trains_the_chosen_recipe(calibrated):
     settings = json.loads((out / "calibration.json").read_text())["settings"]
     assert (settings["train_attack"], settings["adaptive_features"], settings["mixing_net"]) == \
         ("composite+gate", "h", "residual")
+    test = json.loads((out / "calibration.json").read_text())["test"]
+    assert test["forward_passes"] == 3 and test["autoattack"]["n"] == 8 and "suspected" in test["diagnostics"]
+    report = (out / "report.md").read_text()
+    assert "mixing network (residual, reading h)" in report and "Cost: 3 forward passes per prediction" in report
 
 
 def test_another_recipe_into_the_same_folder_is_refused_and_nothing_is_lost(calibrated, capsys):

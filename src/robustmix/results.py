@@ -379,10 +379,16 @@ class CalibrationSummary(Summary):
                              fmt_ci(d["robust"], d["robust_ci95"])])
         params = ", ".join(f"{k} = {c[k]:.3g}" for k in ("alpha", "scale", "power", "bias")
                            if isinstance(c.get(k), (int, float)))
-        text = (f"{s.get('mixer', 'linear')} mixer of g = `{s.get('std')}` and h = `{s.get('rob')}` chosen on the "
-                f"validation split for objective {c.get('objective')} (target {c.get('target')}: "
-                f"{'met' if c.get('feasible') else 'NOT met, closest shown'}); {params}. Test row: "
-                f"{self.test.get('robust_attack', 'attack')}, on test images the choice never saw.")
+        if s.get("mixer") == "adaptive":
+            text = (f"adaptive mixer of g = `{s.get('std')}` and h = `{s.get('rob')}`: alpha chosen per input by a "
+                    f"mixing network ({s.get('mixing_net')}, reading {s.get('adaptive_features')}) trained on the "
+                    f"training split (training attack {s.get('train_attack')}); no target applies. Test row: "
+                    f"{self.test.get('robust_attack', 'attack')}, on test images the training never saw.")
+        else:
+            text = (f"{s.get('mixer', 'linear')} mixer of g = `{s.get('std')}` and h = `{s.get('rob')}` chosen on the "
+                    f"validation split for objective {c.get('objective')} (target {c.get('target')}: "
+                    f"{'met' if c.get('feasible') else 'NOT met, closest shown'}); {params}. Test row: "
+                    f"{self.test.get('robust_attack', 'attack')}, on test images the choice never saw.")
         aa = self.test.get("autoattack")
         if aa:
             text += f" AutoAttack standard alone on the test images: {fmt_ci(aa['accuracy'], aa['ci95'])}%."
