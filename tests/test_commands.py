@@ -155,6 +155,8 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     assert main(["verify", str(adv), "--out", str(tmp_path / "v")]) == 0
     v = load_summary(tmp_path / "v" / "summary.json")
     assert v.n == 4 and v.accuracy == claimed.accuracy and v.disagreements == 0
+    assert v.evaluation["forward_passes"] == 2 and v.evaluation["clean_accuracy"] == claimed.clean_accuracy
+    assert "forward passes per prediction | 2" in (tmp_path / "v" / "report.md").read_text()
     saved = torch.load(adv, weights_only=True)
     capsys.readouterr()
 

@@ -496,6 +496,7 @@ class VerifySummary(Summary):
     model: dict
     tolerance: float = 0.0        # differences with |margin| <= tolerance are boundary cases (rounding), not refused
     smallest_margin: float | None = None
+    evaluation: dict | None = None   # what the evaluation recorded beside its inputs (AutoAttack alone, flags, cost)
 
     def render(self, out_dir=None) -> list[Section]:
         rows = [["quantity", "value"], ["accuracy on the saved inputs (%) [95% CI]", fmt_ci(self.accuracy, self.ci95)],
@@ -504,14 +505,25 @@ class VerifySummary(Summary):
                  str(self.disagreements)],
                 [f"largest {_norm_name(self.norm)} perturbation (eps = {self.eps})", f"{self.largest_perturbation:.6g}"]]
         if self.smallest_margin is not None:
-            rows.append(["smallest absolute margin (true class minus best other output) on a saved input", f"{self.smallest_margin:.3g}"])
+            rows.append(["smallest absolute margin (true class minus best other output) on a saved input",
+                         f"{self.smallest_margin:.3g}"])
+        e = self.evaluation or {}
+        if e.get("clean_accuracy") is not None:
+            rows.append(["clean accuracy the evaluation reported (%)", fmt_pct(e["clean_accuracy"])])
+        if e.get("autoattack"):
+            rows.append(["AutoAttack standard alone, as the evaluation reported (%) [95% CI]",
+                         fmt_ci(e["autoattack"]["accuracy"], e["autoattack"]["ci95"])])
+        if e.get("forward_passes"):
+            rows.append(["forward passes per prediction", str(e["forward_passes"])])
         m = self.model
         what = (f"model `{m['model']}`" if "model" in m else
                 f"the mixture of g = `{m.get('std')}` and h = `{m.get('rob')}` at alpha = {m.get('alpha')}")
         text = (f"`{self.file}` re-checked against {what} (weights SHA-256 {self.weights_sha256[:16]}...): "
                 f"every input lies in the {_norm_name(self.norm)} ball of radius {self.eps} around its test image and "
                 "in [0, 1]; the accuracy is the model's own predictions on them, n = "
-                f"{self.n}, brackets: 95% Clopper-Pearson interval.")
+                f"{self.n}, brackets: 95% Clopper-Pearson interval."
+                + (f" The evaluation recorded AutoAttack's flags: {'; '.join(e['autoattack_flags'])}."
+                   if e.get("autoattack_flags") else ""))
         return [Section("Verified evaluation", _with_command(text, self.command), [rows])]
 
     def summary_line(self) -> str:

@@ -108,7 +108,7 @@ def save_adversarial(cfg: EvaluateCommand, model, what: dict, records_path, summ
 
     from .._io import atomic_write_bytes, weights_digest
     from ..experiments.runner import read_records
-    from ..experiments.evaluate_run import collect_adversarial
+    from ..experiments.evaluate_run import collect_adversarial, evaluation_fields
 
     robust = {r["index"]: bool(r["robust"]) for r in read_records(records_path)[1]}
     idx = [int(i) for i in indices]
@@ -116,7 +116,8 @@ def save_adversarial(cfg: EvaluateCommand, model, what: dict, records_path, summ
                "indices": torch.tensor(idx), "robust": torch.tensor([robust[i] for i in idx]),
                "eps": float(cfg.eps), "norm": str(cfg.norm), "dataset": cfg.dataset, "split": cfg.split,
                "model": what, "weights_sha256": weights_digest(model), "accuracy": summary.accuracy,
-               "format": "robustmix-adversarial-1"}
+               "format": "robustmix-adversarial-1", "evaluation": {**evaluation_fields(summary),
+                                                                  "clean_accuracy": summary.clean_accuracy}}
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(cfg.save_adversarial_to, buf.getvalue())

@@ -102,7 +102,8 @@ class VerifyCommand(Output):
                              norm=str(saved["norm"]), largest_perturbation=float(size.max()), file=str(self.file),
                              weights_sha256=saved["weights_sha256"], model=spec if not self.model else
                              {"model": self.model}, tolerance=float(self.tolerance),
-                             smallest_margin=float(margin.abs().min()))
+                             smallest_margin=float(margin.abs().min()),
+                             evaluation=saved.get("evaluation") if isinstance(saved.get("evaluation"), dict) else None)
 
     def check_threat_model(self, saved: dict) -> tuple[float, float]:
         """The file's (p, eps), refused before any model is loaded when it is no l_inf / l_2 ball of radius > 0, or
