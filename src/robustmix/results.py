@@ -791,7 +791,7 @@ class CertifyFrontSummary(Summary):
         families = list(self.LABELS)
         verdicts = []
         for r in self.radii:
-            rows = [[f"clean >= (%)"] + [f"{self.LABELS[f]} @ {r:g}" for f in families]]
+            rows = [["clean >= (%)"] + [f"{self.LABELS[f]} @ {r:g}" for f in families]]
             for row in self.verdict[str(r)]:
                 cells = []
                 for f in families:

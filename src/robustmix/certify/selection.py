@@ -54,7 +54,6 @@ import dataclasses
 import logging
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.stats import norm as normal

@@ -124,6 +124,7 @@ class VerifyCommand(Output):
                               "--norm/--eps to check its own threat model, or evaluate again at yours")
         return p, eps
 
+
 def check_contents(saved: dict, path, size: int, shape: tuple):
     """(indices, inputs, labels, outcomes) of a saved evaluation, each checked for type, shape and consistency."""
     idx, x_adv, labels, robust = saved["indices"], saved["x_adv"], saved["labels"], saved["robust"]
