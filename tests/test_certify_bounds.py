@@ -381,7 +381,6 @@ def test_no_flips_inside_certified_radii(estimator):
     sigma, alphas = 0.5, [0.6, 0.8, 1.0]
     cert = certify_mixture(g, h, x, sigma=sigma, alphas=alphas, num_samples=2000, delta=1e-4, estimator=estimator)
     assert (cert.radius > 0).sum() > 300
-    w = h.w.double() / h.w.double().norm()
     for k, a in enumerate(alphas):
         r, ok = cert.radius[k], cert.radius[k] > 0
         sign = torch.where(cert.top_class == 1, 1.0, -1.0).double()
