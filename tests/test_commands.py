@@ -324,3 +324,23 @@ def test_yaml_keys_may_be_the_long_option_names(tmp_path):
     cfg.write_text("samples: 200\nnum-examples: 2\nsigma: 0.5\nsound: true\n")
     args = parse_args(["certify", "--config", str(cfg), "--samples", "300"])
     assert args.num_samples == 300 and args.n == 2 and args.sigma == 0.5 and args.sound   # typed flags win
+
+
+def test_results_owner_and_the_calibrate_confirmation_of_an_older_folder(tmp_path, pair):
+    import torch
+
+    from robustmix.commands.common import results_owner
+    from robustmix.experiments.calibrate import _diagnostics_of
+    from robustmix.experiments.evaluate_run import EvaluateConfig, run_evaluate
+
+    (tmp_path / "summary.json").write_text(json.dumps({"command": "python scripts/x.py --split train"}))
+    assert results_owner(tmp_path) is None                       # a script's summary belongs to no command
+    (tmp_path / "summary.json").write_text(json.dumps({"command": "robustmix --device cuda pareto --out r"}))
+    assert results_owner(tmp_path) == "pareto"
+    records = tmp_path / "test-evaluate.jsonl"
+    assert _diagnostics_of(records, fresh=False) is True         # a new folder runs the gradient-masking checks
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(0))
+    run_evaluate(pair[0], x, pair[0](x).argmax(1), EvaluateConfig(attacks=["apgd-ce@model"], steps=1, diagnostics=False),
+                 records_path=records, progress=False)
+    assert _diagnostics_of(records, fresh=False) is False        # records written without them resume as they are
+    assert _diagnostics_of(records, fresh=True) is True

@@ -337,6 +337,26 @@ def test_a_saturated_gate_is_attacked_through_the_softened_gate(monkeypatch):
         train_mixing_net(mixer, x, y, attack_method="fgsm", **kw)
 
 
+def test_a_mixing_net_file_without_recipe_is_read_only_as_the_first_recipe(tmp_path):
+    """Files written before the recipe was recorded (the committed pareto runs) hold the first recipe; another
+    recipe whose tensors happen to fit is refused, not silently given those weights."""
+    from safetensors.torch import load_file, save_file
+
+    from robustmix.fitting import trained_adaptive_mixer
+
+    g, h = _tiny_cnns()
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    kw = dict(eps=0.1, epochs=1, attack_steps=1, batch_size=8, features="logits", net="mlp", progress=False)
+    first = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite", **kw)
+    path = tmp_path / "ad.mixing-net.safetensors"
+    save_file(load_file(path), path)                                     # the same tensors, no metadata
+    torch.testing.assert_close(trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite",
+                                                      **kw)(x), first(x))
+    with pytest.raises(CheckpointError, match="--mixing-net mlp --train-attack composite"):
+        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+
+
 def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
     from robustmix.fitting import trained_adaptive_mixer
 
@@ -444,6 +464,12 @@ def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_pa
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in hist] == \
         [{k: v for k, v in e.items() if k != "seconds"} for e in hist_straight]
     assert "partial" not in torch.load(state, weights_only=True)   # a finished epoch leaves a clean state
+    monkeypatch.setattr(fa, "_attacked", stop_at_the_fifth_batch)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        train_mixing_net(fresh(), x, y, epochs=2, state_path=tmp_path / "t.pt", **kw)
+    with pytest.raises(CheckpointError, match="inside epoch 2, more than the 1 asked for"):
+        train_mixing_net(fresh(), x, y, epochs=1, state_path=tmp_path / "t.pt", **kw)   # never half an epoch
 
 
 def test_training_learns_to_separate_clean_from_attacked(pair):

@@ -165,9 +165,9 @@ def make_config(args: argparse.Namespace):
     return cls(**given), ctx
 
 
-DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "dataset", "split", "n",
-            "indices", "norm", "eps", "sigma")
-NONLINEAR_ONLY = {"scale", "power", "bias", "top_k"}
+DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset", "split",
+            "n", "indices", "norm", "eps", "sigma")
+NONLINEAR_ONLY = {"scale", "power", "bias", "top_k", "std_map"}
 
 
 def describe(cfg) -> str:
@@ -198,7 +198,9 @@ def finish(result, cfg, ctx: Context) -> None:
 def main(argv=None) -> int:
     """The ``robustmix`` console script: the exit status (0 done, 2 bad input, 130 interrupted)."""
     try:
-        return run_cli(list(sys.argv[1:] if argv is None else argv))
+        code = run_cli(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()   # a buffered pipe fails here, not at interpreter exit
+        return code
     except BrokenPipeError:   # output piped into a reader that stopped early (| head): results are already saved
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -379,7 +379,7 @@ class CalibrationSummary(Summary):
                              fmt_ci(d["robust"], d["robust_ci95"])])
         params = ", ".join(f"{k} = {c[k]:.3g}" for k in ("alpha", "scale", "power", "bias")
                            if isinstance(c.get(k), (int, float)))
-        if s.get("mixer") == "adaptive":
+        if s.get("mixer") == "adaptive" and s.get("mixing_net"):
             text = (f"adaptive mixer of g = `{s.get('std')}` and h = `{s.get('rob')}`: alpha chosen per input by a "
                     f"mixing network ({s.get('mixing_net')}, reading {s.get('adaptive_features')}) trained on the "
                     f"training split (training attack {s.get('train_attack')}); no target applies. Test row: "
@@ -501,8 +501,8 @@ class VerifySummary(Summary):
     def render(self, out_dir=None) -> list[Section]:
         rows = [["quantity", "value"], ["accuracy on the saved inputs (%) [95% CI]", fmt_ci(self.accuracy, self.ci95)],
                 ["accuracy the evaluation reported (%)", fmt_pct(self.claimed_accuracy)], ["n", str(self.n)],
-                [f"examples whose outcome differs (all within +-{self.tolerance:g} of the decision boundary)",
-                 str(self.disagreements)],
+                ["examples whose outcome differs" + (f" (all within +-{self.tolerance:g} of the decision boundary)"
+                                                     if self.tolerance > 0 else ""), str(self.disagreements)],
                 [f"largest {_norm_name(self.norm)} perturbation (eps = {self.eps})", f"{self.largest_perturbation:.6g}"]]
         if self.smallest_margin is not None:
             rows.append(["smallest absolute margin (true class minus best other output) on a saved input",

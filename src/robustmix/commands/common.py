@@ -153,7 +153,10 @@ def results_owner(folder: Path) -> str | None:
         line = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("command")
     except (OSError, ValueError, AttributeError):
         return None
-    return next((word for word in str(line or "").split()[1:] if word in NAMES), None)
+    words = str(line or "").split()
+    if not words or words[0] != "robustmix":   # a script's summary (python scripts/...) belongs to no command
+        return None
+    return next((word for word in words[1:] if word in NAMES), None)
 
 
 def check_writable(path: Path, flag: str) -> None:

@@ -85,7 +85,7 @@ class VerifyCommand(Output):
         others = out.scatter(1, labels[:, None], -math.inf).amax(1)
         margin = out.gather(1, labels[:, None])[:, 0] - others
         differ = correct != robust
-        boundary = differ & (margin.abs() <= self.tolerance)
+        boundary = differ & (margin.abs() <= self.tolerance) & (self.tolerance > 0)
         firm = int((differ & ~boundary).sum())
         if firm:
             raise ConfigError(f"verification failed: {firm} example(s) differ from the file's outcomes with the model's "
@@ -103,7 +103,7 @@ class VerifyCommand(Output):
                              weights_sha256=saved["weights_sha256"], model=spec if not self.model else
                              {"model": self.model}, tolerance=float(self.tolerance),
                              smallest_margin=float(margin.abs().min()),
-                             evaluation=saved.get("evaluation") if isinstance(saved.get("evaluation"), dict) else None)
+                             evaluation=reported_evaluation(saved.get("evaluation")))
 
     def check_threat_model(self, saved: dict) -> tuple[float, float]:
         """The file's (p, eps), refused before any model is loaded when it is no l_inf / l_2 ball of radius > 0, or
@@ -153,6 +153,21 @@ def check_contents(saved: dict, path, size: int, shape: tuple):
         raise ConfigError(f"{path} is not a valid evaluation: its accuracy {claimed!r} is not the mean of its "
                           "outcomes")
     return idx.long(), x_adv, labels.long(), robust.bool()
+
+
+def reported_evaluation(e) -> dict | None:
+    """What the evaluation recorded beside its inputs, kept only where every field has its type (it is shown, not
+    checked: verify recomputes the accuracy itself)."""
+    if not isinstance(e, dict):
+        return None
+    aa = e.get("autoattack")
+    fields = {"clean_accuracy": isinstance(e.get("clean_accuracy"), (int, float)),
+              "forward_passes": isinstance(e.get("forward_passes"), int),
+              "autoattack_flags": isinstance(e.get("autoattack_flags"), list)
+              and all(isinstance(w, str) for w in e["autoattack_flags"]),
+              "autoattack": isinstance(aa, dict) and isinstance(aa.get("accuracy"), (int, float))
+              and isinstance(aa.get("ci95"), (list, tuple)) and len(aa["ci95"]) == 2}
+    return {k: e[k] for k, ok in fields.items() if ok} or None
 
 
 def find_beside(name, path):

@@ -180,12 +180,27 @@ def _confirm(mixer, test, cal: CalibrateSettings, out: Path, settings: dict, fre
     from .evaluate_run import EvaluateConfig, evaluation_fields, run_evaluate
 
     x, y = test
-    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps)
-    s = run_evaluate(mixer, x, y, cfg, records_path=out / "test-evaluate.jsonl",
+    records = out / "test-evaluate.jsonl"
+    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps,
+                         diagnostics=_diagnostics_of(records, fresh))
+    s = run_evaluate(mixer, x, y, cfg, records_path=records,
                      settings={**settings, "split": "test", "mixer": cal.mixer}, fresh=fresh)
     return {"n": s.n, "clean": s.clean_accuracy, "clean_ci95": s.clean_ci95, "robust": s.accuracy,
             "robust_ci95": s.ci95, "robust_attack": "worst case over the attack ensemble (robustmix evaluate)",
             "diagnostics": s.diagnostics, **evaluation_fields(s)}
+
+
+def _diagnostics_of(records: Path, fresh: bool) -> bool:
+    """The gradient-masking checks run in the confirmation, except in a folder whose records were written without
+    them (before they ran there): those records resume as they are."""
+    from .runner import read_records
+
+    if fresh or not records.is_file():
+        return True
+    try:
+        return bool(read_records(records)[0].get("settings", {}).get("diagnostics", True))
+    except Exception:  # noqa: BLE001  (an unreadable file is reported by the runner itself)
+        return True
 
 
 def _save(mixer, out: Path, settings: dict) -> None:

@@ -175,7 +175,11 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     start, history, partial = 0, [], None
     if state_path is not None and state_path.is_file():
         start, history, partial = _load_state(state_path, net, opt, settings)
-        logger.info("resuming mixing-network training from %s at epoch %d%s", state_path, start + (partial is None),
+        if start + (partial is not None) > epochs:
+            raise CheckpointError(f"{state_path} holds a training {'inside epoch ' + str(start + 1) if partial else ''}"
+                                  f"{'' if partial else 'of ' + str(start) + ' epochs'}, more than the {epochs} "
+                                  "asked for; ask for at least that many epochs, or use another state_path")
+        logger.info("resuming mixing-network training from %s at epoch %d%s", state_path, start + 1,
                     f", batch {partial['batch'] + 1}" if partial else "")
 
     def save_state(epoch_done: int, partial_state=None) -> None:
@@ -287,13 +291,19 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
             state = load_file(str(net_path))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"cannot read {net_path}: {exc}; delete it to train again") from exc
+        first = (features, net, train_attack, attack_method) == ("logits", "mlp", "composite", "pgd")
+        if not set(wanted) & set(meta) and not first:
+            raise CheckpointError(f"{net_path} was written before mixing-network files recorded their recipe: it holds "
+                                  "the first recipe (features logits, an MLP, PGD on the composite); rerun with "
+                                  "--adaptive-features logits --mixing-net mlp --train-attack composite to use it, or "
+                                  "give another output folder to train this recipe")
         for key in wanted:
             if key in meta and meta[key] != wanted[key]:
                 saved, now = json.loads(meta[key]), json.loads(wanted[key])
                 diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
                         if saved.get(k) != now.get(k)}
                 raise CheckpointError(f"{net_path} holds a mixing network of other {key} settings (saved, now): "
-                                      f"{diff}; delete it or use another output folder")
+                                      f"{diff}; rerun with the settings it was trained with (the saved values) or use another output folder")
         try:
             mixer.mixing_net.load_state_dict(state)
         except RuntimeError as exc:

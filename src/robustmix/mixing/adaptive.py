@@ -259,6 +259,12 @@ class AdaptiveMixedClassifier(BasePair):
     def _sync_range(self, _incompatible=None) -> None:
         self._range = (float(self.alpha_lo), float(self.alpha_hi))
 
+    def alpha_bounds(self) -> tuple[float, float]:
+        """(lo, hi) as plain floats (a module pickled before they were kept reads them from its buffers once)."""
+        if "_range" not in self.__dict__:
+            self._sync_range()
+        return self._range
+
     def _check_layers(self, layers: dict) -> dict[str, list[str]]:
         unknown = set(layers) - {"std", "rob"}
         if unknown:
@@ -335,7 +341,7 @@ class AdaptiveMixedClassifier(BasePair):
         lo + (hi - lo) sigmoid(s / T)) exist for attack surrogates; the model itself uses 1, False, 1."""
         std_logits, rob_logits, feats = self.features(x)
         s = self.alpha_logit(feats)
-        lo, hi = self._range
+        lo, hi = self.alpha_bounds()
         gate = s.detach() if detach_alpha else s
         log_1ma, log_a = adaptive_log_weights(gate / gate_temperature if gate_temperature != 1.0 else gate, lo, hi)
         out = mix_log_weights(F.log_softmax(std_logits.double() / std_temperature, -1),
@@ -352,7 +358,7 @@ class AdaptiveMixedClassifier(BasePair):
     def alpha(self, x: torch.Tensor) -> torch.Tensor:
         """The per-input weights alpha(x) of h, shape (n,), float64 (differentiable)."""
         _, _, feats = self.features(x)
-        return torch.exp(adaptive_log_weights(self.alpha_logit(feats), *self._range)[1])
+        return torch.exp(adaptive_log_weights(self.alpha_logit(feats), *self.alpha_bounds())[1])
 
     def attack_surrogates(self) -> dict[str, nn.Module]:
         """Differentiable stand-ins (inputs -> (n, c) scores) for the worst-case evaluator.
