@@ -303,7 +303,8 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
                 diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
                         if saved.get(k) != now.get(k)}
                 raise CheckpointError(f"{net_path} holds a mixing network of other {key} settings (saved, now): "
-                                      f"{diff}; rerun with the settings it was trained with (the saved values) or use another output folder")
+                                      f"{diff}; rerun with the settings it was trained with (the saved values) or "
+                                      "use another output folder")
         try:
             mixer.mixing_net.load_state_dict(state)
         except RuntimeError as exc:
