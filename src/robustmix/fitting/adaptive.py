@@ -77,7 +77,7 @@ def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_we
               train_attack, attack_method) -> dict:
     out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
            "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
-           "alpha_range": [float(mixer.alpha_lo), float(mixer.alpha_hi)],
+           "alpha_range": list(mixer.alpha_bounds()),
            "mixer": json.dumps(mixer.config(), sort_keys=True)}
     if train_attack != "composite":   # states written before the option existed resume unchanged
         out["train_attack"] = train_attack

@@ -285,7 +285,7 @@ class AdaptiveMixedClassifier(BasePair):
     def config(self) -> dict:
         net_cfg = self.mixing_net.config() if callable(getattr(self.mixing_net, "config", None)) else {
             "class": type(self.mixing_net).__qualname__}
-        return {"mixer": "adaptive", "alpha_range": [float(self.alpha_lo), float(self.alpha_hi)],
+        return {"mixer": "adaptive", "alpha_range": list(self.alpha_bounds()),
                 "feature_layers": {k: list(v) for k, v in self.feature_layers.items()}, "mixing_net": net_cfg}
 
     @property
@@ -385,7 +385,7 @@ class AdaptiveMixedClassifier(BasePair):
                 "h": self.rob_model}
 
     def extra_repr(self) -> str:
-        return f"alpha_range=({float(self.alpha_lo)}, {float(self.alpha_hi)}), feature_layers={self.feature_layers}"
+        return f"alpha_range={self.alpha_bounds()}, feature_layers={self.feature_layers}"
 
 
 @torch.no_grad()
