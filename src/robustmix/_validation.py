@@ -7,7 +7,7 @@ from typing import Union
 
 import torch
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, ModelError
 
 AlphaLike = Union[float, int, torch.Tensor, "list[float]", "tuple[float, ...]"]
 
@@ -91,6 +91,43 @@ def check_input(x, *, name: str = "x", min_ndim: int = 2, unit_range: bool = Tru
                          "take inputs in [0, 1] (normalisation lives inside the model): pass unnormalised images "
                          "scaled to [0, 1]")
     return x
+
+
+def check_logits(out, name: str) -> None:
+    """Refuse outputs that are not finite logits (NaN/inf, probabilities); ``name`` names the model in the message."""
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model {name} returns {shape}; robustmix needs (n, classes) logits")
+    out = out.detach().double()
+    if not torch.isfinite(out).all():
+        raise ModelError(f"model {name} returns NaN or infinite outputs on real inputs; check its weights and "
+                         "input normalisation (inputs are in [0, 1])")
+    if out.shape[1] > 1 and (out >= 0).all() and torch.allclose(out.sum(1), torch.ones(len(out), dtype=out.dtype),
+                                                                 atol=1e-4):
+        raise ModelError(f"model {name} returns probabilities (rows sum to 1); robustmix needs logits: remove the "
+                         "final softmax (or wrap it: torch.log(probs) gives valid logits)")
+
+
+def probe_models(models: dict, x: torch.Tensor, *, num_classes: int | None = None, k: int = 4) -> None:
+    """Probe each model once on the first ``k`` inputs of a batch and refuse, in one line naming it, a model that
+    raises, returns another shape, NaN/inf or probabilities instead of logits.
+
+    Library entry points (evaluate, certify, sweeps) call this once on their first batch; a module's
+    ``forward`` never does (it stays free of host syncs).  ``models`` maps a name (``"g"``, ``"h"``, ...) to a
+    callable; ``num_classes`` (when known) is the number of logits each must return.
+    """
+    xb = x[:k]
+    with torch.no_grad():
+        for name, model in models.items():
+            try:
+                out = model(xb)
+            except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input)
+                raise ModelError(f"model {name} fails on inputs of shape {tuple(xb.shape[1:])} ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:160]}); give a model for these inputs") from None
+            if isinstance(out, torch.Tensor) and num_classes is not None and tuple(out.shape) != (len(xb), num_classes):
+                raise ModelError(f"model {name} returns {tuple(out.shape)} for {len(xb)} inputs; robustmix needs "
+                                 f"({len(xb)}, {num_classes}) logits")
+            check_logits(out, name)
 
 
 def check_labels(y, n: int, num_classes: int | None = None, *, name: str = "y") -> torch.Tensor:

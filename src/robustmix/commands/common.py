@@ -216,17 +216,13 @@ def load_model(spec: str, dataset: str, ctx: Context, probe=None):
 
 
 def check_logits(out, spec: str) -> None:
-    """Refuse outputs that are not finite logits (NaN/inf, probabilities, log-probabilities)."""
+    """Refuse outputs that are not finite logits (NaN/inf, probabilities); note log-probabilities (valid logits)."""
     import torch
 
+    from .._validation import check_logits as refuse_non_logits
+
+    refuse_non_logits(out, repr(spec))
     out = out.detach().double()
-    if not torch.isfinite(out).all():
-        raise ModelError(f"model {spec!r} returns NaN or infinite outputs on real inputs; check its weights and "
-                         "input normalisation (inputs are in [0, 1])")
-    if out.shape[1] > 1 and (out >= 0).all() and torch.allclose(out.sum(1), torch.ones(len(out), dtype=out.dtype),
-                                                                 atol=1e-4):
-        raise ModelError(f"model {spec!r} returns probabilities (rows sum to 1); robustmix needs logits: remove the "
-                         "final softmax (or wrap it: torch.log(probs) gives valid logits)")
     if out.shape[1] > 1 and torch.allclose(torch.logsumexp(out, 1), torch.zeros(len(out), dtype=out.dtype),
                                            atol=1e-4) and (out.max(1).values - out.min(1).values > 1e-6).any():
         logger.info("model %r returns log-probabilities; they are valid logits (softmax gives the same "
