@@ -151,3 +151,47 @@ def test_pareto_trains_the_recipe_it_is_given_and_repeats_each_headline_evaluati
     assert all(p["autoattack"]["n"] == 4 and isinstance(p["autoattack_flags"], list) for p in res.headline)
     text = res.render()[0]
     assert text.tables[0][0][3] == "AutoAttack alone (%)" and "3 forward passes per prediction" in text.tables[0][-1][5]
+
+
+def test_attacked_accuracy_never_counts_an_example_wrong_on_its_clean_input():
+    """An example misclassified clean is not robust, whatever the attack's input does (sweep, trade-off, attack)."""
+    from robustmix.experiments.attack_eval import AttackConfig, summarize_attack
+    from robustmix.experiments.tradeoff import summarize_tradeoff
+
+    # example 0: wrong clean, 'right' under every attack; example 1: right everywhere
+    recs = [{"index": 0, "label": 1, "clean": [0, 1], "std": [1, 1], "rob": [1, 1], "mix": [1, 1],
+             "g_clean": [0, 0.5], "g_adv": [1, 0.5], "h_clean": [1, 0.5], "h_adv": [1, 0.5]},
+            {"index": 1, "label": 2, "clean": [2, 2], "std": [2, 2], "rob": [2, 2], "mix": [2, 2],
+             "g_clean": [2, 0.5], "g_adv": [2, 0.5], "h_clean": [2, 0.5], "h_adv": [2, 0.5]}]
+    s = sweep_module.summarize(recs, [0.0, 1.0])
+    assert s.accuracy["clean"] == [0.5, 1.0]
+    for key in ("std", "rob", "mix"):
+        assert s.accuracy[key] == [0.5, 1.0]
+    assert s.table1["g"]["adv_accuracy"] == 0.5 and s.table1["h"]["adv_accuracy"] == 1.0
+
+    cfg = TradeoffConfig(gammas=[1.0], steps=1)
+    curves = lambda c, a: {"curves": {name: [[c, a]] for name in cfg.curves()}}
+    t = summarize_tradeoff([{"label": 1, **curves(0, 1)}, {"label": 1, **curves(1, 1)}], cfg)
+    assert all(c["attacked"] == [0.5] and c["clean"] == [0.5] for c in t.curves.values())
+
+    a = summarize_attack([{"clean": False, "pgd": True}, {"clean": True, "pgd": True}], 0.5,
+                         AttackConfig(autoattack="none"))
+    assert a.accuracy == {"clean": 0.5, "pgd": 0.5}
+
+
+def test_sweep_columns_at_most_clean_per_example(pair, data):
+    g, h = pair
+    x, y = data
+    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.5, steps=2), progress=False)
+    for key in ("std", "rob", "mix"):
+        assert all(a <= c for a, c in zip(res.accuracy[key], res.accuracy["clean"]))
+
+
+def test_sweep_cli_attacked_columns_never_exceed_clean(tmp_path):
+    """robustmix sweep -n 8 (a newcomer's first run): STD / ROB / MIX at most clean, alpha by alpha."""
+    from robustmix.cli import main
+
+    assert main(["sweep", "-n", "8", "--alphas", "0", "0.5", "1", "--steps", "3", "--out", str(tmp_path)]) == 0
+    acc = json.loads((tmp_path / "summary.json").read_text())["accuracy"]
+    for key in ("std", "rob", "mix"):
+        assert all(a <= c for a, c in zip(acc[key], acc["clean"])), (key, acc)

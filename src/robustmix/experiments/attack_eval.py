@@ -77,7 +77,9 @@ def run_attack_eval(model, x, y, cfg: AttackConfig, *, indices=None, records_pat
 
 def summarize_attack(records: list[dict], alpha: float, cfg: AttackConfig) -> AttackSummary:
     n = len(records)
-    acc = {key: sum(r[key] for r in records) / n for key in ("clean", "pgd", "autoattack") if records and key in records[0]}
+    # attacked: correct on the attacked and on the clean input (an attack cannot fix a mistake)
+    acc = {key: sum(r[key] and r["clean"] for r in records) / n for key in ("clean", "pgd", "autoattack")
+           if records and key in records[0]}
     warns = sorted({w for r in records for w in r.get("autoattack_warnings", [])})
     return AttackSummary(n=n, alpha=alpha, settings=cfg.to_dict(), accuracy=acc,
                          ci95={k: rate_ci(v, n) for k, v in acc.items()}, autoattack_warnings=warns)

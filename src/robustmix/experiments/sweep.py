@@ -138,7 +138,12 @@ def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, ind
 
 
 def summarize(records: list[dict], alphas) -> SweepSummary:
-    """Accuracies per alpha and the Table I confidence gaps from per-example records."""
+    """Accuracies per alpha and the Table I confidence gaps from per-example records.
+
+    An attacked accuracy counts an example only when both its clean and its attacked input are classified
+    correctly (at the same alpha): an attack cannot make a misclassified example correct.  Table I's gap buckets
+    sort examples by the prediction on the input at hand (clean or attacked).
+    """
     n = len(records)
     if n == 0:
         raise InputError("no records to summarise")
@@ -146,7 +151,8 @@ def summarize(records: list[dict], alphas) -> SweepSummary:
     acc = {}
     for name in ("clean",) + ATTACKS:
         if name in records[0]:
-            acc[name] = [sum(r[name][a] == r["label"] for r in records) / n for a in range(k)]
+            # under attack an example counts only if the clean input is classified correctly too (at that alpha)
+            acc[name] = [sum(r[name][a] == r["label"] == r["clean"][a] for r in records) / n for a in range(k)]
     table = {}
     for model in ("g", "h"):
         row = {}
@@ -158,7 +164,7 @@ def summarize(records: list[dict], alphas) -> SweepSummary:
                 gaps = [r[key][1] for r in records if (r[key][0] == r["label"]) == correct]
                 row[f"{cond}_{'correct' if correct else 'incorrect'}"] = sum(gaps) / len(gaps) if gaps else math.nan
                 row[f"{cond}_{'correct' if correct else 'incorrect'}_n"] = len(gaps)
-            row[f"{cond}_accuracy"] = sum(r[key][0] == r["label"] for r in records) / n
+            row[f"{cond}_accuracy"] = sum(r[key][0] == r["label"] == r[f"{model}_clean"][0] for r in records) / n
         table[model] = row
     ci = {name: [rate_ci(v, n) for v in values] for name, values in acc.items()}
     return SweepSummary(alphas=list(alphas), n=n, accuracy=acc, ci95=ci, table1=table)

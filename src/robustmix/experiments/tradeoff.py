@@ -92,6 +92,8 @@ def summarize_tradeoff(records: list[dict], cfg: TradeoffConfig) -> TradeoffSumm
                           curves={})
     for name in cfg.curves():
         clean = [sum(r["curves"][name][k][0] == r["label"] for r in records) / n for k in range(len(cfg.gammas))]
-        adv = [sum(r["curves"][name][k][1] == r["label"] for r in records) / n for k in range(len(cfg.gammas))]
+        # attacked: correct on the attacked input and on the clean one (an attack cannot fix a mistake)
+        adv = [sum(r["curves"][name][k][1] == r["label"] == r["curves"][name][k][0] for r in records) / n
+               for k in range(len(cfg.gammas))]
         out.curves[name] = {"clean": clean, "attacked": adv}
     return out
