@@ -501,3 +501,24 @@ def test_autoattack_square_check_on_the_whole_run():
     flagged = run(2, 1).warnings                                 # 0.3 points
     assert len(flagged) == 1 and "decreased the robust accuracy of AutoAttack standard by 0.30%" in flagged[0]
     assert "from 100.00% to 99.70%" in flagged[0] and "AutoAttack's own checks flagged" in run(2, 1).render()[0].text
+
+
+def test_evaluate_refuses_nan_and_probability_models_instead_of_reporting_zero():
+    """evaluate() on a broken model used to report 0.0% robust accuracy; now one line names the problem."""
+    from robustmix.attacks import evaluate
+    from robustmix.errors import ModelError
+    from robustmix.mixing import MixedClassifier
+
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    nan = torch.nn.Sequential(lin, torch.nn.Dropout(0.0), torch.nn.Identity())
+    with torch.no_grad():
+        nan[0][1].bias.fill_(float("nan"))
+    x, y = torch.rand(6, 12), torch.randint(0, 4, (6,))
+    with pytest.raises(ModelError, match="NaN"):
+        evaluate(nan, x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+    probs = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Softmax(-1))
+    with pytest.raises(ModelError, match="probabilities"):
+        evaluate(probs, x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+    good = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    with pytest.raises(ModelError, match="h \\(rob|'s h"):   # hidden inside a mixture: its h is probed
+        evaluate(MixedClassifier(good, probs, 0.5), x, y, eps=0.1, attacks=["apgd-ce"], steps=2)

@@ -195,3 +195,19 @@ def test_sweep_cli_attacked_columns_never_exceed_clean(tmp_path):
     acc = json.loads((tmp_path / "summary.json").read_text())["accuracy"]
     for key in ("std", "rob", "mix"):
         assert all(a <= c for a, c in zip(acc[key], acc["clean"])), (key, acc)
+
+
+def test_sweep_and_tradeoff_refuse_a_broken_model_before_any_attack(pair, data):
+    from robustmix.errors import ModelError
+
+    g, h = pair
+    x, y = data
+
+    class Probs(torch.nn.Module):
+        def forward(self, xb):
+            return h(xb).softmax(-1)
+
+    with pytest.raises(ModelError, match="model h returns probabilities"):
+        run_sweep(g, Probs(), x, y, SweepConfig(alphas=[0.5], steps=1), progress=False)
+    with pytest.raises(ModelError, match="model h returns probabilities"):
+        run_tradeoff(g, Probs(), x, y, TradeoffConfig(gammas=[1.0], steps=1), progress=False)

@@ -229,3 +229,27 @@ def test_errors(pair):
     with pytest.raises(ConfigError):
         FormulationMixture(g, h, -1.0)
     assert issubclass(ConfigError, rm.RobustMixError) and issubclass(ConfigError, ValueError)
+
+
+def test_mixer_refuses_uint8_and_check_refuses_broken_models_and_255_floats(pair):
+    g, h = pair
+    mixed = rm.MixedClassifier(g, h, 0.5)
+    with pytest.raises(InputError, match=r"x.float\(\) / 255"):
+        mixed(torch.randint(0, 256, (2, 12), dtype=torch.uint8))
+    x = torch.rand(3, 12)
+    assert mixed.check(x) is x
+    with pytest.raises(InputError, match="values in"):
+        mixed.check(x * 255)
+
+    class NaNModel(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x), 4), float("nan"))
+
+    class Probs(torch.nn.Module):
+        def forward(self, x):
+            return torch.softmax(g(x), -1)
+
+    with pytest.raises(ModelError, match="NaN"):
+        rm.MixedClassifier(g, NaNModel(), 0.5).check(x)
+    with pytest.raises(ModelError, match="probabilities"):
+        rm.MixedClassifier(Probs(), h, 0.5).check(x)

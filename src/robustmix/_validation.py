@@ -108,6 +108,12 @@ def check_logits(out, name: str) -> None:
                          "final softmax (or wrap it: torch.log(probs) gives valid logits)")
 
 
+def mixture_parts(model, name: str) -> dict:
+    """A mixer's base models by name (``"<name>'s g"``, ``"<name>'s h"``); empty for any other model."""
+    return {f"{name}'s {part}": getattr(model, attr) for attr, part in (("std_model", "g"), ("rob_model", "h"))
+            if isinstance(getattr(model, attr, None), torch.nn.Module)}
+
+
 def probe_models(models: dict, x: torch.Tensor, *, num_classes: int | None = None, k: int = 4) -> None:
     """Probe each model once on the first ``k`` inputs of a batch and refuse, in one line naming it, a model that
     raises, returns another shape, NaN/inf or probabilities instead of logits.
@@ -117,8 +123,11 @@ def probe_models(models: dict, x: torch.Tensor, *, num_classes: int | None = Non
     callable; ``num_classes`` (when known) is the number of logits each must return.
     """
     xb = x[:k]
+    parts = {}
+    for name, model in models.items():   # a mixer's g and h are probed too: its own output can hide them
+        parts.update({name: model, **mixture_parts(model, name)})
     with torch.no_grad():
-        for name, model in models.items():
+        for name, model in parts.items():
             try:
                 out = model(xb)
             except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input)

@@ -55,8 +55,9 @@ import zlib
 import torch
 from torch import nn
 
-from .._validation import check_eps, check_input, check_p, check_positive_int, model_device
-from ..results import binomial_ci
+from .._validation import (check_eps, check_input, check_logits, check_p, check_positive_int, mixture_parts,
+                           model_device, probe_models)
+from .._binomial import binomial_ci
 from ..errors import AttackError, ConfigError, InputError
 from .._seeding import example_keys
 from .apgd import apgd
@@ -402,6 +403,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         raise InputError(f"the model must return (n, c) scores, got shape {tuple(outs[0].shape)}; "
                          "for an alpha sweep evaluate one alpha at a time")
     out = torch.cat(outs)
+    check_logits(out, "given to evaluate")      # NaN / probabilities: refused, not reported as 0% robust
+    probe_models(mixture_parts(model, "given to evaluate"), x)
     n_classes = out.shape[1]
     if int(y.min()) < 0 or int(y.max()) >= n_classes:
         raise InputError(f"labels must lie in [0, {n_classes}) for this {n_classes}-class model, "

@@ -17,7 +17,7 @@ import torch
 
 from .._seeding import example_seed
 from .._config import option
-from .._validation import alpha_grid, check_alpha, check_eps, check_p, check_positive_int
+from .._validation import alpha_grid, check_alpha, check_eps, check_input, check_p, check_positive_int, probe_models
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
@@ -126,6 +126,8 @@ def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, ind
     ranks other than 0 return None (rank 0 gets the merged summary).
     """
     cfg = cfg or SweepConfig()
+    check_input(x)
+    probe_models({"g": std_model, "h": rob_model}, x)
     records = run_records(records_path, lambda xb, yb, idx: sweep_batch(std_model, rob_model, xb, yb, idx, cfg),
                           x, y, kind="sweep", settings={**cfg.to_dict(), **(settings or {})},
                           models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,

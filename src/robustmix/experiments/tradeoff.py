@@ -14,7 +14,7 @@ import math
 import torch
 
 from .._config import option
-from .._validation import check_eps, check_gamma, check_p, check_positive_int
+from .._validation import check_eps, check_gamma, check_input, check_p, check_positive_int, probe_models
 from ..attacks.pgd import PGD
 from ..mixing import FormulationMixture, Space, Trust
 from ..results import TradeoffSummary
@@ -79,6 +79,8 @@ def tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg: TradeoffConfig) -> li
 def run_tradeoff(std_model, rob_model, x, y, cfg: TradeoffConfig | None = None, *, indices=None, records_path=None,
                  settings: dict | None = None, fresh: bool = False, progress: bool = True) -> TradeoffSummary:
     cfg = cfg or TradeoffConfig()
+    check_input(x)
+    probe_models({"g": std_model, "h": rob_model}, x)
     records = run_records(records_path, lambda xb, yb, idx: tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg),
                           x, y, kind="tradeoff", settings={**cfg.to_dict(), **(settings or {})},
                           models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,

@@ -9,8 +9,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .._validation import check_alpha, check_gamma, check_input, check_p
-from ..errors import ConfigError, ModelError
+from .._validation import check_alpha, check_gamma, check_input, check_p, probe_models
+from ..errors import ConfigError, InputError, ModelError
 from . import functional as MF
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,20 @@ class BasePair(nn.Module):
         return self
 
     def _check(self, x):
+        if not x.is_floating_point():    # the dtype only: no host sync, so forward still compiles as one graph
+            raise InputError(f"x has integer dtype {x.dtype}; the mixer takes float images in [0, 1]: pass x.float() / 255 "
+                             "for 8-bit images")
         return check_input(x) if self.validate_inputs else x
+
+    def check(self, x: torch.Tensor) -> torch.Tensor:
+        """Check a batch once, outside the hot path: ``x`` finite and in [0, 1], g and h finite logits on it.
+
+        ``forward`` checks only the dtype (it stays free of host syncs, so it compiles and takes a smoothing loop's
+        noisy inputs); call this once on real data, as robustmix's entry points do.  Returns ``x``.
+        """
+        check_input(x)
+        probe_models({"g (std_model)": self.std_model, "h (rob_model)": self.rob_model}, x)
+        return x
 
     @staticmethod
     def _check_classes(std_logits: torch.Tensor, rob_logits: torch.Tensor) -> None:
@@ -80,7 +93,10 @@ class MixedClassifier(BasePair):
         per batch, which makes alpha sweeps cheap.
 
     Calling the module returns the mixed log-probabilities (n, c) or (k, n, c);
-    they are valid logits for any attack.  Use :meth:`forward_with_components`
+    they are valid logits for any attack.  ``forward`` refuses integer images but
+    checks no values (no host sync): call :meth:`check` once on real data to refuse
+    inputs outside [0, 1] and NaN or probability outputs of g or h (or pass
+    ``validate_inputs=True`` to check every batch's range).  Use :meth:`forward_with_components`
     to also get g's and h's logits from the same pass.
     """
 
