@@ -71,3 +71,23 @@ def test_broken_summary_is_refused(tmp_path):
         SweepSummary.from_dict(bad)
     with pytest.raises(ConfigError, match="unknown fields"):
         SweepSummary.from_dict({**bad, "schema_version": 1, "extra": 1})
+
+
+def test_shipped_pareto_front_names_the_adaptive_recipe_it_shows():
+    """results/pareto-linf was trained with the first adaptive recipe: its report says so in the row itself."""
+    import dataclasses
+    from pathlib import Path
+
+    from robustmix.results import ParetoSummary
+
+    root = Path(__file__).resolve().parents[1]
+    old = ParetoSummary.load(root / "results" / "pareto-linf" / "summary.json")
+    text = "\n".join(sec.text for sec in old.render())
+    rows = [r for sec in old.render() for t in sec.tables for r in t if r[0].startswith("adaptive")]
+    assert rows and all("(first recipe)" in r[0] for r in rows)
+    assert "features logits, mlp net, training attack composite" in str(rows)
+    assert "first recipe" in text
+    new = dataclasses.replace(old, settings={**old.settings, "adaptive_features": "logits", "mixing_net": "residual",
+                                             "train_attack": "composite+gate"})
+    rows = [r for sec in new.render() for t in sec.tables for r in t if r[0].startswith("adaptive")]
+    assert rows and not any("first recipe" in r[0] for r in rows)

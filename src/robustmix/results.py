@@ -531,6 +531,9 @@ class VerifySummary(Summary):
                 f"{fmt_pct(self.claimed_accuracy)}%, {self.disagreements} example(s) differ)")
 
 
+FIRST_ADAPTIVE_RECIPE = ("logits", "mlp", "composite")   # what pareto runs trained before recording the recipe
+
+
 @dataclasses.dataclass
 class ParetoSummary(Summary):
     """``robustmix pareto``: every mixer's clean / worst-case points, calibration and matched-robustness gains."""
@@ -542,6 +545,14 @@ class ParetoSummary(Summary):
     headline: list        # the same points on the headline images, with diagnostics and per-attack accuracy
     calibration: dict
     matched: list
+
+    def adaptive_recipe(self) -> tuple[str, str, str] | None:
+        """(features, mixing net, training attack) of the adaptive rows; runs that predate the recorded recipe are
+        the first recipe.  None without an adaptive row."""
+        if not any(p["name"] == "adaptive" for p in self.headline):
+            return None
+        return tuple(self.settings.get(k, v) for k, v in zip(("adaptive_features", "mixing_net", "train_attack"),
+                                                             FIRST_ADAPTIVE_RECIPE))
 
     def point(self, name: str) -> dict:
         """The headline point of ``name`` ("g", "h", "linear", "nonlinear" or "adaptive")."""
@@ -561,13 +572,17 @@ class ParetoSummary(Summary):
             extra = ", ".join(f"{k}={pt[k]:.3g}" for k in ("alpha", "scale", "power", "bias")
                               if pt.get(k) is not None)
             aa = pt.get("autoattack")
-            head.append([pt["name"], fmt_ci(pt["clean"], pt["clean_ci95"]), fmt_ci(pt["robust"], pt["robust_ci95"]),
+            recipe = self.adaptive_recipe() if pt["name"] == "adaptive" else None
+            head.append([pt["name"] + (" (first recipe)" if recipe == FIRST_ADAPTIVE_RECIPE else ""),
+                         fmt_ci(pt["clean"], pt["clean_ci95"]), fmt_ci(pt["robust"], pt["robust_ci95"]),
                          fmt_pct(aa["accuracy"]) if aa else "not recorded", str(pt["n"]),
-                         ", ".join(filter(None, [extra, _passes(pt.get("forward_passes"))]))])
+                         ", ".join(filter(None, [extra, _passes(pt.get("forward_passes")),
+                                                 recipe and "features {}, {} net, training attack {}".format(*recipe)]))])
             flags += [f"{pt['name']}: {w}" for w in pt.get("autoattack_flags") or []]
         matched = [["mixer", "curve robust (%)", "clean (%)", "linear clean at same robust (%)", "gain (points)"]]
         for r in self.matched:
-            name = r["name"] + (f" (keep {r['percentile']:g}%)" if r.get("percentile") is not None else "")
+            name = r["name"] + (f" (keep {r['percentile']:g}%)" if r.get("percentile") is not None else "") + (
+                " (first recipe)" if r["name"] == "adaptive" and self.adaptive_recipe() == FIRST_ADAPTIVE_RECIPE else "")
             gain = "n/a" if r["gain"] is None else f"{100 * r['gain']:+.1f}"
             matched.append([name, fmt_pct(r["robust"]), fmt_pct(r["clean"]), fmt_pct(r["linear_clean"]), gain])
         n = self.headline[0]["n"] if self.headline else 0
@@ -579,6 +594,10 @@ class ParetoSummary(Summary):
                 f"worst case over the whole attack ensemble (AutoAttack standard, APGD-CE/DLR end to end, through "
                 f"surrogates and by transfer), per example. Curves and the matched table: {self.curve_attack} on "
                 f"{s.get('n_curve')} test images. Calibration on {s['n_val']} validation images only."
+                + (" The adaptive rows are the first recipe (an MLP on both logits, trained with PGD on the composite "
+                   "only), not the recipe calibrate and pareto train by default (a residual head trained through the "
+                   "gate too): at l_inf 0.1 that recipe lands on the linear front (RESULTS.md, results/evaluate-linf-adaptive)."
+                   if self.adaptive_recipe() == FIRST_ADAPTIVE_RECIPE else "")
                 + (f" AutoAttack's own checks flagged: {'; '.join(flags)}." if flags else ""))
         return [Section("Mixers on one front: linear, nonlinear, adaptive", _with_command(text, self.command),
                         [head, matched], figs)]
