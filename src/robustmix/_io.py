@@ -1,7 +1,8 @@
 """File IO used everywhere: atomic writes, strict JSON, weight digests, an exclusive folder lock.
 
 The one module that writes files on robustmix's behalf.  Writes are atomic
-(temporary file in the same folder, fsync, rename), JSON is strict (NaN and
+(temporary file in the same folder, fsync, rename), and a command's outputs
+appear together or not at all (:func:`all_or_nothing`); JSON is strict (NaN and
 infinities become ``null``) and a model's identity is the SHA-256 of its
 weights, not its path.
 """
@@ -9,10 +10,12 @@ weights, not its path.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,21 +24,74 @@ import torch
 from .errors import ConfigError
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+_STAGE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("robustmix_stage", default=None)
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """Files written inside the block appear at their names together when it ends; if it raises, none does.
+
+    Each file (written by :func:`atomic_write_bytes`, :func:`write_json`, or to a name from :func:`written_as` or
+    :func:`folder_written_as`) goes to a temporary name in its own folder and is renamed when the block ends;
+    a failure removes the temporary files, so a late error leaves nothing half-written.  Nested blocks join the
+    outermost.  For a command's final outputs (summary, settings, report, checkpoints, exports), never around
+    records a resumed run reads back.
+    """
+    if _STAGE.get() is not None:
+        yield
+        return
+    stage = {"files": [], "folders": []}
+    token = _STAGE.set(stage)
+    try:
+        yield
+        for tmp, path in stage["files"]:
+            os.chmod(tmp, 0o644)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+    finally:
+        _STAGE.reset(token)
+        for tmp, _ in stage["files"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        for folder in stage["folders"]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def written_as(path):
+    """A temporary name beside ``path`` (same suffix) to write ``path``'s content to; it becomes ``path`` when this
+    block (or the enclosing :func:`all_or_nothing`) ends, and is removed if either raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with all_or_nothing():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{path.suffix}")
+        os.close(fd)
+        _STAGE.get()["files"].append((tmp, path))
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def folder_written_as(folder):
+    """A temporary folder inside ``folder`` for a writer that names its own files (a report, its figures); when the
+    block (or the enclosing :func:`all_or_nothing`) ends, its files move into ``folder`` under the same relative
+    paths; if either raises, nothing moves and the temporary folder is removed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with all_or_nothing():
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
+        _STAGE.get()["folders"].append(tmp)
+        yield tmp
+        _STAGE.get()["files"] += [(str(f), folder / f.relative_to(tmp)) for f in sorted(tmp.rglob("*")) if f.is_file()]
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one (inside
+    :func:`all_or_nothing`, the new one appears when the block ends)."""
+    with written_as(path) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def plain(obj):
