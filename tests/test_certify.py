@@ -152,7 +152,7 @@ def test_cohen_certify_and_predict_on_linear_classifier():
     w, b, sigma = torch.tensor([1.0, 0.0]), 0.0, 0.5
     base = _Binary(w, b)
     x = torch.tensor([[0.8, 0.0], [0.01, 0.3], [-0.6, 0.0]])
-    smoothed = SmoothedClassifier(base, sigma, batch_size=10_000)
+    smoothed = SmoothedClassifier(base, sigma, batch_size=10_000, input_range=None)   # a toy input on all of R^d
     pred, radius = smoothed.cohen_certify(x, n0=100, n=20_000, delta=0.001)
     exact = (x @ w).abs()
     assert pred.tolist()[0] == 1 and pred.tolist()[2] == 0 and pred.tolist()[1] in (ABSTAIN, 1)

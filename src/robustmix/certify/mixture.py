@@ -13,7 +13,15 @@ at once, with probability >= 1 - delta.  The certified class is c_A (by Lemma 1
 the mixture agrees with it on the whole ball); where ``r_alpha = 0`` the result
 abstains (prediction -1).  g's values enter only through Lemma 1's worst case:
 on the ball they may be anything in [0, 1], so the radius depends on h alone
-(g is evaluated once on x, to check that it has h's classes).
+(g is evaluated once on x, to check that it has h's classes and for
+``clean_prediction``).
+
+``clean_prediction`` is the certified classifier's own output at x, for clean
+accuracy: the certified class c_A where the radius is positive (the mixture
+returns it at x with probability >= 1 - delta), elsewhere the argmax of
+``(1 - alpha) softmax(g(x)) + alpha h(x)`` with h's point estimate over every
+sample drawn (vote frequencies for hard smoothing, mean scores for soft), so
+clean and certified accuracy describe the same classifier.
 
 Which smoothed h is certified (``.smoothing``):
 
@@ -47,22 +55,24 @@ sampling, up to ``num_samples``.  Two rules (``sequential_rule``):
   at every sample size at once (:func:`~robustmix.certify.stats.binomial_cs_lower`
   for hard votes, time-uniform betting for soft scores) at level delta / 2, and
   an input that samples to ``num_samples`` also gets the fixed-n bound there at
-  level delta / 2 (CS_CAP_SHARE); the reported bound is the largest of them.  It
+  level delta / 2; the reported bound is the largest of them.  It
   holds with probability >= 1 - delta whatever the stopping rule did: it exceeds
   p only if the sequence ever exceeds p (probability <= delta / 2) or the
   fixed-n bound at num_samples does (<= delta / 2).  The fixed-n share keeps the
   inputs that need the whole budget (those next to a reported radius) as tight
-  as a fixed-budget run, up to delta / 2 for delta.
-  Looks come after 32 samples and then every 25% more (CS_FIRST_LOOK, CS_GROWTH;
-  any schedule is valid).  The radius an input could still reach is judged from
-  the upper end of a confidence sequence at level CS_FUTILITY = 0.05 (a
-  heuristic; it decides only how long to sample, never the bound).
+  as a fixed-budget run, up to delta / 2 for delta (CS_CAP_SHARE = 0.5).
+  Looks come after CS_FIRST_LOOK = 16 samples and then every 10% more
+  (CS_GROWTH = 1.1; any schedule is valid).  The radius an input could still
+  reach is judged from the upper end of a confidence sequence at level
+  CS_FUTILITY = 0.4 (a heuristic; it decides only how long to sample, never the
+  bound).
 * ``"doubling-looks"``: alpha spending over fixed looks ``n_1 < ... < n_J =
-  num_samples`` (doubling from 200): the bound at look j is a fixed-n bound on the
-  first n_j samples at level ``delta / J``, so by the union bound all J hold
+  num_samples`` (doubling from FIRST_LOOK = 200): the bound at look j is a
+  fixed-n bound on the first n_j samples at level ``delta / J``, so by the
+  union bound all J hold
   together with probability >= 1 - delta and the look the rule stops at does not
-  matter.  The reachable radius is the bound at the last look if p sat one
-  bound-width above its point estimate (FIRST_LOOK, OPTIMISM).
+  matter.  The reachable radius is the bound at the last look if p sat
+  OPTIMISM = 1.0 bound-widths above its point estimate.
 
 Measured out of sample (constants chosen on 300 validation images, reported
 on test images 5000-5499; zoo noise CNN at sigma 0.5, 10,000 samples, delta 0.001,
@@ -92,10 +102,10 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_alpha, check_positive_int
+from .._validation import check_alpha, check_positive_int, probe_models
 from ..errors import ConfigError, InputError, ModelError
 from .radii import smoothing_radius_from_bounds
-from .smoothing import ABSTAIN, check_base_logits, check_batch, smoothing_pass
+from .smoothing import ABSTAIN, UNIT_RANGE, check_base_logits, check_batch, smoothing_pass
 from .stats import bernstein_lower, betting_lower, binomial_cs_lower, binomial_cs_upper, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -139,7 +149,7 @@ class MixtureCertificate(Certificate):
     alphas: torch.Tensor        # (k,)
     top_class: torch.Tensor     # (n,) class picked by the selection samples
     p_lower: torch.Tensor       # (n,) lower bound on h's smoothed score of top_class
-    samples_used: torch.Tensor  # (n,) estimation samples drawn (n0 selection samples not included)
+    samples_used: torch.Tensor  # (n,) estimation samples drawn (the n0 selection samples come on top)
     h_mean: torch.Tensor        # (n, c) mean softmax of h_base over every sample drawn: a point estimate, not a bound
     smoothing: str              # "hard" (votes) or "soft" (mean softmax): the smoothed h certified
     estimator: str
@@ -151,6 +161,7 @@ class MixtureCertificate(Certificate):
     tolerance: float | None = None     # sequential runs: radius an input may leave on the table
     radii: list | None = None          # sequential runs: the reported radii that steer stopping
     sequential_rule: str | None = None  # sequential runs: "confidence-sequence" or "doubling-looks"
+    clean_prediction: torch.Tensor | None = None  # (k, n) the mixture's output at x (module docstring); None without g
 
 
 SEQUENTIAL_RULES = ("confidence-sequence", "doubling-looks")
@@ -319,8 +330,8 @@ def check_sigma_delta(sigma, delta) -> float:
     return sigma
 
 
-def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator):
-    check_batch(x)
+def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator, input_range):
+    check_batch(x, input_range)
     sigma = check_sigma_delta(sigma, delta)
     check_positive_int(n0, name="n0")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < n0:
@@ -379,7 +390,7 @@ def check_sequential(sequential: bool, tolerance: float, radii):
 def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
                     delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
                     batch_size: int = 1000, sequential: bool = False, tolerance: float | None = None,
-                    radii=None, sequential_rule: str | None = None) -> MixtureCertificate:
+                    radii=None, sequential_rule: str | None = None, input_range=UNIT_RANGE) -> MixtureCertificate:
     """Certify the mixture of ``g`` and the Gaussian-smoothed ``h_base`` at every alpha (Theorem 2).
 
     ``g``, ``h_base``: models returning (n, c) logits (``g`` may be None: it does
@@ -392,27 +403,32 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     input while its radius may still cross one of them, and does not pursue radii
     beyond the largest; None: no such radii); ``sequential_rule``: "confidence-sequence"
     (the default: stop after any sample) or "doubling-looks" (the earlier rule, for
-    comparison); ``tolerance=None``: inf with ``radii``, else 0.1.  All certificates hold
-    together with probability >= 1 - delta (per input, over the noise).
+    comparison); ``tolerance=None``: inf with ``radii``, else 0.1; ``input_range``: the
+    (low, high) range of every input (default [0, 1], images; None: inputs on all of
+    R^d).  The models are probed once on the first inputs (NaN, wrong shape,
+    probabilities) before any noise is drawn.  All certificates hold together with
+    probability >= 1 - delta (per input, over the noise).
     """
     est = _parse_estimator(estimator)
     tolerance = default_tolerance(radii) if tolerance is None else tolerance
-    sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est)
+    sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est,
+                                           input_range)
     radii = check_sequential(sequential, tolerance, radii)
     rule = check_rule(sequential_rule, est) if sequential else None
+    probe_models({"h": h_base} if g is None else {"g": g, "h": h_base}, x, num_classes=None)
     n = len(x)
     opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
     prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,
                                             **{**opts, "stream": SELECTION_STREAM})
     c = prob_sel.shape[1]
-    if g is not None:
-        g_logits = g(x)
+    g_logits = None if g is None else g(x)
+    if g_logits is not None:
         check_base_logits(g_logits, n)
         if g_logits.shape[1] != c:
             raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: mix models of the same task")
     top = (votes_sel if est.smoothing == "hard" else prob_sel).argmax(1)
 
-    prob_total = prob_sel.numpy().copy()
+    prob_total, votes_total = prob_sel.numpy().copy(), votes_sel.numpy().copy()
 
     def draw(active, start, stop):
         rows = torch.from_numpy(active)
@@ -420,6 +436,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                                            start=start, stop=stop,
                                            track=top[rows] if est.smoothing == "soft" else None, **opts)
         prob_total[active] += prob.numpy()
+        votes_total[active] += votes.numpy()
         return votes.gather(1, top[rows][:, None])[:, 0].numpy(), None if tracked is None else tracked.numpy()
 
     p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
@@ -427,6 +444,8 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                                        radii=radii, rule=rule)
     radius = top_bound_radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
+    h_point = torch.from_numpy((votes_total if est.smoothing == "hard" else prob_total) / (n0 + used[:, None]))
+    clean = None if g_logits is None else mixture_clean_prediction(g_logits, h_point, prediction, a)
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
              est.smoothing, used.mean())
     return MixtureCertificate(prediction=prediction, radius=radius, alphas=a, top_class=top,
@@ -435,4 +454,14 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                               smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(delta), n0=n0,
                               num_samples=num_samples, sequential=bool(sequential),
                               tolerance=tolerance if sequential else None,
-                              radii=radii if sequential else None, sequential_rule=rule)
+                              radii=radii if sequential else None, sequential_rule=rule, clean_prediction=clean)
+
+
+def mixture_clean_prediction(g_logits: torch.Tensor, h_point: torch.Tensor, prediction: torch.Tensor,
+                             alphas: torch.Tensor) -> torch.Tensor:
+    """The certified mixture's output at x (k, n): the certified class where there is one (``prediction`` >= 0),
+    else the argmax of ``(1 - alpha) softmax(g(x)) + alpha h_point`` (h's point estimate, (n, c))."""
+    g_probs = g_logits.detach().double().softmax(-1).cpu()
+    a = alphas.double()[:, None, None]
+    point = ((1 - a) * g_probs[None] + a * h_point.double()[None]).argmax(-1)
+    return torch.where(prediction >= 0, prediction, point)

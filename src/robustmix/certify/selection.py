@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm as normal
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, probe_models
 from ..errors import ConfigError, InputError, ModelError
 from .mixture import ESTIMATION_STREAM, SELECTION_STREAM, Certificate, check_sigma_delta
-from .smoothing import ABSTAIN, check_base_logits, check_batch, smoothing_pass
+from .smoothing import ABSTAIN, UNIT_RANGE, check_base_logits, check_batch, smoothing_pass
 from .stats import clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -144,23 +144,26 @@ def _check_sampling(sigma, num_samples, n0, delta):
 @torch.no_grad()
 def certify_selection(g, h_base, x: torch.Tensor, *, sigma: float, thresholds, num_samples: int = 10_000,
                       n0: int = 100, delta: float = 0.001, selector="entropy", seed: int = 0, indices=None,
-                      batch_size: int = 1000) -> SelectionCertificate:
+                      batch_size: int = 1000, input_range=UNIT_RANGE) -> SelectionCertificate:
     """Certify ACES composites of ``g`` and the smoothed ``h_base``, one per selector threshold (module docstring).
 
     ``g``, ``h_base``: models returning (n, c) logits; ``x`` (n, ...) on their
     device; ``thresholds``: k selector thresholds; ``selector``: "entropy" or a
     module (values in [0, 1], h answers at or above the threshold); ``indices``:
-    the dataset index of each input (seeds its noise; default 0..n-1).  Returns a
-    :class:`SelectionCertificate`; all its certificates hold together with
-    probability >= 1 - delta.  Checks everything before any sampling.
+    the dataset index of each input (seeds its noise; default 0..n-1); ``input_range``:
+    the (low, high) range of every input (default [0, 1], images; None: inputs on all
+    of R^d).  Returns a :class:`SelectionCertificate`; all its certificates hold
+    together with probability >= 1 - delta.  Checks everything, and probes the
+    models once on the first inputs, before any sampling.
     """
-    check_batch(x)
+    check_batch(x, input_range)
     sigma = _check_sampling(sigma, num_samples, n0, delta)
     check_positive_int(batch_size, name="batch_size")
     n = len(x)
     idx = list(range(n)) if indices is None else [int(i) for i in indices]
     if len(idx) != n:
         raise InputError(f"{len(idx)} indices for {n} inputs: give one dataset index per input")
+    probe_models({"g": g, "h": h_base}, x, num_classes=None)
     g_logits, h_logits = g(x), h_base(x[:2])
     check_base_logits(g_logits, n)
     check_base_logits(h_logits, len(x[:2]))

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm as normal
 
-from .._validation import check_eps, check_positive_int
+from .._validation import check_eps, check_input, check_positive_int
 from .._seeding import example_seed
 from ..errors import ConfigError, InputError, ModelError
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
@@ -38,6 +38,7 @@ from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper
 ABSTAIN = -1
 NOISE_CHUNK = 1000           # samples per seeded noise chunk (fewer where that exceeds 2^22 values)
 NOISE_CHUNK_ELEMENTS = 1 << 22
+UNIT_RANGE = (0.0, 1.0)       # the default input_range: images scaled to [0, 1]
 
 
 def noise_seed(seed: int, index: int, stream: int, chunk: int) -> int:
@@ -84,21 +85,34 @@ def _batches(pieces, batch_size: int):
         yield batch
 
 
-def check_batch(x) -> torch.Tensor:
-    """A finite floating-point batch (n, ...), checked once at the entry point.
+def check_input_range(input_range):
+    """``input_range`` as a (low, high) pair of floats, or None (inputs on all of R^d): ConfigError otherwise."""
+    if input_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not lo < hi:
+        raise ConfigError(f"input_range must be (low, high) with low < high, e.g. (0, 1), or None for inputs on all "
+                          f"of R^d; got {input_range!r}")
+    return lo, hi
 
-    Smoothing is defined on all of R^d (toys and the noise itself leave [0, 1]), but a batch of whole numbers
-    above 1 is 8-bit images that certify nothing (robustmix models take [0, 1]): refused with the fix."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise InputError(f"x must be a floating-point torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}; "
-                         "convert with torch.as_tensor(..., dtype=torch.float32)")
-    if x.ndim < 2:
-        raise InputError(f"x has shape {tuple(x.shape)}, expected a batch (n, ...): add one with x.unsqueeze(0)")
-    if not torch.isfinite(x).all():
-        raise InputError("x contains NaN or inf values; clean the inputs before certifying")
-    if x.numel() and x.max() > 1 and torch.equal(x, x.round()):
-        raise InputError(f"x holds whole numbers up to {float(x.max()):.0f}, like 8-bit images, but robustmix models "
-                         "take inputs in [0, 1] (normalisation lives in the model): pass x / 255")
+
+def check_batch(x, input_range=UNIT_RANGE) -> torch.Tensor:
+    """A finite floating-point batch (n, ...) with values in ``input_range``, checked once at the entry point.
+
+    robustmix models take images in [0, 1] (normalisation lives in the model), so that is the default;
+    ``input_range=None`` accepts inputs on all of R^d (smoothing is defined there: toys, features).  The
+    noise itself leaves the range by design and is never checked."""
+    check_input(x, name="x", min_ndim=2, unit_range=False)
+    input_range = check_input_range(input_range)
+    if input_range is not None and x.numel():
+        low, high = float(x.min()), float(x.max())
+        if low < input_range[0] or high > input_range[1]:
+            raise InputError(f"x has values in [{low:.3g}, {high:.3g}], outside input_range=({input_range[0]:g}, "
+                             f"{input_range[1]:g}); scale x into it (robustmix models take images in [0, 1]: pass "
+                             "x / 255 for 8-bit images), or pass input_range=None for inputs on all of R^d")
     return x
 
 
@@ -193,8 +207,11 @@ class SmoothedClassifier:
     """Monte-Carlo smoothed classifier around a base model (logits out) with noise level ``sigma``."""
 
     def __init__(self, base: torch.nn.Module, sigma: float, *, num_samples: int = 10_000, batch_size: int = 1000,
-                 seed: int = 0):
+                 seed: int = 0, input_range=UNIT_RANGE):
+        """``input_range``: the (low, high) range every input must lie in (default [0, 1], images); None accepts
+        inputs on all of R^d."""
         self.base = base.eval()
+        self.input_range = check_input_range(input_range)
         self.sigma = check_eps(sigma, name="sigma")
         if self.sigma == 0:
             raise ConfigError("sigma must be > 0")
@@ -205,7 +222,7 @@ class SmoothedClassifier:
     def sample(self, x: torch.Tensor, indices=None, num_samples: int | None = None, stream: int = 0,
                progress=None) -> SmoothingEstimate:
         """Estimate h at each input of ``x`` (n, ...). ``indices`` seed the noise (default 0..n-1)."""
-        check_batch(x)
+        check_batch(x, self.input_range)
         n_samp = num_samples or self.num_samples
         indices = list(range(len(x))) if indices is None else [int(i) for i in indices]
         if len(indices) != len(x):
