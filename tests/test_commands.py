@@ -160,13 +160,13 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     saved = torch.load(adv, weights_only=True)
     capsys.readouterr()
 
-    def refused(data, needle, *flags):
+    def refused(data, needle, *flags, code=2):
         bad = tmp_path / "bad.pt"
         if isinstance(data, bytes):
             bad.write_bytes(data)
         else:
             torch.save(data, bad)
-        assert main(["verify", str(bad), *flags, "--out", str(tmp_path / "v2")]) == 2
+        assert main(["verify", str(bad), *flags, "--out", str(tmp_path / "v2")]) == code
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
 
@@ -198,7 +198,7 @@ def test_saved_adversarial_inputs_verify_and_tampering_is_refused(tmp_path, caps
     flipped = saved["robust"].clone()
     flipped[0] = ~flipped[0]
     lie = dict(saved, robust=flipped, accuracy=float(flipped.double().mean()))
-    refused(lie, "verification failed: 1 example(s) differ", "--tolerance", "0")
+    refused(lie, "verification failed: 1 example(s) differ", "--tolerance", "0", code=3)   # outcomes that do not hold
     refused(dict(saved, labels=(saved["labels"] + 1) % 10), "labels differ")
     refused(dict(saved, labels=saved["labels"].float()), "labels are not 4 integers")
     refused(dict(saved, x_adv=saved["x_adv"].tolist()), "not a floating-point tensor")

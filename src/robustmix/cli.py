@@ -22,7 +22,7 @@ from pathlib import Path
 from ._config import default_of, options
 from ._io import write_json
 from .commands import COMMANDS, Context
-from .errors import ConfigError, RobustMixError
+from .errors import ConfigError, RobustMixError, VerificationError
 
 logger = logging.getLogger("robustmix")
 TABLE = {c.NAME: c for c in COMMANDS}
@@ -196,7 +196,8 @@ def finish(result, cfg, ctx: Context) -> None:
 
 
 def main(argv=None) -> int:
-    """The ``robustmix`` console script: the exit status (0 done, 2 bad input, 130 interrupted)."""
+    """The ``robustmix`` console script: the exit status (0 done, 2 bad input, 3 failed verification, 130
+    interrupted)."""
     try:
         code = run_cli(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()   # a buffered pipe fails here, not at interpreter exit
@@ -242,7 +243,7 @@ def run_cli(argv: list[str]) -> int:
         if debug:
             raise
         print(f"robustmix {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, VerificationError) else 2
     except KeyboardInterrupt:
         print(f"robustmix {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -37,3 +37,8 @@ class AttackError(RobustMixError, RuntimeError):
 
 class RunError(RobustMixError, RuntimeError):
     """A long run cannot go on faithfully (an experiment returned the wrong records, shards overlap, ...)."""
+
+
+class VerificationError(RobustMixError, RuntimeError):
+    """A saved evaluation does not hold on its model: the model's predictions differ from the file's outcomes
+    (``robustmix verify`` exits 3; a malformed file or a wrong model is a :class:`ConfigError`, exit 2)."""

@@ -480,13 +480,17 @@ class EvaluateSummary(Summary):
 
 @dataclasses.dataclass
 class VerifySummary(Summary):
-    """``robustmix verify``: a saved evaluation re-checked (threat model, predictions, accuracy)."""
+    """``robustmix verify``: a saved evaluation re-checked (threat model, predictions, accuracy).
+
+    What it proves: on these ``n`` test images (``index_range``) the model's robust accuracy is at most
+    ``accuracy``; ``evaluation`` holds the file's other claims, shown apart, not re-checked.  Summaries written
+    before ``clean_accuracy``, ``clean_ci95``, ``index_range`` and ``contiguous`` existed load with None there."""
 
     KIND: ClassVar[str] = "verify"
     n: int
     accuracy: float               # accuracy of the model on the saved inputs (an upper bound on robust accuracy)
     ci95: list
-    claimed_accuracy: float       # what the evaluation reported
+    claimed_accuracy: float       # the file's accuracy: the mean of its outcomes, each re-checked
     disagreements: int            # examples whose recomputed outcome differs from the saved one
     eps: float
     norm: str
@@ -496,39 +500,76 @@ class VerifySummary(Summary):
     model: dict
     tolerance: float = 0.0        # differences with |margin| <= tolerance are boundary cases (rounding), not refused
     smallest_margin: float | None = None
-    evaluation: dict | None = None   # what the evaluation recorded beside its inputs (AutoAttack alone, flags, cost)
+    evaluation: dict | None = None   # the file's unchecked claims (clean accuracy, AutoAttack alone, flags, cost)
+    clean_accuracy: float | None = None   # the model on the clean test images at the file's indices
+    clean_ci95: list | None = None
+    index_range: list | None = None       # [smallest, largest] test index of the file
+    contiguous: bool | None = None        # whether the file holds every index of that range
+
+    def indices_text(self) -> str:
+        if self.index_range is None:
+            return "not recorded (an older summary)"
+        lo, hi = self.index_range
+        return f"{lo}..{hi}, " + ("contiguous" if self.contiguous else f"not contiguous ({self.n} of {hi - lo + 1})")
 
     def render(self, out_dir=None) -> list[Section]:
-        rows = [["quantity", "value"], ["accuracy on the saved inputs (%) [95% CI]", fmt_ci(self.accuracy, self.ci95)],
-                ["accuracy the evaluation reported (%)", fmt_pct(self.claimed_accuracy)], ["n", str(self.n)],
-                ["examples whose outcome differs" + (f" (all within +-{self.tolerance:g} of the decision boundary)"
-                                                     if self.tolerance > 0 else ""), str(self.disagreements)],
-                [f"largest {_norm_name(self.norm)} perturbation (eps = {self.eps})", f"{self.largest_perturbation:.6g}"]]
+        ball = f"{_norm_name(self.norm)} ball of radius {self.eps}"
+        where = [str(self.n), self.indices_text()]
+        rows = [["quantity", "accuracy (%) [95% CI]", "n", "test indices",
+                 f"largest {_norm_name(self.norm)} perturbation (eps = {self.eps})"],
+                ["robust accuracy, at most (the model on the saved inputs)", fmt_ci(self.accuracy, self.ci95), *where,
+                 f"{self.largest_perturbation:.6g}"]]
+        if self.clean_accuracy is not None:
+            rows.append(["clean accuracy (the model on the same test images)",
+                         fmt_ci(self.clean_accuracy, self.clean_ci95), *where, "0"])
+        checks = [["check", "result"], ["accuracy the file records, the mean of its outcomes (%)",
+                                        fmt_pct(self.claimed_accuracy)],
+                  ["examples whose outcome differs" + (f" (all within +-{self.tolerance:g} of the decision boundary)"
+                                                       if self.tolerance > 0 else ""), str(self.disagreements)]]
         if self.smallest_margin is not None:
-            rows.append(["smallest absolute margin (true class minus best other output) on a saved input",
-                         f"{self.smallest_margin:.3g}"])
-        e = self.evaluation or {}
-        if e.get("clean_accuracy") is not None:
-            rows.append(["clean accuracy the evaluation reported (%)", fmt_pct(e["clean_accuracy"])])
-        if e.get("autoattack"):
-            rows.append(["AutoAttack standard alone, as the evaluation reported (%) [95% CI]",
-                         fmt_ci(e["autoattack"]["accuracy"], e["autoattack"]["ci95"])])
-        if e.get("forward_passes"):
-            rows.append(["forward passes per prediction", str(e["forward_passes"])])
+            checks.append(["smallest absolute margin (true class minus best other output) on a saved input",
+                           f"{self.smallest_margin:.3g}"])
         m = self.model
         what = (f"model `{m['model']}`" if "model" in m else
                 f"the mixture of g = `{m.get('std')}` and h = `{m.get('rob')}` at alpha = {m.get('alpha')}")
-        text = (f"`{self.file}` re-checked against {what} (weights SHA-256 {self.weights_sha256[:16]}...): "
-                f"every input lies in the {_norm_name(self.norm)} ball of radius {self.eps} around its test image and "
-                "in [0, 1]; the accuracy is the model's own predictions on them, n = "
-                f"{self.n}, brackets: 95% Clopper-Pearson interval."
-                + (f" The evaluation recorded AutoAttack's flags: {'; '.join(e['autoattack_flags'])}."
-                   if e.get("autoattack_flags") else ""))
-        return [Section("Verified evaluation", _with_command(text, self.command), [rows])]
+        text = (f"`{self.file}` re-checked against {what} (weights SHA-256 {self.weights_sha256[:16]}...): every "
+                f"saved input lies in the {ball} around its test image and in [0, 1], and the accuracies are the "
+                f"model's own predictions on this machine. What this proves: on these {self.n} test images (indices "
+                f"{self.indices_text()}) the robust accuracy of this model in the {ball} is at most "
+                f"{fmt_pct(self.accuracy)}%, because the model misclassifies each other saved input. It proves nothing "
+                "about other test images, nor how strong the attacks that found the inputs were (a weaker attack "
+                "only gives a larger bound). Brackets: 95% Clopper-Pearson intervals.")
+        sections = [Section("Verified evaluation", _with_command(text, self.command), [rows, checks])]
+        return sections + self.claims_sections()
+
+    def claims_sections(self) -> list[Section]:
+        """The file's claims beside its inputs, apart from what verify checked."""
+        e = self.evaluation or {}
+        rows = [["claim", "as the evaluation reported"]]
+        if e.get("clean_accuracy") is not None:
+            rows.append(["clean accuracy (%)", fmt_pct(e["clean_accuracy"])])
+        if e.get("autoattack"):
+            rows.append(["AutoAttack standard alone (%) [95% CI]",
+                         fmt_ci(e["autoattack"]["accuracy"], e["autoattack"]["ci95"])])
+        if e.get("forward_passes"):
+            rows.append(["forward passes per prediction", str(e["forward_passes"])])
+        if "autoattack_flags" in e:
+            rows.append(["AutoAttack's flags", "; ".join(e["autoattack_flags"]) or "none"])
+        if len(rows) == 1:
+            return []
+        text = ("What the file says beside its inputs. verify re-ran none of it (no attack, no cost count); the "
+                "numbers it checked are in the section above.")
+        if self.clean_accuracy is not None and e.get("clean_accuracy") is not None \
+                and abs(e["clean_accuracy"] - self.clean_accuracy) > 0.5 / self.n:
+            text += (f" The claimed clean accuracy ({fmt_pct(e['clean_accuracy'])}%) is not this model's on these "
+                     f"test images ({fmt_pct(self.clean_accuracy)}%).")
+        return [Section("Unchecked claims of the evaluation", text, [rows])]
 
     def summary_line(self) -> str:
-        return (f"verified accuracy {fmt_ci(self.accuracy, self.ci95)}%  n = {self.n}  (reported "
-                f"{fmt_pct(self.claimed_accuracy)}%, {self.disagreements} example(s) differ)")
+        clean = "" if self.clean_accuracy is None else f"; clean {fmt_ci(self.clean_accuracy, self.clean_ci95)}%"
+        return (f"verified: robust accuracy at most {fmt_ci(self.accuracy, self.ci95)}%  n = {self.n}  (test indices "
+                f"{self.indices_text()}{clean}; largest perturbation {self.largest_perturbation:.3g}, eps = "
+                f"{self.eps}; {self.disagreements} example(s) differ)")
 
 
 FIRST_ADAPTIVE_RECIPE = ("logits", "mlp", "composite")   # what pareto runs trained before recording the recipe

@@ -15,3 +15,7 @@ __all__ += ["MaskingReport", "gradient_masking_check"]
 from .evaluate import WorstCaseResult, attack_members, evaluate  # noqa: E402
 
 __all__ += ["WorstCaseResult", "attack_members", "evaluate"]
+
+from .saved import SavedEvaluation, read_saved, verify  # noqa: E402
+
+__all__ += ["SavedEvaluation", "read_saved", "verify"]

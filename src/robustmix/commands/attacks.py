@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import logging
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +16,8 @@ from ..experiments.sweep import SweepConfig, run_sweep
 from ..experiments.tradeoff import TradeoffConfig, run_tradeoff
 from ..results import Summary
 from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model, load_pair
+
+logger = logging.getLogger(__name__)
 
 
 @command("sweep", "alpha sweep: clean, STD-, ROB- and MIX-attacked accuracy for every alpha (Fig. 2, Table I)",
@@ -106,21 +108,21 @@ def save_adversarial(cfg: EvaluateCommand, model, what: dict, records_path, summ
     """One file that anyone can re-check (``robustmix verify``): inputs, labels, threat model, weights' SHA-256."""
     import torch
 
-    from .._io import atomic_write_bytes, weights_digest
-    from ..experiments.runner import read_records
+    from .._io import weights_digest
+    from ..attacks.saved import SavedEvaluation
     from ..experiments.evaluate_run import collect_adversarial, evaluation_fields
+    from ..experiments.runner import read_records
 
     robust = {r["index"]: bool(r["robust"]) for r in read_records(records_path)[1]}
     idx = [int(i) for i in indices]
-    payload = {"x_adv": collect_adversarial(records_path, idx), "labels": labels.cpu().clone(),
-               "indices": torch.tensor(idx), "robust": torch.tensor([robust[i] for i in idx]),
-               "eps": float(cfg.eps), "norm": str(cfg.norm), "dataset": cfg.dataset, "split": cfg.split,
-               "model": what, "weights_sha256": weights_digest(model), "accuracy": summary.accuracy,
-               "format": "robustmix-adversarial-1", "evaluation": {**evaluation_fields(summary),
-                                                                  "clean_accuracy": summary.clean_accuracy}}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(cfg.save_adversarial_to, buf.getvalue())
+    SavedEvaluation(x_adv=collect_adversarial(records_path, idx), labels=labels.cpu().clone(),
+                    indices=torch.tensor(idx), robust=torch.tensor([robust[i] for i in idx]), eps=float(cfg.eps),
+                    norm=str(cfg.norm), dataset=cfg.dataset, split=cfg.split, model=what,
+                    weights_sha256=weights_digest(model), accuracy=summary.accuracy,
+                    evaluation={**evaluation_fields(summary), "clean_accuracy": summary.clean_accuracy},
+                    file=cfg.save_adversarial_to).save(cfg.save_adversarial_to)
+    logger.info("wrote the %d worst-case inputs to %s; re-check them with 'robustmix verify %s'", len(idx),
+                cfg.save_adversarial_to, cfg.save_adversarial_to)
 
 
 def read_indices(path: str, size: int):

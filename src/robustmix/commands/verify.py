@@ -1,36 +1,41 @@
 """``robustmix verify``: re-check a saved evaluation (``evaluate --save-adversarial``) without trusting robustmix's
-attack code: every input inside the eps-ball and [0, 1], the model's predictions on them, accuracy with interval."""
+attack code.  The file format and the checks live in :mod:`robustmix.attacks.saved`; this command rebuilds the model
+and loads the data."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
-
-import torch
+from typing import ClassVar
 
 from .._config import option, option_of
-from .._io import weights_digest
-from .._validation import check_eps, check_p
+from .._validation import check_alpha, check_eps, check_p
+from ..attacks.saved import SavedEvaluation, model_options, read_saved, verify
 from ..errors import ConfigError
-from ..results import VerifySummary, binomial_ci
+from ..results import VerifySummary
 from .common import Context, Data, Output, command, load_model
 
 logger = logging.getLogger(__name__)
 
-KEYS = {"x_adv", "labels", "indices", "eps", "norm", "dataset", "split", "model", "weights_sha256", "accuracy",
-        "robust"}
-SAFE_MODEL_FORMS = (".safetensors", ".pt2")   # what a file may name without --model: nothing that imports code
+SAFE_MODEL_FORMS = (".safetensors", ".pt2")   # what a file may name on its own: nothing that imports code
 
 
 @command("verify", "re-check a file of adversarial inputs written by 'evaluate --save-adversarial'",
          "robustmix evaluate --alpha 0.7 -n 1000 --save-adversarial adv.pt --out runs/eval\n"
          "robustmix verify adv.pt --out runs/verify      # the model recorded in the file\n"
-         "robustmix verify adv.pt --model mixed.pt2      # another copy of the same weights")
+         "robustmix verify adv.pt --model mixed.pt2      # another copy of the same weights\n"
+         "robustmix verify adv.pt --std mymodels:make_std --rob mymodels:make_rob --alpha 0.7   # your own factories")
 class VerifyCommand(Output):
+    EXCLUSIVE: ClassVar[tuple] = (("model", "std"), ("model", "rob"), ("model", "alpha"))
     file: str = option("adversarial.pt", "the .pt file written by evaluate --save-adversarial", positional=True)
-    model: str | None = option(None, "model to check (any model form); its weights must match the file's SHA-256",
-                               shown="the model recorded in the file")
+    model: str | None = option(None, "model to check (any model form, as evaluate's --model); its weights must match "
+                                     "the file's SHA-256", shown="the model recorded in the file")
+    std: str | None = option(None, "standard model g of the mixture to check (any model form, as evaluate's --std)",
+                             shown="the file's")
+    rob: str | None = option(None, "robust model h of the mixture (as evaluate's --rob)", shown="the file's")
+    alpha: float | None = option(None, "weight of h in the mixture (as evaluate's --alpha)", shown="the file's")
     norm: str | None = option(None, "threat model to hold the file to: inf (l_inf) or 2 (l_2); a file made for "
                               "another norm is refused", shown="the file's own")
     eps: float | None = option(None, "radius to hold the file to; a file made for another radius is refused",
@@ -45,76 +50,42 @@ class VerifyCommand(Output):
         super().check()
         if not (isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < math.inf):
             raise ConfigError(f"--tolerance must be a number >= 0, got {self.tolerance!r}")
+        if self.alpha is not None:
+            check_alpha(self.alpha)
 
     def run(self, ctx: Context) -> VerifySummary:
         from ..data import load_dataset
+
+        saved = read_saved(self.file)
+        self.check_threat_model(saved)
+        model, record = self.rebuild(saved, ctx)
+        x, y = load_dataset(saved.dataset, saved.split, self.data_root)
+        return dataclasses.replace(verify(model, x, y, saved, tolerance=self.tolerance), model=record)
+
+    def rebuild(self, saved: SavedEvaluation, ctx: Context):
+        """(model, its record): --model; else the mixture of --std, --rob and --alpha, the file's where one is not
+        given; else the file's own record.  What the user typed may import code; what only the file names may not."""
         from ..mixing import MixedClassifier
 
-        saved = read_adversarial(self.file)
-        p, eps = self.check_threat_model(saved)
-        x, y = load_dataset(saved["dataset"], saved["split"], self.data_root)
-        spec = saved["model"]
         if self.model:
-            model = load_model(self.model, saved["dataset"], ctx)
-        else:
-            check_named_models(spec, self.file)
-            spec = {k: (find_beside(v, self.file) if k in ("model", "std", "rob") else v) for k, v in spec.items()}
-            model = load_model(spec["model"], saved["dataset"], ctx) if "model" in spec else MixedClassifier(
-                load_model(spec["std"], saved["dataset"], ctx), load_model(spec["rob"], saved["dataset"], ctx),
-                spec["alpha"])
-        if weights_digest(model) != saved["weights_sha256"]:
-            raise ConfigError(f"{self.file} was written for other weights (SHA-256 {saved['weights_sha256'][:12]}..., "
-                              f"this model {weights_digest(model)[:12]}...); verify it with the model it was made for")
-        idx, x_adv, labels, robust = check_contents(saved, self.file, len(x), tuple(x.shape[1:]))
-        if not torch.equal(labels, y[idx]):
-            raise ConfigError(f"{self.file} is not a valid evaluation: its labels differ from {saved['dataset']} "
-                              f"{saved['split']} at its indices")
-        delta = (x_adv.double() - x[idx].double()).flatten(1)
-        size = delta.abs().amax(1) if p == math.inf else delta.norm(p=p, dim=1)
-        bad_ball = int((size > eps * (1 + 1e-5) + 1e-6).sum())
-        bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
-        if bad_ball or bad_box:
-            name = "inf" if p == math.inf else "2"
-            raise ConfigError(f"{self.file} is not a valid evaluation: {bad_ball} input(s) outside the l_{name} ball "
-                              f"of radius {eps}, {bad_box} outside [0, 1]")
-        param = next(iter(model.parameters()), None)
-        device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
-        with torch.no_grad():
-            out = torch.cat([model(b.to(device, dtype)).double().cpu() for b in x_adv.split(256)])
-        correct = out.argmax(1) == labels
-        others = out.scatter(1, labels[:, None], -math.inf).amax(1)
-        margin = out.gather(1, labels[:, None])[:, 0] - others
-        differ = correct != robust
-        boundary = differ & (margin.abs() <= self.tolerance) & (self.tolerance > 0)
-        firm = int((differ & ~boundary).sum())
-        if firm:
-            raise ConfigError(f"verification failed: {firm} example(s) differ from the file's outcomes with the model's "
-                              f"margin beyond +-{self.tolerance:g}; accuracy on its inputs "
-                              f"{100 * float(correct.double().mean()):.1f}% vs reported "
-                              f"{100 * float(saved['accuracy']):.1f}% (n = {len(idx)})")
-        if int(boundary.sum()):
-            logger.warning("%d example(s) differ from the file's outcomes on the decision boundary (|margin| <= %g): "
-                           "rounding, not a different model; the accuracy below is this machine's", int(boundary.sum()),
-                           self.tolerance)
-        return VerifySummary(n=len(idx), accuracy=float(correct.double().mean()),
-                             ci95=list(binomial_ci(int(correct.sum()), len(idx))), claimed_accuracy=saved["accuracy"],
-                             disagreements=int(differ.sum()), eps=saved["eps"],
-                             norm=str(saved["norm"]), largest_perturbation=float(size.max()), file=str(self.file),
-                             weights_sha256=saved["weights_sha256"], model=spec if not self.model else
-                             {"model": self.model}, tolerance=float(self.tolerance),
-                             smallest_margin=float(margin.abs().min()),
-                             evaluation=reported_evaluation(saved.get("evaluation")))
+            return load_model(self.model, saved.dataset, ctx), {"model": self.model}
+        given = {k: v for k, v in (("std", self.std), ("rob", self.rob), ("alpha", self.alpha)) if v is not None}
+        if given and "model" in saved.model and len(given) < 3:
+            raise ConfigError(f"{self.file} was made for one model ({model_options(saved.model)}), not a mixture; "
+                              "give that --model, or all of --std, --rob and --alpha")
+        record = {**({} if len(given) == 3 else saved.model), **given}
+        for key in ("model", "std", "rob"):
+            if key in record and key not in given:
+                record[key] = find_beside(record[key], self.file)
+                check_runs_no_code(record[key], self.file, saved.model)
+        if "model" in record:
+            return load_model(record["model"], saved.dataset, ctx), record
+        g, h = (load_model(record[k], saved.dataset, ctx) for k in ("std", "rob"))
+        return MixedClassifier(g, h, record["alpha"]), record
 
-    def check_threat_model(self, saved: dict) -> tuple[float, float]:
-        """The file's (p, eps), refused before any model is loaded when it is no l_inf / l_2 ball of radius > 0, or
-        not the one asked for with --norm / --eps."""
-        try:
-            p, eps = check_p(saved["norm"]), check_eps(saved["eps"])
-        except ConfigError:
-            p, eps = None, 0.0
-        if p not in (2.0, math.inf) or not eps > 0:
-            raise ConfigError(f"{self.file} is not a valid evaluation: its threat model (norm {saved['norm']!r}, eps "
-                              f"{saved['eps']!r}) is not an l_inf or l_2 ball of finite radius > 0")
+    def check_threat_model(self, saved: SavedEvaluation) -> None:
+        """Refuse a file made for another threat model than --norm / --eps ask for, before any model is loaded."""
+        p, eps = saved.p, saved.eps
         want_p = p if self.norm is None else check_p(self.norm)
         want_eps = eps if self.eps is None else check_eps(self.eps, name="--eps")
         if want_p != p or abs(want_eps - eps) > 1e-9 * max(1.0, want_eps):
@@ -122,52 +93,6 @@ class VerifyCommand(Output):
             raise ConfigError(f"{self.file} was made for the l_{name[p]} ball of radius {eps}, not the "
                               f"l_{name.get(want_p, want_p)} ball of radius {want_eps} asked for; verify it without "
                               "--norm/--eps to check its own threat model, or evaluate again at yours")
-        return p, eps
-
-
-def check_contents(saved: dict, path, size: int, shape: tuple):
-    """(indices, inputs, labels, outcomes) of a saved evaluation, each checked for type, shape and consistency."""
-    idx, x_adv, labels, robust = saved["indices"], saved["x_adv"], saved["labels"], saved["robust"]
-
-    def integral(t):
-        return isinstance(t, torch.Tensor) and not t.dtype.is_floating_point and not t.dtype.is_complex
-
-    if not (integral(idx) and idx.dtype != torch.bool and idx.ndim == 1 and len(idx)):
-        raise ConfigError(f"{path} is not a valid evaluation: its indices are not a non-empty 1-d integer tensor")
-    if len(idx.unique()) != len(idx):
-        raise ConfigError(f"{path} is not a valid evaluation: it lists {len(idx) - len(idx.unique())} example(s) more "
-                          "than once; each test example may count once")
-    if not (integral(robust) and robust.shape == idx.shape):
-        raise ConfigError(f"{path} is not a valid evaluation: its outcomes ('robust') are not {len(idx)} booleans")
-    if not (integral(labels) and labels.dtype != torch.bool and labels.shape == idx.shape):
-        raise ConfigError(f"{path} is not a valid evaluation: its labels are not {len(idx)} integers")
-    if not (isinstance(x_adv, torch.Tensor) and x_adv.dtype.is_floating_point):
-        raise ConfigError(f"{path} is not a valid evaluation: its inputs ('x_adv') are not a floating-point tensor")
-    if idx.min() < 0 or idx.max() >= size or tuple(x_adv.shape) != (len(idx), *shape):
-        raise ConfigError(f"{path} does not fit the data set's split (indices below 0 or above {size - 1}, or inputs "
-                          f"of shape {tuple(x_adv.shape)} where {(len(idx), *shape)} is needed)")
-    if not torch.isfinite(x_adv).all():
-        raise ConfigError(f"{path} is not a valid evaluation: its inputs contain NaN or inf values")
-    claimed = saved["accuracy"]
-    if not isinstance(claimed, (int, float)) or abs(float(claimed) - float(robust.bool().double().mean())) > 1e-9:
-        raise ConfigError(f"{path} is not a valid evaluation: its accuracy {claimed!r} is not the mean of its "
-                          "outcomes")
-    return idx.long(), x_adv, labels.long(), robust.bool()
-
-
-def reported_evaluation(e) -> dict | None:
-    """What the evaluation recorded beside its inputs, kept only where every field has its type (it is shown, not
-    checked: verify recomputes the accuracy itself)."""
-    if not isinstance(e, dict):
-        return None
-    aa = e.get("autoattack")
-    fields = {"clean_accuracy": isinstance(e.get("clean_accuracy"), (int, float)),
-              "forward_passes": isinstance(e.get("forward_passes"), int),
-              "autoattack_flags": isinstance(e.get("autoattack_flags"), list)
-              and all(isinstance(w, str) for w in e["autoattack_flags"]),
-              "autoattack": isinstance(aa, dict) and isinstance(aa.get("accuracy"), (int, float))
-              and isinstance(aa.get("ci95"), (list, tuple)) and len(aa["ci95"]) == 2}
-    return {k: e[k] for k, ok in fields.items() if ok} or None
 
 
 def find_beside(name, path):
@@ -181,29 +106,8 @@ def find_beside(name, path):
     return name
 
 
-def check_named_models(spec, path) -> None:
-    """Without --model, load only what cannot run code: zoo names, .safetensors and .pt2 files."""
-    if not isinstance(spec, dict) or not ({"model"} <= set(spec) or {"std", "rob", "alpha"} <= set(spec)):
-        raise ConfigError(f"{path} is not a robustmix adversarial file (its model record is {spec!r})")
-    for key in ("model", "std", "rob"):
-        name = spec.get(key)
-        if name is not None and ":" in str(name) and not str(name).endswith(SAFE_MODEL_FORMS):
-            raise ConfigError(f"{path} names its model as {name!r}, which would import code or fetch weights; "
-                              f"verify it with --model {name} if you trust that source")
-
-
-def read_adversarial(path: str) -> dict:
-    """The saved evaluation, read without running pickled code (``weights_only``); refused if incomplete."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found; write one with 'robustmix evaluate ... --save-adversarial {path}'") \
-            from None
-    except Exception as exc:  # noqa: BLE001  (a truncated or foreign file fails in many ways inside torch.load)
-        raise ConfigError(f"{path} is not a readable robustmix adversarial file ({type(exc).__name__}); it may be "
-                          "truncated: write it again with evaluate --save-adversarial") from None
-    if not isinstance(data, dict) or not KEYS <= set(data):
-        raise ConfigError(f"{path} is not a robustmix adversarial file (missing "
-                          f"{sorted(KEYS - set(data)) if isinstance(data, dict) else 'everything'})")
-    return data
-
+def check_runs_no_code(name: str, path, record: dict) -> None:
+    """A model only the file names is loaded only when that cannot run code: zoo names, .safetensors, .pt2."""
+    if ":" in str(name) and not str(name).endswith(SAFE_MODEL_FORMS):
+        raise ConfigError(f"{path} names its model as {name!r}, which would import code or fetch weights; verify it "
+                          f"with {model_options(record)} if you trust that source")
