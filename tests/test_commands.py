@@ -235,6 +235,96 @@ def test_verify_finds_a_model_named_relative_to_where_evaluate_ran(tmp_path, mon
     assert "model `" in text and "{" not in text.split("re-checked against")[1].split("\n")[0]
 
 
+def test_verify_shows_only_what_it_checked_and_the_file_claims_apart(tmp_path, capsys):
+    import torch
+
+    adv = tmp_path / "adv.pt"
+    assert main(["evaluate", "-n", "4", "--attacks", "aa-apgd-ce", "--steps", "1", "--no-diagnostics",
+                 "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]) == 0
+    claimed = load_summary(tmp_path / "eval" / "summary.json")
+    saved = torch.load(adv, weights_only=True)
+    # a claimed value outside its own claimed interval: a malformed file, one line, exit 2
+    aa = {"accuracy": 0.95, "ci95": [0.704, 0.760], "n": 4}
+    torch.save(dict(saved, evaluation={**saved["evaluation"], "clean_accuracy": 0.99, "autoattack": aa}), adv)
+    capsys.readouterr()
+    assert main(["verify", str(adv), "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "AutoAttack accuracy 95.0% lies outside its own 95% interval [70.4, 76.0]" in err[0]
+    # edited claims that agree with themselves are shown, apart and unchecked; the clean accuracy is recomputed
+    aa = {"accuracy": 0.95, "ci95": [0.9, 0.99], "n": 4}
+    torch.save(dict(saved, evaluation={**saved["evaluation"], "clean_accuracy": 0.99, "autoattack": aa}), adv)
+    assert main(["verify", str(adv), "--out", str(tmp_path / "v")]) == 0
+    v = load_summary(tmp_path / "v" / "summary.json")
+    assert v.clean_accuracy == claimed.clean_accuracy != 0.99 and v.index_range == [0, 3] and v.contiguous
+    checked, claims = (tmp_path / "v" / "report.md").read_text().split("## Unchecked claims of the evaluation")
+    assert "99.0" not in checked and "95.0" not in checked and fmt_ci(claimed.clean_accuracy, v.clean_ci95) in checked
+    assert f"robust accuracy of this model in the l_inf ball of radius 0.1 is at most {100 * v.accuracy:.1f}%" \
+        in checked and "| 4 | 0..3, contiguous |" in checked
+    assert "| clean accuracy (%) | 99.0 |" in claims and "95.0 [90.0, 99.0]" in claims
+    assert "The claimed clean accuracy (99.0%) differs from this model's" in claims
+    # a hand-picked subset shows: its index range is not contiguous
+    (tmp_path / "picked.txt").write_text("30\n2\n7\n")
+    assert main(["evaluate", "--indices", str(tmp_path / "picked.txt"), "--attacks", "aa-apgd-ce", "--steps", "1",
+                 "--no-diagnostics", "--save-adversarial", str(tmp_path / "picked.pt"), "--out",
+                 str(tmp_path / "eval2")]) == 0
+    assert main(["verify", str(tmp_path / "picked.pt"), "--out", str(tmp_path / "v2")]) == 0
+    assert "2..30, not contiguous (3 of 29)" in capsys.readouterr().out
+    assert "| 3 | 2..30, not contiguous (3 of 29) |" in (tmp_path / "v2" / "report.md").read_text()
+
+
+def test_verify_rebuilds_the_users_own_mixture_and_names_the_options(tmp_path, monkeypatch, capsys):
+    import sys
+
+    (tmp_path / "mymodels.py").write_text("from robustmix.models import load\n\n\ndef make_std():\n"
+                                          "    return load('fmnist-std-cnn')\n\n\ndef make_rob():\n"
+                                          "    return load('fmnist-at-linf-cnn')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    adv, mine = tmp_path / "adv.pt", ["--std", "mymodels:make_std", "--rob", "mymodels:make_rob"]
+    assert main(["evaluate", *mine, "--alpha", "0.7", "-n", "3", "--attacks", "aa-apgd-ce", "--steps", "1",
+                 "--no-diagnostics", "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]) == 0
+    monkeypatch.delitem(sys.modules, "mymodels")
+    options = "--std mymodels:make_std --rob mymodels:make_rob --alpha 0.7"
+    capsys.readouterr()
+    for argv, words in ([[], f"would import code or fetch weights; verify it with {options}"],
+                        [mine[:2], f"verify it with {options}"],                # h would come from the file: refused
+                        [["--model", "fmnist-std-cnn"], f"other weights (SHA-256 "],
+                        [[*mine, "--alpha", "0.5"], f"verify it with the model it was made for, recorded as {options}"]):
+        assert main(["verify", str(adv), *argv, "--out", str(tmp_path / "v")]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+        if not argv:
+            assert "mymodels" not in sys.modules                # the file alone imports no code
+    assert main(["verify", str(adv), *mine, "--alpha", "0.7", "--out", str(tmp_path / "v")]) == 0
+    v = load_summary(tmp_path / "v" / "summary.json")
+    assert v.model == {"std": "mymodels:make_std", "rob": "mymodels:make_rob", "alpha": 0.7} and v.disagreements == 0
+    # a file made for one model is refused a partial mixture, naming the options that work
+    assert main(["evaluate", "--model", "fmnist-std-cnn", "-n", "2", "--attacks", "aa-apgd-ce", "--steps", "1",
+                 "--no-diagnostics", "--save-adversarial", str(tmp_path / "g.pt"), "--out", str(tmp_path / "e2")]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "g.pt"), "--alpha", "0.5", "--out", str(tmp_path / "v2")]) == 2
+    assert "was made for one model (--model fmnist-std-cnn), not a mixture; give that --model, or all of --std, " \
+           "--rob and --alpha" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path / "g.pt"), "--model", "fmnist-std-cnn", "--std", "fmnist-std-cnn",
+                 "--out", str(tmp_path / "v2")]) == 2
+    assert "--model and --std do not go together" in capsys.readouterr().err
+
+
+def test_save_adversarial_is_checked_first_and_says_where_it_wrote(tmp_path, caplog, capsys):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="robustmix")
+    (tmp_path / "afile").write_text("x")
+    assert main(["evaluate", "-n", "2", "--save-adversarial", str(tmp_path / "afile" / "adv.pt"),
+                 "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--save-adversarial" in err[0] and "cannot be written" in err[0]
+    assert not (tmp_path / "eval").exists()                      # refused before any work
+    adv = tmp_path / "sub" / "adv.pt"
+    assert main(["evaluate", "-n", "2", "--attacks", "aa-apgd-ce", "--steps", "1", "--no-diagnostics",
+                 "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]) == 0
+    assert f"wrote the 2 worst-case inputs to {adv}; re-check them with 'robustmix verify {adv}'" in caplog.text
+
+
 def test_the_architecture_docs_new_command_works_as_written(tmp_path, monkeypatch, capsys):
     import dataclasses
     import re
