@@ -211,3 +211,25 @@ def test_sweep_and_tradeoff_refuse_a_broken_model_before_any_attack(pair, data):
         run_sweep(g, Probs(), x, y, SweepConfig(alphas=[0.5], steps=1), progress=False)
     with pytest.raises(ModelError, match="model h returns probabilities"):
         run_tradeoff(g, Probs(), x, y, TradeoffConfig(gammas=[1.0], steps=1), progress=False)
+
+
+def test_demo_in_two_processes_gives_the_same_numbers_as_in_one(tmp_path):
+    """The overlapped demo (a second process for the worst case on h and the certificates) changes no number."""
+    from robustmix.experiments.demo import DemoSettings, run_demo
+
+    tiny = DemoSettings(n_sweep=6, alphas=[0.0, 0.6, 1.0], steps=2, n_tradeoff=4, tradeoff_steps=1,
+                        tradeoff_trusts=["one"], tradeoff_gammas=[0.0, 1.0], n_autoattack=4,
+                        autoattack_attacks=["aa-apgd-ce"], autoattack_steps=2, n_certify=4, certify_samples=100)
+    one = run_demo(tmp_path / "one", tiny, progress=False, overlap=False).to_dict()
+    two = run_demo(tmp_path / "two", tiny, progress=False, overlap=True).to_dict()
+    assert (tmp_path / "two" / "records" / "evaluate-h.jsonl").is_file()
+
+    def leaves(d, path=""):   # every number but run times; floats to 5 significant digits (thread counts differ)
+        if isinstance(d, dict):
+            return [leaf for k, v in sorted(d.items()) if k not in ("timings_s", "seconds")
+                    for leaf in leaves(v, f"{path}/{k}")]
+        if isinstance(d, list):
+            return [leaf for i, v in enumerate(d) for leaf in leaves(v, f"{path}/{i}")]
+        return [(path, f"{d:.5g}" if isinstance(d, float) else d)]
+
+    assert leaves(one) == leaves(two)

@@ -73,6 +73,7 @@ class Summary:
 
     KIND: ClassVar[str] = ""
     command: str = dataclasses.field(default="", kw_only=True)   # the command line that produced it
+    data: dict | None = dataclasses.field(default=None, kw_only=True)   # --data: source, classes, split rule, items
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -80,7 +81,30 @@ class Summary:
             KINDS[cls.KIND] = cls
 
     def to_dict(self) -> dict:
-        return {"kind": self.KIND, "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        out = {"kind": self.KIND, "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        if out.get("data") is None:
+            out.pop("data", None)
+        return out
+
+    def data_sections(self) -> list[Section]:
+        """The report's account of the user's own data (--data): where it came from, its classes, and per split the
+        rule that made it and the examples of each class used; none for the named data sets."""
+        d = self.data
+        if not d:
+            return []
+        k, names, splits = d.get("num_classes", 0), d.get("classes") or [], d.get("splits", {})
+        text = (f"Images from `{d.get('path')}` ({d.get('format')}, shape {'x'.join(map(str, d.get('shape', [])))}, "
+                f"{k} classes" + ("; class k is the k-th folder name in sorted order" if names else "") + "). "
+                + " ".join(f"{s}: {v.get('n')} examples, {v.get('rule')}." for s, v in splits.items())
+                + " summary.json lists every example's file (or row of x) under data.splits.")
+        if k > 100:
+            return [Section("Data", text + (" Classes: " + ", ".join(f"{i} {c}" for i, c in enumerate(names)) + "."
+                                            if names else ""))]
+        rows = [["class"] + (["name"] if names else []) + [f"{s} examples" for s in splits]]
+        rows += [[str(i)] + ([names[i]] if names else []) +
+                 [str((v.get("class_counts") or [])[i]) if i < len(v.get("class_counts") or []) else "0"
+                  for v in splits.values()] for i in range(k)]
+        return [Section("Data", text, [rows])]
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -333,10 +357,9 @@ class CertifySummary(Summary):
                 f"Certified l2 accuracy, {key}, {what}, {sound}, n = {self.n}")[:1]
             text = (f"Mixture of g = `{s.get('std')}` and h = `{s.get('rob')}` ({what}), certified with "
                     f"{key.replace('theorem', 'Theorem ')}; estimator: {certify_estimator(s, key)}"
-                    + (f"; {s.get('num_samples')} noise samples per image" if s.get("sigma") else "")
-                    + (f" (used on average, selection + estimation: {s['samples_per_image']:,.0f} noise samples per "
-                       "image)" if s.get("samples_per_image") is not None else "")
+                    + (f"; {_noise_samples(s)}" if s.get("sigma") else "")
                     + f"; n = {self.n}; brackets: 95% Clopper-Pearson intervals over the images."
+                    + f" Clean: {_clean_of(s, key)}."
                     + (f" Sequential sampling ({_sequential_rule(s)}), steered by --radii: the curve between and "
                        "beyond them is a lower bound." if s.get("sequential") else ""))
             out.append(Section(f"Certified accuracy: {key.replace('theorem', 'Theorem ')} ({sound})",
@@ -345,8 +368,7 @@ class CertifySummary(Summary):
 
     def summary_line(self) -> str:
         key, a, s = next(iter(self.curves)), self.alphas[-1], self.settings
-        used = (f"; noise samples per image (selection + estimation): {s['samples_per_image']:,.0f}"
-                if s.get("samples_per_image") is not None else "")
+        used = (f"; {_noise_samples(s)}" if s.get("sigma") else "")
         return ("certified " + "  ".join(f"@{r:g} {fmt_pct(self.certified_at(key, a, r))}%" for r in self.reported_radii())
                 + f"  ({key}, alpha = {a:.2f}, n = {self.n}{'' if s.get('sound') or s.get('lipschitz') else ', point estimate'}"
                 + f"{', ' + _sequential_rule(s) + ' steered by --radii' if s.get('sequential') else ''}){used}")
@@ -356,6 +378,31 @@ def _sequential_rule(settings: dict) -> str:
     rule = settings.get("sequential_rule", "doubling-looks")      # runs before the option existed used the looks
     return ("a confidence sequence, valid after any sample" if rule == "confidence-sequence" else
             "alpha spending over doubling looks")
+
+
+def _noise_samples(s: dict) -> str:
+    """The noise samples per image a smoothed certify run drew: with --sound, n0 selection + the estimation ones."""
+    total, est = s.get("samples_per_image"), s.get("num_samples")
+    if not s.get("sound"):
+        return f"{est:,} noise samples per image (one Monte-Carlo pass)"
+    parts = f"{s.get('n0')} selection + {'up to ' if s.get('sequential') else ''}{est:,} estimation samples"
+    if total is None:
+        return f"noise samples per image: {parts}"
+    return f"{total:,.0f} noise samples per image{' on average' if s.get('sequential') else ''} ({parts})"
+
+
+def _clean_of(s: dict, curve: str) -> str:
+    """Which classifier a certify summary's clean accuracy is about."""
+    if curve == "theorem1" and s.get("lipschitz"):
+        return "the mixture's prediction at the clean input"
+    if not s.get("sound"):
+        return "the mixture with h's Monte-Carlo estimate at the clean input, the classifier the radii are computed for"
+    if s.get("clean_of") == "certified":
+        return ("the certified classifier's output at the clean input (its certified class where it certifies, "
+                "elsewhere the mixture with h's vote frequencies)")
+    return ("the mixture with h's mean softmax at the clean input, a point estimate of another classifier than the "
+            "hard-vote mixture certified (records written before the certified classifier's clean prediction was "
+            "kept; rerun with --fresh for it)")
 
 
 def _passes(k) -> str:
@@ -648,6 +695,18 @@ def _curve(c: dict, k: int = 0) -> dict:
     return {"grid": c["grid"], "certified": c["certified"][k], "clean": c["clean"][k]}
 
 
+def _fig3_clean_of(tight: str | None) -> str:
+    """Which classifier each Fig. 3 row's clean column is about."""
+    text = (" Clean column: each row's own classifier at the clean input; the Monte-Carlo and simultaneous-bound rows "
+            "certify the mixture with h's mean softmax and show its clean accuracy")
+    if tight == "certified":
+        return text + ("; the tight rows certify the mixture with h's hard votes and show that classifier's (its "
+                       "certified class where it certifies, elsewhere h's vote frequencies).")
+    return text + ("; the tight rows certify the mixture with h's hard votes, but these records predate its clean "
+                   "prediction, so their clean column is the mean-softmax mixture's as well (rerun with --fresh for "
+                   "the certified classifier's).")
+
+
 @dataclasses.dataclass
 class Fig3Summary(Summary):
     """``robustmix fig3``: the paper's Fig. 3 (a smoothed h mixed at matched clean accuracy against a
@@ -705,6 +764,7 @@ class Fig3Summary(Summary):
                 + ("; brackets: 95% Clopper-Pearson intervals over the images. " if n else ". ")
                 + "Rows marked 'point estimate' use the Monte-Carlo mean as if it were exact (the paper's curves) "
                 "and are not certificates; 'sound' rows hold with probability 1 - delta."
+                + (_fig3_clean_of(rs["thm2_tight"]["mixture"].get("clean_of")) if "thm2_tight" in rs else "")
                 + (f" Lipschitz network: per-class probability Lipschitz bound "
                    f"{c['lipschitz']['lipschitz_per_class']:.3f}." if "lipschitz" in c else ""))
         return [Section("Fig. 3: certified accuracy (l2 radius)", _with_command(text, self.command), [rows], figs)]
@@ -784,7 +844,8 @@ class DemoSummary(Summary):
         return [["quantity", "value"],
                 ["chosen alpha (smallest keeping 80% of h's MIX-PGD accuracy)", f"{hl['alpha']:.2f}"],
                 [f"clean accuracy g / h / mixture, n = {hl.get('n_pgd')}",
-                 f"{fmt_pct(hl['clean_g'])} / {fmt_pct(hl['clean_h'])} / {fmt_pct(hl['clean_mix'])} %"],
+                 " / ".join(fmt_ci(hl[k], rate_ci(hl[k], hl["n_pgd"]) if hl.get("n_pgd") else None)
+                            for k in ("clean_g", "clean_h", "clean_mix")) + " %"],
                 [f"PGD (MIX attack) accuracy h / mixture, n = {hl.get('n_pgd')}",
                  f"{fmt_ci(hl['pgd_h'], hl.get('pgd_h_ci95'))} / {fmt_ci(hl['pgd_mix'], hl.get('pgd_mix_ci95'))} %"],
                 [f"worst-case accuracy (evaluator members) h / mixture, n = {hl.get('n_aa')}",
@@ -812,6 +873,20 @@ class DemoSummary(Summary):
                                [[["step", "seconds"]] + [[k, f"{v}"] for k, v in self.timings_s.items()]]))
         return out
 
+
+
+def _merge_rows(rows: list, vary: int) -> list:
+    """Consecutive table rows equal in every column but ``vary`` as one row whose ``vary`` cell reads 'a to b (k)'."""
+    out, run = [], []
+    for row in rows + [None]:
+        if run and row is not None and row[:vary] + row[vary + 1:] == run[0][:vary] + run[0][vary + 1:]:
+            run.append(row)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else
+                       run[0][:vary] + [f"{run[0][vary]} to {run[-1][vary]} ({len(run)})"] + run[0][vary + 1:])
+        run = [row]
+    return out
 
 
 @dataclasses.dataclass
@@ -848,6 +923,7 @@ class CertifyFrontSummary(Summary):
             table.append([self.LABELS.get(p["family"], p["family"]), "-" if p["sigma"] is None else f"{p['sigma']:g}",
                           f"{p['param']:g}", fmt_ci(p["clean"], p["clean_ci95"])] +
                          [fmt_ci(p["certified"][str(r)], p["certified_ci95"][str(r)]) for r in self.radii])
+        table = table[:1] + _merge_rows(table[1:], 2)
         families = list(self.LABELS)
         verdicts = []
         for r in self.radii:
@@ -860,7 +936,7 @@ class CertifyFrontSummary(Summary):
                                  f"{fmt_ci(b['certified'], b['ci95'])} ({'' if b['sigma'] is None else 'σ ' + format(b['sigma'], 'g') + ', '}"
                                  f"{b['param']:g})")
                 rows.append([fmt_pct(row["clean_at_least"])] + cells)
-            verdicts.append(rows)
+            verdicts.append(rows[:1] + _merge_rows(rows[1:], 0))
         figs = [] if out_dir is None else plot_front(
             self.points, self.radii, self.LABELS, _figure_dir(out_dir) / "certified_front",
             f"Certified front, n = {self.n} test images, every point sound at delta = {self.settings.get('delta')} "
@@ -874,6 +950,8 @@ class CertifyFrontSummary(Summary):
                 "at the clean input (Monte-Carlo vote frequencies for smoothed models). Certified accuracy at r: "
                 "certified radius >= r and the certified class correct. The second table reads the front at fixed "
                 "clean accuracy: each construction's best certified accuracy among its classifiers whose clean "
-                "accuracy reaches the level (sigma, alpha or threshold in brackets).")
+                "accuracy reaches the level (sigma, alpha or threshold in brackets). Consecutive rows equal in "
+                "every value shown are merged into one: 'a to b (k)' gives the range of the alpha, threshold or "
+                "level that varies and the number of rows.")
         return [Section("Certified front: the mixture against ACES selection and smaller sigma",
                         _with_command(text, self.command), [table, *verdicts], figs)]
