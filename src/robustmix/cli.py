@@ -207,6 +207,19 @@ def main(argv=None) -> int:
         return 141
 
 
+class BarSafeHandler(logging.StreamHandler):
+    """The console log handler: each line goes out through tqdm.write, which clears the progress bars on the
+    console, prints the line and redraws them, so log lines never break a bar."""
+
+    def emit(self, record):
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001  (logging's rule: a failing handler reports, it does not raise)
+            self.handleError(record)
+
+
 def run_cli(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
@@ -222,7 +235,7 @@ def run_cli(argv: list[str]) -> int:
         print(f"robustmix: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s", handlers=[BarSafeHandler()])
     for noisy in ("auto-attack", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.argv = argv

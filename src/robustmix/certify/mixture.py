@@ -445,7 +445,8 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
     radius = top_bound_radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
     h_point = torch.from_numpy((votes_total if est.smoothing == "hard" else prob_total) / (n0 + used[:, None]))
-    clean = None if g_logits is None else mixture_clean_prediction(g_logits, h_point, prediction, a)
+    clean = None if g_logits is None else mixture_clean_prediction(g_logits.double().softmax(-1).cpu(), h_point,
+                                                                   prediction, a)
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
              est.smoothing, used.mean())
     return MixtureCertificate(prediction=prediction, radius=radius, alphas=a, top_class=top,
@@ -457,11 +458,10 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                               radii=radii if sequential else None, sequential_rule=rule, clean_prediction=clean)
 
 
-def mixture_clean_prediction(g_logits: torch.Tensor, h_point: torch.Tensor, prediction: torch.Tensor,
-                             alphas: torch.Tensor) -> torch.Tensor:
+def mixture_clean_prediction(g_probs: torch.Tensor, h_point: torch.Tensor, prediction: torch.Tensor,
+                             alphas) -> torch.Tensor:
     """The certified mixture's output at x (k, n): the certified class where there is one (``prediction`` >= 0),
-    else the argmax of ``(1 - alpha) softmax(g(x)) + alpha h_point`` (h's point estimate, (n, c))."""
-    g_probs = g_logits.detach().double().softmax(-1).cpu()
-    a = alphas.double()[:, None, None]
+    else the argmax of ``(1 - alpha) g_probs + alpha h_point`` (g's softmax and h's point estimate, (n, c))."""
+    a = torch.as_tensor(alphas, dtype=torch.float64)[:, None, None]
     point = ((1 - a) * g_probs[None] + a * h_point.double()[None]).argmax(-1)
     return torch.where(prediction >= 0, prediction, point)

@@ -38,7 +38,11 @@ class CertifyCommand(Certified):
     sound: bool = option(False, "sound certificates that hold with probability 1 - delta: selection samples, one "
                                 "Clopper-Pearson bound on the selected class (Cohen et al.'s CERTIFY at alpha = 1), "
                                 "Theorem 2 for the mixture; abstains when unsure (without it: point estimates)")
-    n0: int = option(CertifyConfig.n0, "with --sound: selection samples per image (the rest estimate the bound)")
+    num_samples: int = option(CertifyConfig.num_samples, "noise samples per image; with --sound, the estimation "
+                              "samples, drawn after the --n0 selection samples (n0 + samples in all)",
+                              flags=("--samples",))
+    n0: int = option(CertifyConfig.n0, "with --sound: selection samples per image, which pick the class; drawn on top "
+                                       "of --samples")
     sequential: bool = option(False, "with --sound: sample in rounds and stop each input once its certificate is "
                                      "settled (a confidence sequence keeps 1 - delta under any stopping)")
     sequential_rule: str = option(CertifyConfig.sequential_rule, "with --sequential: 'confidence-sequence' (stop "
@@ -93,8 +97,11 @@ class CertifyCommand(Certified):
             curves = {f"theorem{t}": certified_curve(records, self.alphas, grid, theorem=t, sigma=self.sigma)
                       for t in (1, 2)}
         settings = {**dataclasses.asdict(self), "estimator": cfg.estimator}
-        if cfg.sound_only:
+        if cfg.sound_only:   # every noise sample an image drew: n0 selection + the estimation samples used
             settings["samples_per_image"] = sum(r["sound"]["samples"] for r in records) / len(records)
+            settings["clean_of"] = per_alpha[0]["clean_of"]
+        elif self.sigma:
+            settings["samples_per_image"] = cfg.num_samples
         return CertifySummary(n=len(records), alphas=list(self.alphas), grid=grid,
                               curves={k: {"clean": c["clean"], "certified": c["certified"]} for k, c in curves.items()},
                               settings=settings)

@@ -11,6 +11,16 @@ Two kinds of robust base model h:
 
 g's probabilities are stored too, so the mixture's clean prediction at any
 alpha is known without another pass.
+
+Clean and certified accuracy describe one classifier.  The point-estimate and
+union-bound curves certify the mixture with h's stored point estimate (mean
+softmax scores, or vote frequencies with ``estimator="hard"``) and take the clean
+prediction from the same mixture.  The tight sound certificate
+(:func:`~robustmix.certify.certify_mixture`, hard votes) certifies the mixture
+with the vote-smoothed h; its records keep that classifier's own clean
+prediction per alpha (``sound["clean"]``: the certified class where it
+certifies, else the hard-vote mixture's point estimate), and
+:func:`sound_curve` reports clean accuracy from it.
 """
 
 from __future__ import annotations
@@ -111,12 +121,13 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
         recs = [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]),
                  "h_lower": _probs_list(lower[j]), "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
     if cfg.sound_alphas:
-        cert = certify_mixture(None, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
+        cert = certify_mixture(std_model, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
                                num_samples=cfg.num_samples, n0=cfg.n0, delta=cfg.delta, seed=cfg.seed, indices=idx,
                                batch_size=cfg.batch_size, sequential=cfg.sequential, tolerance=cfg.tolerance,
                                radii=cfg.radii, sequential_rule=cfg.sequential_rule if cfg.sequential else None)
         for j, r in enumerate(recs):
             r["sound"] = {"radius": cert.radius[:, j].tolist(), "prediction": cert.prediction[:, j].tolist(),
+                          "clean": cert.clean_prediction[:, j].tolist(),   # the certified classifier at x
                           "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.n0}
             if cfg.sound_only:   # the mixture's clean prediction uses h's mean over the certificate's own samples
                 r["h_probs"] = _probs_list(cert.h_mean[j])
@@ -135,7 +146,10 @@ def sound_curve(records: list[dict], sound_alphas, alpha: float, grid) -> dict:
 
     The certificates come from :func:`robustmix.certify.certify_mixture` (Cohen-style selection samples, one
     Clopper-Pearson bound with all of delta, Theorem 2); an abstention counts as not certified.  Returns the
-    same fields as :func:`certified_curve` for one alpha.
+    same fields as :func:`certified_curve` for one alpha, and ``clean_of``: "certified" when the clean accuracy
+    is the certified classifier's (the hard-vote mixture, from ``sound["clean"]``), "mean-softmax" for records
+    written before they kept it (the clean accuracy is then that of the mixture with h's mean softmax, another
+    classifier; rerun with --fresh for the certified one's).
     """
     if not records or "sound" not in records[0]:
         raise ConfigError("these records hold no tight sound certificates; rerun certify with --sound")
@@ -144,11 +158,15 @@ def sound_curve(records: list[dict], sound_alphas, alpha: float, grid) -> dict:
     radius = torch.tensor([r["sound"]["radius"][k] for r in records], dtype=torch.float64)
     pred = torch.tensor([r["sound"]["prediction"][k] for r in records])
     curve = certified_accuracy(radius[None], (pred == labels)[None], grid)
-    g, h = _stack(records, "g_probs"), _stack(records, "h_probs")
     a = float(sound_alphas[k])
-    clean = ((((1 - a) * g + a * h).argmax(-1)) == labels).double().mean()
+    if all("clean" in r["sound"] for r in records):
+        clean_of, clean_pred = "certified", torch.tensor([r["sound"]["clean"][k] for r in records])
+    else:
+        g, h = _stack(records, "g_probs"), _stack(records, "h_probs")
+        clean_of, clean_pred = "mean-softmax", ((1 - a) * g + a * h).argmax(-1)
+    clean = (clean_pred == labels).double().mean()
     return {"alphas": [a], "grid": [float(v) for v in grid], "certified": curve.tolist(), "clean": [float(clean)],
-            "estimator": records[0]["sound"]["estimator"]}
+            "estimator": records[0]["sound"]["estimator"], "clean_of": clean_of}
 
 
 def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None, records_path=None,

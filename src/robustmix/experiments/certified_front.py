@@ -16,7 +16,9 @@ Per sigma, one sampling pass per image serves all three smoothed constructions: 
 selection votes, the estimation votes and the entropy selector's hits at every threshold
 (the same noise), and g's probabilities, are stored per example (resumable records); the
 certificates are computed from those counts.  Clean accuracy is each classifier's output at
-x (Monte-Carlo vote frequencies for the smoothed h, the selector's point decision for ACES);
+x (Monte-Carlo vote frequencies for the smoothed h, the selector's point decision for ACES;
+the mixture answers its certified class where it certifies, as certify_mixture's
+``clean_prediction``);
 certified accuracy at r counts certified radius >= r with the certified class correct.
 """
 
@@ -30,8 +32,9 @@ import torch
 
 from .._binomial import binomial_ci
 from .._validation import check_alpha, check_positive_int
-from ..certify.mixture import top_bound_radius
+from ..certify.mixture import mixture_clean_prediction, top_bound_radius
 from ..certify.selection import check_selector, selection_counts, selection_from_counts
+from ..certify.smoothing import ABSTAIN
 from ..certify.stats import clopper_pearson_lower
 from ..errors import ConfigError
 from .runner import run_records
@@ -132,10 +135,12 @@ def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list
     alphas = torch.tensor(cfg.alphas, dtype=torch.float64)
     radius = top_bound_radius(p_lower, top, c, sigma, alphas)                     # (k, n), Theorem 2 (alpha 1: Cohen)
     h_freq = (votes + sel) / (cfg.num_samples + cfg.n0)
+    certified = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(top[None], ABSTAIN))
+    clean_pred = mixture_clean_prediction(g_probs, h_freq, certified, alphas)   # as certify_mixture's clean_prediction
     cp = f"Clopper-Pearson, delta {cfg.delta:g}, {cfg.num_samples:,} samples"
     points = []
     for k, a in enumerate(cfg.alphas):
-        clean = ((1 - a) * g_probs + a * h_freq).argmax(1) == y
+        clean = clean_pred[k] == y
         pt = _point("mixture", sigma, a, clean, radius[k], top == y, cfg.radii, cp)
         points.append(pt)
         if a == 1.0:

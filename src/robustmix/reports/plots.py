@@ -68,15 +68,21 @@ def plot_tradeoff(summary, path, title: str = "") -> list[Path]:
 
 
 def plot_certified(curves: dict, path, title: str = "") -> list[Path]:
-    """Fig. 3: certified accuracy versus l2 radius; ``curves`` maps labels to {grid, certified, clean}."""
+    """Fig. 3: certified accuracy versus l2 radius; ``curves`` maps labels to {grid, certified, clean}.
+
+    A curve at 0 everywhere (e.g. alpha <= 1/2, where Theorem 2 certifies nothing) is drawn with markers just
+    above the x-axis, and its label says so."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, c in curves.items():
         grid = c["grid"]
-        line, = ax.plot(grid, [100 * v for v in c["certified"]], label=label, ls=c.get("ls", "-"))
-        ax.plot([0], [100 * c["clean"]], marker="o", mfc="none", color=line.get_color())
+        zero = not any(c["certified"])
+        line, = ax.plot(grid, [100 * v for v in c["certified"]], ls=c.get("ls", "-"), clip_on=False,
+                        label=label + (" (0 at every radius)" if zero else ""), marker="x" if zero else None,
+                        ms=4, markevery=max(1, len(grid) // 10), zorder=3 if zero else 2)
+        ax.plot([0], [100 * c["clean"]], marker="o", mfc="none", color=line.get_color(), clip_on=False)
     ax.set_xlabel(r"$\ell_2$ radius")
     ax.set_ylabel("Certified accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-2, 101)   # a curve at 0 (or 100) stays visible, off the axis line
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title or "Certified accuracy (open circles: clean accuracy)")
