@@ -1,7 +1,7 @@
-"""Layering: no import cycles, no upward import, no borrowed private names (DESIGN.md, "The shell around the core").
+"""Layering: no import cycles, no upward import, no borrowed private names (docs/architecture.md).
 
-Layers, top to bottom: the CLI driver / orchestrations / experiments (one module per command) / fitting
-algorithms that produce models / mixing, attacks, certify, models, data / results and the small shared leaves.
+Layers, top to bottom: the CLI driver / orchestrations / experiments (one module per command) / fitting and
+training (what produces models) / mixing, attacks, certify, models, data / results and the small shared leaves.
 A module may import its own layer or a lower one, never a higher one.
 """
 

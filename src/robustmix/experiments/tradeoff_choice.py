@@ -6,7 +6,7 @@ from __future__ import annotations
 def best_tradeoff_alpha(summary, keep: float = 0.8, attack: str = "mix") -> float:
     """The smallest alpha (most clean accuracy) whose ``attack`` accuracy keeps ``keep`` of h's (alpha = 1).
 
-    ``summary`` is a :class:`~robustmix.experiments.results.SweepSummary`.
+    ``summary`` is a :class:`~robustmix.results.SweepSummary`.
     """
     alphas = summary.alphas
     adv = summary.accuracy[attack]
