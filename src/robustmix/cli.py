@@ -35,7 +35,8 @@ GLOBAL = [  # (flags, argparse keywords): accepted before or after the command
     (("-v", "--verbose"), {"action": "store_true", "help": "debug logging"}),
 ]
 GLOBAL_DESTS = ("device", "threads", "debug", "verbose")
-ORDER = {"std": 0, "rob": 0, "model": 0, "dataset": 1, "data_root": 1, "split": 1, "n": 1, "out": 3, "fresh": 3}
+ORDER = {"std": 0, "rob": 0, "model": 0, "dataset": 1, "data": 1, "data_root": 1, "split": 1, "n": 1, "out": 3,
+         "fresh": 3}
 
 
 class UsageError(Exception):
@@ -165,8 +166,8 @@ def make_config(args: argparse.Namespace):
     return cls(**given), ctx
 
 
-DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset", "split",
-            "n", "indices", "norm", "eps", "sigma")
+DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset", "data",
+            "split", "n", "indices", "norm", "eps", "sigma")
 NONLINEAR_ONLY = {"scale", "power", "bias", "top_k", "std_map"}
 
 
@@ -188,6 +189,7 @@ def finish(result, cfg, ctx: Context) -> None:
     from .reports import terminal_summary, write_report
 
     result.command = ctx.command_line
+    result.data = getattr(cfg, "data_used", None) or result.data
     result.save(cfg.out_path / "summary.json")
     write_json(cfg.out_path / "settings.json", {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fresh"})
     paths = write_report(result, cfg.out_path)

@@ -15,7 +15,7 @@ from ..experiments.runner import is_main_process
 from ..experiments.sweep import SweepConfig, run_sweep
 from ..experiments.tradeoff import TradeoffConfig, run_tradeoff
 from ..results import Summary
-from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model, load_pair
+from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model, load_pair, split_size
 
 logger = logging.getLogger(__name__)
 
@@ -78,26 +78,28 @@ class EvaluateCommand(Output, Models, Data, EvaluateConfig):
         if self.save_adversarial_to:
             from .mixers import check_export_path
 
+            if self.data:
+                raise ConfigError("--save-adversarial takes a named --dataset ('robustmix verify' re-reads its test "
+                                  "images); evaluate --data without it")
             check_export_path(self.save_adversarial_to, "--save-adversarial")
 
     def run(self, ctx: Context) -> Summary:
-        from ..data import load_dataset
         from ..mixing import MixedClassifier
 
         if self.indices:
-            x_all, y_all = load_dataset(self.dataset, self.split, self.data_root)
-            idx = read_indices(self.indices, len(x_all))
-            x, y = x_all[idx], y_all[idx]
+            idx = read_indices(self.indices, split_size(self))
+            x, y = load_data(self, idx)
         else:
             (x, y), idx = load_data(self), None
         if self.model:
-            model, what = load_model(self.model, self.dataset, ctx, x), {"model": self.model}
+            model, what = load_model(self.model, self, ctx, x), {"model": self.model}
         else:
             g, h = load_pair(self, ctx, x)
             model, what = MixedClassifier(g, h, self.alpha), {**self.data_settings(), "alpha": self.alpha}
         records = self.out_path / "records.jsonl"
         summary = run_evaluate(model, x, y, subset(self, EvaluateConfig), indices=idx, records_path=records,
-                               settings={**what, "dataset": self.dataset, "split": self.split}, fresh=self.fresh,
+                               settings={**what, "dataset": self.dataset, "split": self.split, **self.data_id()},
+                               fresh=self.fresh,
                                progress=ctx.progress)
         if summary is not None and self.save_adversarial_to:
             save_adversarial(self, model, what, records, summary, idx if idx is not None else range(len(x)), y)

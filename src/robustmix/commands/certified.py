@@ -128,14 +128,15 @@ class Fig3Command(Certified):
 
     def run(self, ctx: Context) -> Summary:
         x, y, g, h = self.load(ctx)
-        base = load_model(self.baseline, self.dataset, ctx, x)
-        lip = load_model(self.lipschitz_model, self.dataset, ctx, x) if self.lipschitz_model else None
+        base = load_model(self.baseline, self, ctx, x)
+        lip = load_model(self.lipschitz_model, self, ctx, x) if self.lipschitz_model else None
         result = run_fig3(g, h, self.sigma, base, self.baseline_sigma, lip, x, y, samples=self.num_samples,
                           delta=self.delta, seed=self.seed, records_dir=self.out_path, fresh=self.fresh,
                           share_samples=self.share_samples,
                           progress=ctx.progress,
                           settings={"std": self.std, "smooth": self.rob, "baseline": self.baseline,
-                                    "lip": self.lipschitz_model, "dataset": self.dataset, "split": self.split})
+                                    "lip": self.lipschitz_model, "dataset": self.dataset, "split": self.split,
+                                    **self.data_id()})
         return Fig3Summary(settings={"smooth_sigma": self.sigma, "baseline_sigma": self.baseline_sigma,
                                      "certify_samples": self.num_samples, "certify_delta": self.delta,
                                      **dataclasses.asdict(self)},
@@ -196,9 +197,9 @@ class CertifyFrontCommand(Output, Data):
 
         cfg = self.experiment()
         x, y = load_data(self)
-        g = load_model(self.std, self.dataset, ctx, x)
-        smoothed = [(s, load_model(m, self.dataset, ctx, x)) for s, m in zip(self.sigmas, self.noise_models)]
-        lip = None if self.lipschitz_model == "none" else load_model(self.lipschitz_model, self.dataset, ctx, x)
+        g = load_model(self.std, self, ctx, x)
+        smoothed = [(s, load_model(m, self, ctx, x)) for s, m in zip(self.sigmas, self.noise_models)]
+        lip = None if self.lipschitz_model == "none" else load_model(self.lipschitz_model, self, ctx, x)
         result = run_front(g, smoothed, lip, x, y, cfg, records_dir=self.out_path, fresh=self.fresh,
                            progress=ctx.progress, settings=self.data_settings() | {"std": self.std})
         points = result["points"]

@@ -110,6 +110,14 @@ class Models:
 @dataclasses.dataclass
 class Data(Checked):
     dataset: str = option("fashion-mnist", "data set", choices=["fashion-mnist", "mnist", "cifar10", "cifar100"])
+    data: str | None = option(None, "your own images instead of --dataset's: a folder with one sub-folder of PNG/JPEG "
+                                    "images per class (class order: sorted folder names; train/ val/ test/ "
+                                    "sub-folders are the splits) or a .npz/.pt file with arrays x (uint8 0-255 or "
+                                    "float in [0, 1], NCHW or NHWC) and y (integer labels); without a val split of "
+                                    "its own, val is a fixed seeded part carved out of train (or out of test, which "
+                                    "then excludes it). Images are fed in [0, 1]: a model that wants normalisation "
+                                    "does it inside. --dataset then names the data set the models were made for",
+                              metavar="PATH", shown="none, --dataset's images")
     data_root: str | None = option(None, "folder with the data set's files", shown="$ROBUSTMIX_DATA or known places")
     split: str = option("test", "split to evaluate on", choices=["train", "val", "test"])
     n: int = option(1000, "number of examples, from the start of the split", flags=("-n", "--num-examples"))
@@ -119,10 +127,25 @@ class Data(Checked):
     def check(self):
         if self.n <= 0:
             raise ConfigError(f"--num-examples must be positive, got {self.n}")
+        if self.data is not None:
+            from ..data.user import check_path
+
+            check_path(self.data)
 
     def data_settings(self) -> dict:
         return {"std": getattr(self, "std", None), "rob": getattr(self, "rob", None), "dataset": self.dataset,
-                "split": self.split}
+                "split": self.split, **self.data_id()}
+
+    def data_id(self) -> dict:
+        """--data's fingerprint for the records' header, so a resumed run refuses changed data ({} without --data:
+        the named sets' headers stay as they were)."""
+        if not getattr(self, "data", None):
+            return {}
+        from ..data.user import digest
+
+        if "_data_sha256" not in vars(self):
+            self._data_sha256 = digest(self.data)
+        return {"data_sha256": self._data_sha256}
 
 
 class OnPair:
@@ -171,29 +194,68 @@ def check_writable(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path} is not writable; choose a folder you can write to")
 
 
-def load_data(cfg: Data):
-    """The first ``cfg.n`` examples of the configured split."""
+def load_data(cfg: Data, indices=None, *, split: str | None = None, n: int | None = None, at_most: bool = False):
+    """Examples of a split (default ``cfg.split``) as tensors: those at the dataset ``indices`` given, else the first
+    ``n`` (default ``cfg.n``; more than the split holds is refused, or with ``at_most`` gives the whole split).
+
+    With --data the split is read lazily and only these examples are decoded; what they are (files or rows, classes,
+    the split's rule) is kept in ``cfg.data_used`` for the summary.
+    """
+    split, n = split or cfg.split, cfg.n if n is None else n
+    if getattr(cfg, "data", None):
+        from ..data import load
+
+        data = load(cfg.data, split)
+        size, where = len(data), f"{cfg.data} ({split})"
+    else:
+        from ..data import load_dataset
+
+        data = load_dataset(cfg.dataset, split, cfg.data_root)
+        size, where = len(data[1]), f"{cfg.dataset} {split}"
+    if indices is None:
+        if n > size and not at_most:
+            raise ConfigError(f"--num-examples {n} is more than the {size} examples of {where}")
+        indices = range(min(n, size))
+    if isinstance(data, tuple):
+        x, y = data
+        return (x[:len(indices)], y[:len(indices)]) if isinstance(indices, range) else (x[indices], y[indices])
+    used = data.describe(indices)
+    if getattr(cfg, "data_used", None):
+        used["splits"] = {**cfg.data_used["splits"], **used["splits"]}
+    cfg.data_used = used
+    return data.take(indices)
+
+
+def split_size(cfg: Data) -> int:
+    """The number of examples of the configured split."""
+    if getattr(cfg, "data", None):
+        from ..data import load
+
+        return len(load(cfg.data, cfg.split))
     from ..data import load_dataset
 
-    x, y = load_dataset(cfg.dataset, cfg.split, cfg.data_root)
-    if cfg.n > len(x):
-        raise ConfigError(f"--num-examples {cfg.n} is more than the {len(x)} examples of {cfg.dataset} {cfg.split}")
-    return x[:cfg.n], y[:cfg.n]
+    return len(load_dataset(cfg.dataset, cfg.split, cfg.data_root)[1])
 
 
-def load_model(spec: str, dataset: str, ctx: Context, probe=None):
+def load_model(spec: str, dataset, ctx: Context, probe=None):
     """Resolve a model spec, move it to the context's device and probe it once on ``probe`` inputs.
 
     Refused with one line naming the model: a wrong output shape, NaN/inf outputs, outputs that are already
     probabilities or log-probabilities (robustmix needs logits), or parameters of another dtype than the data.
+    ``dataset`` is the data set's name, or a command's config: with --data (loaded by :func:`load_data`) the probe
+    is the user's images and the model needs an output for each of their classes.
     """
     import torch
 
     from ..data import dataset_info
     from ..models import resolve_model
 
-    info = dataset_info(dataset)
+    user = None if isinstance(dataset, str) or not getattr(dataset, "data", None) else getattr(dataset, "data_used",
+                                                                                                None)
+    info = dataset_info(dataset if isinstance(dataset, str) else dataset.dataset)
     model = resolve_model(spec, info.name).to(ctx.torch_device())
+    if user is not None:
+        return check_on_user_data(model, spec, probe, user)
     params = list(model.parameters())
     x = probe if probe is not None else torch.rand(4, *info.shape)
     x = x[:8].to(params[0].device if params else x.device)
@@ -215,6 +277,44 @@ def load_model(spec: str, dataset: str, ctx: Context, probe=None):
     return model
 
 
+def check_on_user_data(model, spec: str, probe, data: dict):
+    """The probe of :func:`load_model` on --data's images (``data``: what :func:`load_data` read): the model must
+    take their shape (a clear line when its first convolution wants other channels) and have an output per class."""
+    import torch
+
+    params = list(model.parameters())
+    x = probe[:8].to(params[0].device if params else probe.device)
+    shape, where = tuple(data["shape"]), data["path"]
+    if params and params[0].dtype != x.dtype:
+        raise ModelError(f"model {spec!r} has {params[0].dtype} weights but the data are {x.dtype}; convert it with "
+                         f"model.float() before passing it")
+    with torch.no_grad():
+        try:
+            out = model(x)
+        except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input shape)
+            conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+            if conv is not None and conv.in_channels != shape[0]:
+                to = {1: "grayscale", 3: "RGB"}.get(conv.in_channels, f"{conv.in_channels} channels")
+                raise ModelError(f"model {spec!r} takes {conv.in_channels}-channel images but {where} holds "
+                                 f"{shape[0]}-channel images of shape {shape}; give a model for {shape[0]}-channel "
+                                 f"images, or convert the images to {to}") from None
+            raise ModelError(f"model {spec!r} fails on the images of {where}, shape {shape} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]}); give a model for images of this shape") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(x):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model {spec!r} returns {got} for {len(x)} inputs; robustmix needs (n, classes) logits")
+    k, c = data["num_classes"], out.shape[1]
+    if k > c:
+        raise ModelError(f"{where} has labels up to {k - 1} but model {spec!r} has {c} outputs (classes 0..{c - 1}): "
+                         "labels outside the model's classes; give a model with one output per class, or drop the "
+                         "extra classes from the data")
+    if data["classes"] and k < c:
+        logger.warning("%s has %d class folders for the %d outputs of %r: folder k in sorted order is output k",
+                       where, k, c, spec)
+    check_logits(out, spec)
+    return model
+
+
 def check_logits(out, spec: str) -> None:
     """Refuse outputs that are not finite logits (NaN/inf, probabilities); note log-probabilities (valid logits)."""
     import torch
@@ -231,7 +331,7 @@ def check_logits(out, spec: str) -> None:
 
 def load_pair(cfg, ctx: Context, probe=None):
     """g and h of a command with --std and --rob, each checked; the console names them."""
-    g = load_model(cfg.std, cfg.dataset, ctx, probe)
-    h = load_model(cfg.rob, cfg.dataset, ctx, probe)
+    g = load_model(cfg.std, cfg, ctx, probe)
+    h = load_model(cfg.rob, cfg, ctx, probe)
     logger.debug("g = %s, h = %s on %s (%s)", cfg.std, cfg.rob, cfg.dataset, ctx.torch_device())
     return g, h

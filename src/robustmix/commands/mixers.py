@@ -10,14 +10,12 @@ from ..errors import ConfigError
 from ..experiments.calibrate import CalibrateSettings, run_calibration
 from ..experiments.pareto import ParetoSettings, run_pareto
 from ..results import Summary
-from .common import Context, Data, Models, Output, check_writable, command, load_pair
+from .common import Context, Data, Models, Output, check_writable, command, load_data, load_pair
 
 
 def load_splits(cfg, sizes: dict) -> dict:
-    """{split: (x[:n], y[:n])} for each split and size."""
-    from ..data import load_dataset
-
-    return {k: tuple(t[:n] for t in load_dataset(cfg.dataset, k, cfg.data_root)) for k, n in sizes.items()}
+    """{split: (x[:n], y[:n])} for each split and size (at most the whole split)."""
+    return {k: load_data(cfg, split=k, n=n, at_most=True) for k, n in sizes.items()}
 
 
 @command("pareto", "linear, nonlinear (MixedNUTS) and adaptive mixers on one accuracy-robustness front",
@@ -25,6 +23,7 @@ def load_splits(cfg, sizes: dict) -> dict:
          "robustmix pareto --rob fmnist-at-l2-cnn --norm 2 --eps 1.5 --n-headline 500 --out results/pareto-l2")
 class ParetoCommand(Output, Models, ParetoSettings):
     dataset: str = option_of(Data, "dataset")
+    data: str | None = option_of(Data, "data")
     data_root: str | None = option_of(Data, "data_root")
     seed: int = option_of(Data, "seed")
 
