@@ -28,6 +28,10 @@ comes from examples carries its two-sided 95% Clopper-Pearson interval and n:
   adaptive: points {name, clean, clean_ci95, robust, robust_ci95, n, ...}},
   ``headline`` (the same points with diagnostics and per-attack accuracy),
   ``calibration``, ``matched`` (matched-robustness gains over the linear mixer).
+* ``verify``: ``n``, ``accuracy`` and ``ci95`` (the model on the saved inputs: an
+  upper bound on its robust accuracy there), the file's threat model, weights and
+  model record, ``evaluation`` (the file's unchecked claims); optional (absent in
+  older files): ``clean_accuracy``, ``clean_ci95``, ``index_range``, ``contiguous``.
 """
 
 from __future__ import annotations

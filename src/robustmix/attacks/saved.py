@@ -41,6 +41,12 @@ logger = logging.getLogger(__name__)
 FORMAT = "robustmix-adversarial-1"
 KEYS = ("x_adv", "labels", "indices", "robust", "eps", "norm", "dataset", "split", "model", "weights_sha256",
         "accuracy")
+REWRITE = "write it again with 'robustmix evaluate ... --save-adversarial FILE.pt'"
+
+
+def invalid(where: str, what: str) -> ConfigError:
+    """The one-line refusal of a file that is no valid evaluation (exit 2 on the command line)."""
+    return ConfigError(f"{where} is not a valid evaluation: {what}; {REWRITE}")
 
 
 @dataclasses.dataclass
@@ -69,8 +75,7 @@ class SavedEvaluation:
         where = self.file or "the saved evaluation"
 
         def refuse(what):
-            raise ConfigError(f"{where} is not a valid evaluation: {what}; write it again with 'robustmix evaluate "
-                              "... --save-adversarial'")
+            raise invalid(where, what)
 
         idx, robust, labels, x_adv = self.indices, self.robust, self.labels, self.x_adv
         if not (_integral(idx) and idx.dtype != torch.bool and idx.ndim == 1 and len(idx)):
@@ -105,7 +110,8 @@ class SavedEvaluation:
         if not (isinstance(record, dict) and ({"model"} <= set(record) or {"std", "rob", "alpha"} <= set(record))
                 and all(isinstance(record.get(k), (str, type(None))) for k in ("model", "std", "rob"))
                 and _number(record.get("alpha", 0.0))):
-            raise ConfigError(f"{where} is not a robustmix adversarial file (its model record is {record!r})")
+            raise ConfigError(f"{where} is not a robustmix adversarial file (its model record is {record!r}); "
+                              f"{REWRITE}")
         if not (isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64
                 and all(c in "0123456789abcdef" for c in self.weights_sha256)):
             refuse(f"its weights_sha256 {self.weights_sha256!r} is not a SHA-256 digest")
@@ -183,21 +189,18 @@ def verify(model, x: torch.Tensor, y: torch.Tensor, saved: SavedEvaluation, *, t
                           f"{model_options(saved.model)}")
     idx, x_adv, labels = saved.indices, saved.x_adv, saved.labels
     if idx.max() >= len(x) or tuple(x_adv.shape[1:]) != tuple(x.shape[1:]):
-        raise ConfigError(f"{where} does not fit {saved.dataset} {saved.split} (indices above {len(x) - 1}, or inputs "
-                          f"of shape {tuple(x_adv.shape)} where {(len(idx), *x.shape[1:])} is needed); verify it on "
-                          "the data set it was made for")
+        raise invalid(where, f"it does not fit {saved.dataset} {saved.split} (indices above {len(x) - 1}, or inputs "
+                             f"of shape {tuple(x_adv.shape)} where {(len(idx), *x.shape[1:])} is needed)")
     if not torch.equal(labels, y.cpu()[idx].long()):
-        raise ConfigError(f"{where} is not a valid evaluation: its labels differ from {saved.dataset} {saved.split} "
-                          "at its indices")
+        raise invalid(where, f"its labels differ from {saved.dataset} {saved.split} at its indices")
     clean = x.cpu()[idx]
     delta = (x_adv.double() - clean.double()).flatten(1)
     size = delta.abs().amax(1) if saved.p == math.inf else delta.norm(p=2, dim=1)
     bad_ball = int((size > saved.eps * (1 + 1e-5) + 1e-6).sum())
     bad_box = int(((x_adv < -1e-6) | (x_adv > 1 + 1e-6)).flatten(1).any(1).sum())
     if bad_ball or bad_box:
-        raise ConfigError(f"{where} is not a valid evaluation: {bad_ball} input(s) outside the "
-                          f"l_{'inf' if saved.p == math.inf else '2'} ball of radius {saved.eps}, {bad_box} outside "
-                          "[0, 1]")
+        raise invalid(where, f"{bad_ball} input(s) outside the l_{'inf' if saved.p == math.inf else '2'} ball of "
+                             f"radius {saved.eps}, {bad_box} outside [0, 1]")
     correct, margin = _predict(model, x_adv, labels, batch_size)
     clean_correct, _ = _predict(model, clean, labels, batch_size)
     differ = correct != saved.robust
