@@ -210,3 +210,45 @@ def test_public_api_validates_its_inputs():
         SweepConfig(steps=-1)
     with pytest.raises(ConfigError, match="eps"):
         SweepConfig(eps=-0.1)
+
+
+def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(pair, tmp_path, monkeypatch, caplog):
+    """A batch too big for the device is retried at half the size; a sweep's records are the same example by
+    example at batch sizes 2, 7 and 16-halved-to-4."""
+    import logging
+
+    from robustmix.experiments import sweep as sweep_module
+
+    g, h = pair
+    x, y = torch.rand(21, 12), torch.randint(0, 4, (21,))
+    runs = {}
+    for b in (2, 7):
+        cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=b)
+        run_sweep(g, h, x, y, cfg, records_path=tmp_path / f"b{b}.jsonl", progress=False)
+        runs[b] = read_records(tmp_path / f"b{b}.jsonl")[1]
+    real = sweep_module.sweep_batch
+
+    def small_device(std, rob, xb, *args):
+        if len(xb) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(std, rob, xb, *args)
+
+    monkeypatch.setattr(sweep_module, "sweep_batch", small_device)
+    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=16)
+    with caplog.at_level(logging.WARNING):
+        run_sweep(g, h, x, y, cfg, records_path=tmp_path / "oom.jsonl", progress=False)
+    assert "batch of 16 did not fit in memory" in caplog.text and "batches of 8" in caplog.text
+    assert "batches of 4" in caplog.text
+    runs["oom"] = read_records(tmp_path / "oom.jsonl")[1]
+    assert runs[2] == runs[7] == runs["oom"] and len(runs[2]) == 21
+
+
+def test_one_example_that_does_not_fit_is_a_clear_error(tmp_path):
+    from robustmix.errors import RunError
+
+    def compute(xb, yb, idx):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory")
+
+    with pytest.raises(RunError, match="one example does not fit in memory"):
+        run_records(tmp_path / "r.jsonl", compute, torch.rand(3, 2), torch.zeros(3, dtype=torch.long), kind="toy",
+                    settings={}, batch_size=2, progress=False)

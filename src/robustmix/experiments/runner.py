@@ -227,16 +227,41 @@ def run_records(path, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kin
     return [records[i] for i in indices.tolist()]
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """True for an allocation failure of the GPU or of CPU RAM (torch raises both as errors, not kills)."""
+    text = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "not enough memory", "can't allocate memory")))
+
+
 def _loop(store, compute, x, y, indices, pending, batch_size, device, progress, desc, total=None) -> list[dict]:
+    """Batches of ``batch_size``; a batch that runs out of memory is retried at half the size (and that size is
+    kept), so a batch size too large for the device costs one failed batch, not the run."""
     position = {i: p for p, i in enumerate(indices.tolist())}
     total = len(pending) if total is None else total
     out = []
+    start = 0
     with tqdm(total=total, initial=total - len(pending), desc=desc, unit="img", disable=not progress) as bar:
-        for start in range(0, len(pending), batch_size):
+        while start < len(pending):
             idx = pending[start:start + batch_size]
             rows = torch.tensor([position[i] for i in idx.tolist()], dtype=torch.long)
-            xb, yb = x[rows].to(device), y[rows].to(device)
-            recs = compute(xb, yb, idx)
+            try:
+                xb, yb = x[rows].to(device), y[rows].to(device)
+                recs = compute(xb, yb, idx)
+            except Exception as exc:  # noqa: BLE001  (only out-of-memory is handled; the rest re-raised)
+                if not out_of_memory(exc) or len(idx) == 1:
+                    if out_of_memory(exc):
+                        raise RunError(f"{desc}: one example does not fit in memory on {device}; free memory or "
+                                       "use a smaller model") from exc
+                    raise
+                xb = yb = None
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                batch_size = max(1, len(idx) // 2)
+                logger.warning("%s: a batch of %d did not fit in memory on %s; continuing with batches of %d "
+                               "(--batch-size sets the start)", desc, len(idx), device, batch_size)
+                continue
+            start += len(idx)
             if len(recs) != len(idx):
                 raise RunError(f"{desc}: compute returned {len(recs)} records for {len(idx)} examples")
             recs = [{"index": int(i), "label": int(yb[j]), **r} for j, (i, r) in enumerate(zip(idx.tolist(), recs))]
