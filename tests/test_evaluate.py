@@ -522,3 +522,25 @@ def test_evaluate_refuses_nan_and_probability_models_instead_of_reporting_zero()
     good = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
     with pytest.raises(ModelError, match="h \\(rob|'s h"):   # hidden inside a mixture: its h is probed
         evaluate(MixedClassifier(good, probs, 0.5), x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+
+
+def test_low_precision_attack_steps_keep_float32_judgements():
+    """precision='bf16': the attacks step under autocast, but clean accuracy, every candidate and the result are
+    judged by the float32 model (checked here on the returned worst-case inputs)."""
+    from robustmix.attacks import evaluate
+    from robustmix.mixing import MixedClassifier
+
+    torch.manual_seed(0)
+    g = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    h = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    model = MixedClassifier(g, h, 0.5)
+    x, y = torch.rand(16, 12), torch.randint(0, 4, (16,))
+    res = evaluate(model, x, y, eps=0.05, attacks=["apgd-*"], steps=5, precision="bf16")
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+        judged = model(res.x_adv).argmax(1) == y
+    assert torch.equal(res.clean_correct, clean)
+    assert torch.equal(res.robust, judged & clean)
+    assert res.settings["precision"] == "bf16"
+    with pytest.raises(Exception, match="precision must be one of"):
+        evaluate(model, x, y, eps=0.05, precision="int8")

@@ -369,7 +369,8 @@ def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf", eps: float, seed: int = 0,
              indices=None, attacks=None, steps: int = 100, restarts: int = 1, batch_size: int = 250,
              square_queries: int = 5000, diagnostics: bool = False, diagnostic_n: int = 64,
-             diagnostic_steps: int = 20, keep_adv: bool = True, progress: bool = False) -> WorstCaseResult:
+             diagnostic_steps: int = 20, keep_adv: bool = True, progress: bool = False,
+             precision: str = "fp32") -> WorstCaseResult:
     """Worst-case robust accuracy of ``model`` on ``(x, y)`` within the l_p ball of radius ``eps``.
 
     ``model``: any ``nn.Module`` returning (n, c) logits or log-probabilities
@@ -382,12 +383,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
     ``square_queries``: Square's budget (AutoAttack standard: 5,000).
     ``diagnostics``: also run the cheap gradient-masking checks
     (:class:`Diagnostics`) on ``diagnostic_n`` examples.  ``progress``: log
-    each member's result at INFO level (DEBUG otherwise).
+    each member's result at INFO level (DEBUG otherwise).  ``precision``: "bf16" or
+    "fp16" runs the attacks' forward and backward passes under autocast (faster on
+    recent GPUs, slower on CPUs); every judgement (clean, each candidate, the
+    result) is made by ``model`` in its own precision, float32 for float32 models.
 
     The result's robust accuracy is the fraction of examples no member broke;
     ``accuracy_ci`` is its two-sided 95% Clopper-Pearson interval.
     """
     p, eps, indices = _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    low = PRECISIONS[precision]
     check_positive_int(square_queries, name="square_queries")
     if model_device(model) != x.device:
         raise InputError(f"x is on {x.device} but the model is on {model_device(model)}; move x with x.to(device)")
@@ -423,7 +430,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         start = time.perf_counter()
         for chunk in active.split(batch_size) if len(active) else ():
             if member.source is None:
-                res = run_autoattack(model, x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard",
+                res = run_autoattack(model if low is None else _Autocast(model, low), x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard",
                                      attacks=[member.attack], seed=seed, batch_size=len(chunk),
                                      square_queries=square_queries if member.attack == "square" else None)
                 messages += [m for m in res.warnings if m not in messages]
@@ -435,7 +442,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
                 if len(chunk) == 0:
                     break
                 _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number,
-                          example_keys(seed, keys_idx[chunk], zlib.crc32(member.name.encode()) + restart))
+                          example_keys(seed, keys_idx[chunk], zlib.crc32(member.name.encode()) + restart), low)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stat.seconds = time.perf_counter() - start
@@ -460,7 +467,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         diag = _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, diagnostic_n,
                             diagnostic_steps, None if square is None else square.broke)
     settings = {"norm": _NORM_NAMES[p], "eps": eps, "seed": seed, "steps": steps, "restarts": restarts,
-                "batch_size": batch_size, "square_queries": square_queries, "members": names[1:]}
+                "batch_size": batch_size, "square_queries": square_queries, "members": names[1:],
+                **({"precision": precision} if low is not None else {})}
     return WorstCaseResult(robust=~worst.broken.cpu(), margin=worst.margin.cpu(),
                            found_by=[names[i] for i in worst.member.tolist()], clean_correct=clean_correct.cpu(),
                            labels=y.cpu(), indices=indices.cpu(), per_attack=stats, settings=settings,
@@ -488,8 +496,26 @@ def _complete_autoattack(model, x, y, pending, aa_broken, eps, p, seed, batch_si
     return stat
 
 
-def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys):
-    source_is_model = member.source is model
+class _Autocast(nn.Module):
+    """Runs a module under autocast (the attack's gradient steps in bf16 / fp16) and returns float32 outputs."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            out = self.module(x)
+        return out.float()
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys, low=None):
+    """APGD along ``member.source``'s gradients (under autocast to ``low`` when given); every iterate judged on
+    ``model`` in its own precision."""
+    source_is_model = member.source is model and low is None
 
     def observe(idx, x_iter, source_out):
         if source_is_model:
@@ -499,7 +525,8 @@ def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys):
                 judged = model(x_iter)
         return worst.update(chunk[idx], x_iter, judged, number)
 
-    apgd(member.source, x[chunk], y[chunk], eps, p, steps=steps, loss=member.attack, keys=keys, observe=observe)
+    source = member.source if low is None else _Autocast(member.source, low)
+    apgd(source, x[chunk], y[chunk], eps, p, steps=steps, loss=member.attack, keys=keys, observe=observe)
 
 
 def _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, n_sub, steps, square_only):

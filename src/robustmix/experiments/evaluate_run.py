@@ -39,26 +39,32 @@ class EvaluateConfig:
     square_queries: int = 5000
     diagnostics: bool = True
     save_adversarial: bool = False    # keep each batch's worst-case inputs under the records (adversarial/*.safetensors)
+    precision: str = option("fp32", "the attacks' gradient steps in fp32, bf16 or fp16 (autocast; faster on recent "
+                            "GPUs, slower on CPUs); every judgement of an input stays in the model's own precision",
+                            choices=("fp32", "bf16", "fp16"))
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
         if not self.eps > 0:
             raise ConfigError(f"eps must be > 0 for an attack, got {self.eps}")
         check_p(self.norm)
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("steps", "restarts", "batch_size", "square_queries"):
             check_positive_int(getattr(self, name), name=name)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        if not d["save_adversarial"]:   # records written before the option existed resume unchanged
-            del d["save_adversarial"]
+        for key, default in (("save_adversarial", False), ("precision", "fp32")):
+            if d[key] == default:   # records written before the option existed resume unchanged
+                del d[key]
         return d
 
 
 def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig, adv_dir=None) -> list[dict]:
     res = evaluate(model, xb, yb, norm=cfg.norm, eps=cfg.eps, seed=cfg.seed, indices=idx, attacks=cfg.attacks,
                    steps=cfg.steps, restarts=cfg.restarts, batch_size=len(xb), square_queries=cfg.square_queries,
-                   diagnostics=cfg.diagnostics, keep_adv=cfg.save_adversarial)
+                   diagnostics=cfg.diagnostics, keep_adv=cfg.save_adversarial, precision=cfg.precision)
     if cfg.save_adversarial:   # written before the batch's records, so a recorded batch always has its inputs
         from safetensors.torch import save
 
