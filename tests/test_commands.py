@@ -319,10 +319,16 @@ def test_save_adversarial_is_checked_first_and_says_where_it_wrote(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--save-adversarial" in err[0] and "cannot be written" in err[0]
     assert not (tmp_path / "eval").exists()                      # refused before any work
+    assert main(["evaluate", "-n", "2", "--save-adversarial", str(tmp_path), "--out", str(tmp_path / "eval")]) == 2
+    assert f"is a folder; give a file name such as {tmp_path / 'adversarial.pt'}" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
     adv = tmp_path / "sub" / "adv.pt"
-    assert main(["evaluate", "-n", "2", "--attacks", "aa-apgd-ce", "--steps", "1", "--no-diagnostics",
-                 "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]) == 0
+    argv = ["evaluate", "-n", "2", "--attacks", "aa-apgd-ce", "--steps", "1", "--no-diagnostics",
+            "--save-adversarial", str(adv), "--out", str(tmp_path / "eval")]
+    assert main(argv) == 0
     assert f"wrote the 2 worst-case inputs to {adv}; re-check them with 'robustmix verify {adv}'" in caplog.text
+    first = adv.read_bytes()
+    assert main(argv) == 0 and adv.read_bytes() == first      # the same command again resumes and rewrites it
 
 
 def test_the_architecture_docs_new_command_works_as_written(tmp_path, monkeypatch, capsys):

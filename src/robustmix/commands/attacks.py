@@ -15,7 +15,8 @@ from ..experiments.runner import is_main_process
 from ..experiments.sweep import SweepConfig, run_sweep
 from ..experiments.tradeoff import TradeoffConfig, run_tradeoff
 from ..results import Summary
-from .common import Context, Data, Models, OnPair, Output, command, load_data, load_model, load_pair, split_size
+from .common import (Context, Data, Models, OnPair, Output, check_writable, command, load_data, load_model, load_pair,
+                     split_size)
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +77,10 @@ class EvaluateCommand(Output, Models, Data, EvaluateConfig):
         self.diagnostics = not self.no_diagnostics
         self.save_adversarial = bool(self.save_adversarial_to)
         if self.save_adversarial_to:
-            from .mixers import check_export_path
-
             if self.data:
                 raise ConfigError("--save-adversarial takes a named --dataset ('robustmix verify' re-reads its test "
                                   "images); evaluate --data without it")
-            check_export_path(self.save_adversarial_to, "--save-adversarial")
+            check_save_path(self.save_adversarial_to)
 
     def run(self, ctx: Context) -> Summary:
         from ..mixing import MixedClassifier
@@ -125,6 +124,15 @@ def save_adversarial(cfg: EvaluateCommand, model, what: dict, records_path, summ
                     file=cfg.save_adversarial_to).save(cfg.save_adversarial_to)
     logger.info("wrote the %d worst-case inputs to %s; re-check them with 'robustmix verify %s'", len(idx),
                 cfg.save_adversarial_to, cfg.save_adversarial_to)
+
+
+def check_save_path(path: str) -> None:
+    """Refuse --save-adversarial before any work: a folder, or a file whose folder cannot be written.  An existing
+    file is written over at the end: it is rebuilt from the run's records, so a resumed run rewrites it."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"--save-adversarial {path} is a folder; give a file name such as {p / 'adversarial.pt'}")
+    check_writable(p.parent, f"--save-adversarial {path}: the folder")
 
 
 def read_indices(path: str, size: int):
