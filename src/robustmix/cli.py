@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 
 from ._config import default_of, options
-from ._io import write_json
+from ._io import all_or_nothing, folder_written_as, write_json
 from .commands import COMMANDS, Context
 from .errors import ConfigError, RobustMixError, VerificationError
 
@@ -33,8 +33,11 @@ GLOBAL = [  # (flags, argparse keywords): accepted before or after the command
     (("--threads",), {"type": int, "help": "CPU threads for PyTorch (default: PyTorch's choice)"}),
     (("--debug",), {"action": "store_true", "help": "show the full traceback of an error"}),
     (("-v", "--verbose"), {"action": "store_true", "help": "debug logging"}),
+    (("--import-code",), {"action": "store_true", "help": "let a checkpoint whose architecture is your own import the "
+                                                         "module its card names (module:function); that runs the "
+                                                         "module's code: only for files you trust"}),
 ]
-GLOBAL_DESTS = ("device", "threads", "debug", "verbose")
+GLOBAL_DESTS = ("device", "threads", "debug", "verbose", "import_code")
 ORDER = {"std": 0, "rob": 0, "model": 0, "dataset": 1, "data": 1, "data_root": 1, "split": 1, "n": 1, "out": 3,
          "fresh": 3}
 
@@ -76,8 +79,6 @@ def add_option(p: argparse.ArgumentParser, f, meta: dict, typ) -> None:
     if meta["positional"]:
         p.add_argument(f.name, nargs="?", metavar=meta["metavar"] or f.name.upper(), **kw)
         return
-    if meta["required"]:
-        kw["required"] = True
     if meta["metavar"]:
         kw["metavar"] = meta["metavar"]
     p.add_argument(*(meta["flags"] or ("--" + f.name.replace("_", "-"),)), dest=f.name, **kw)
@@ -115,7 +116,7 @@ def yaml_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[
                           "'option: value' per line") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option names to values, e.g. 'eps: 0.1'")
-    actions, tokens = {a.dest: a for a in sub._actions if a.option_strings}, []
+    actions, tokens, seen = {a.dest: a for a in sub._actions if a.option_strings}, [], {}
     actions.update({o.lstrip("-").replace("-", "_"): a for a in sub._actions for o in a.option_strings
                     if o.startswith("--")})   # a key may be the long option's name (samples) or the setting's
     for key, value in data.items():
@@ -123,6 +124,10 @@ def yaml_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[
         if action is None or action.dest in ("config", "help") + GLOBAL_DESTS:
             raise ConfigError(f"unknown setting {key!r} in {path}; see 'robustmix {command} --help'")
         flag = max(action.option_strings, key=len)
+        if action.dest in seen:
+            raise ConfigError(f"{path} gives {seen[action.dest]!r} and {key!r}, two names of one setting "
+                              f"({'/'.join(action.option_strings)}); keep one")
+        seen[action.dest] = key
         if isinstance(action, argparse._StoreTrueAction):
             if not isinstance(value, bool):
                 raise ConfigError(f"setting {key!r} in {path} must be true or false, got {value!r}")
@@ -154,12 +159,17 @@ def make_config(args: argparse.Namespace):
     """The command's config from the given settings (it checks itself) and the run context."""
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config") + GLOBAL_DESTS}
     cls = TABLE[args.command]
+    for f, meta, _ in options(cls):   # required: checked on the merged settings (a typed flag or the YAML file)
+        if meta["required"] and f.name not in given:
+            flag = max(meta["flags"] or ("--" + f.name.replace("_", "-"),), key=len)
+            raise UsageError(f"{flag} is required: type it, or put '{flag.lstrip('-')}: ...' in the --config YAML file")
     for a, b in getattr(cls, "EXCLUSIVE", ()):
         if a in given and b in given:
             flag = {"n": "-n"}
             raise ConfigError(f"{flag.get(a, '--' + a.replace('_', '-'))} and {flag.get(b, '--' + b.replace('_', '-'))} "
                               "do not go together; give one")
-    ctx = Context(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None))
+    ctx = Context(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None),
+                  import_code=getattr(args, "import_code", False))
     if ctx.threads is not None and ctx.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {ctx.threads}")
     ctx.torch_device()
@@ -182,7 +192,8 @@ def describe(cfg) -> str:
 
 
 def finish(result, cfg, ctx: Context) -> None:
-    """Save a summary with its settings and report (only after the run succeeded); print what the user needs."""
+    """Save a summary with its settings and report (only after the run succeeded; all three appear together, or
+    none if writing one fails); print what the user needs."""
     if isinstance(result, str):
         print(result)
         return
@@ -190,9 +201,12 @@ def finish(result, cfg, ctx: Context) -> None:
 
     result.command = ctx.command_line
     result.data = getattr(cfg, "data_used", None) or result.data
-    result.save(cfg.out_path / "summary.json")
-    write_json(cfg.out_path / "settings.json", {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fresh"})
-    paths = write_report(result, cfg.out_path)
+    out = cfg.out_path
+    with all_or_nothing():
+        result.save(out / "summary.json")
+        write_json(out / "settings.json", {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fresh"})
+        with folder_written_as(out) as tmp:
+            paths = {k: out / Path(v).relative_to(tmp) for k, v in write_report(result, tmp).items()}
     print(terminal_summary(result))
     print(f"\nwrote {cfg.out_path}/summary.json; report: {paths['html']}")
 

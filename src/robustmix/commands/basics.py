@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..results import Summary
 from ..training import TrainConfig
 from .common import Context, Data, Output, check_out_folder, check_writable, command
+from .mixers import check_export_path
 
 
 @command("demo", "run the offline end-to-end demo on the shipped Fashion-MNIST zoo and write a report",
@@ -33,6 +34,7 @@ class TrainCommand(Checked, TrainConfig):
     arch: str = option("cnn-small", "architecture (robustmix list shows them)")
     dataset: str = option_of(Data, "dataset")
     out: str | None = option(None, "checkpoint path (.safetensors), or with --zoo the output folder", required=True)
+    force: bool = option(False, "overwrite an existing checkpoint (and its card)")
 
     def check(self):
         if not self.out:
@@ -43,7 +45,7 @@ class TrainCommand(Checked, TrainConfig):
         elif out.is_dir():
             raise ConfigError(f"--out {out} is a folder; give a checkpoint file such as {out / 'model.safetensors'}")
         else:
-            check_writable(out.parent if str(out.parent) else Path("."), "--out")
+            check_export_path(self.out, "--out", {"--out": ".safetensors"}, self.force)
         if self.recipe == "lipschitz":
             self.optimizer = "adam"
 
@@ -93,4 +95,6 @@ class ListCommand:
             acc = card(name).metrics.get("clean", {}).get("accuracy")
             lines.append(f"{name:26s} {card(name).recipe:10s} clean {100 * acc:.2f}%" if acc is not None else name)
         lines += [f"{name:26s} (architecture)" for name in list_models(self.pattern, pretrained=False)]
+        if not lines:
+            raise ConfigError(f"no model or architecture matches {self.pattern!r}; 'robustmix list' lists them all")
         return "\n".join(lines)

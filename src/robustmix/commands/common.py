@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shlex
+import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,6 +34,7 @@ class Context:
     threads: int | None = None
     argv: list = dataclasses.field(default_factory=list)
     progress: bool = True
+    import_code: bool = False   # --import-code: a checkpoint's card may name the module of its architecture
 
     @property
     def command_line(self) -> str:
@@ -192,6 +194,11 @@ def check_writable(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path} cannot be written: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path} is not writable; choose a folder you can write to")
+    try:   # permissions are not all: a read-only mount, /proc, a full quota
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path} is not writable ({exc.strerror or exc}); choose a folder you can write "
+                          "to") from None
 
 
 def load_data(cfg: Data, indices=None, *, split: str | None = None, n: int | None = None, at_most: bool = False):
@@ -253,7 +260,7 @@ def load_model(spec: str, dataset, ctx: Context, probe=None):
     user = None if isinstance(dataset, str) or not getattr(dataset, "data", None) else getattr(dataset, "data_used",
                                                                                                 None)
     info = dataset_info(dataset if isinstance(dataset, str) else dataset.dataset)
-    model = resolve_model(spec, info.name).to(ctx.torch_device())
+    model = resolve_model(spec, info.name, import_code=ctx.import_code).to(ctx.torch_device())
     if user is not None:
         return check_on_user_data(model, spec, probe, user)
     params = list(model.parameters())

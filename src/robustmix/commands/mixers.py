@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .._config import option, option_of, subset
+from .._io import all_or_nothing
 from .._validation import check_alpha
 from ..errors import ConfigError
 from ..experiments.calibrate import CalibrateSettings, run_calibration
@@ -12,6 +14,8 @@ from ..experiments.pareto import ParetoSettings, run_pareto
 from ..results import Summary
 from .common import Context, Data, Models, Output, check_writable, command, load_data, load_pair
 
+logger = logging.getLogger(__name__)
+FORMATS = {".safetensors": "a robustmix checkpoint", ".pt2": "a torch.export program", ".onnx": "an ONNX file"}
 
 def load_splits(cfg, sizes: dict) -> dict:
     """{split: (x[:n], y[:n])} for each split and size (at most the whole split)."""
@@ -49,31 +53,46 @@ class ParetoCommand(Output, Models, ParetoSettings):
          "Fashion-MNIST (RESULTS.md)")
 class CalibrateCommand(Output, Models, Data, CalibrateSettings):
     export: str | None = option(None, "also write the chosen mixer as a torch.export program (.pt2)")
+    force: bool = option(False, "overwrite an existing --export file")
 
     def check(self):
         if self.export:
-            check_export_path(self.export, "--export")
+            check_export_path(self.export, "--export", {"--export": ".pt2"}, self.force)
 
     def run(self, ctx: Context) -> Summary:
         sizes = {"val": self.n, "test": self.n, **({"train": 10 * self.n} if self.mixer == "adaptive" else {})}
         splits = load_splits(self, sizes)
         g, h = load_pair(self, ctx, splits["val"][0])
         summary = run_calibration(g, h, splits, subset(self, CalibrateSettings), self.out_path,
-                                  settings=self.data_settings(), fresh=self.fresh)
-        summary.save(self.out_path / "calibration.json")
-        if self.export:
-            from ..experiments.export import export_program
-            from ..models import load
-
-            export_program(load(self.out_path / "mixer.safetensors"), splits["val"][0][:2], self.export)
+                                  settings=self.data_settings(), fresh=self.fresh, export=self.export)
+        c = summary.choice
+        chosen = ", ".join(f"{k} = {c[k]:.4g}" for k in ("alpha", "scale", "power", "bias")
+                           if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool))
+        if c.get("mixing_net"):
+            chosen = f"a mixing network ({self.mixing_net}, reading {self.adaptive_features}): alpha per input"
+        written = [p for p in (self.out_path / "mixer.safetensors", self.out_path / "calibration.json") if p.is_file()]
+        logger.info("calibrate chose the %s mixer with %s (objective %s, target %s%s); wrote %s", self.mixer, chosen,
+                    self.objective, self.target, "" if c.get("feasible") in (True, None) else ": NOT met",
+                    ", ".join(map(str, written + ([Path(self.export)] if self.export else []))))
         return summary
 
 
-def check_export_path(path: str, flag: str) -> None:
-    p = Path(path)
+def check_export_path(path: str, flag: str, formats: dict | None = None, force: bool = False) -> None:
+    """Refuse an output file before any work: a folder, a suffix other than the flag's format (``formats``: flag ->
+    suffix), an existing file (or checkpoint card) without --force, an unwritable folder."""
+    p, suffix = Path(path), (formats or {}).get(flag)
     if p.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; give a file name such as {p / 'mixed.pt2'}")
-    check_writable(p.parent if str(p.parent) else Path("."), flag)
+        raise ConfigError(f"{flag} {path} is a folder; give a file name such as {p / ('mixed' + (suffix or '.pt2'))}")
+    if suffix and p.suffix != suffix:
+        other = next((f for f, s in formats.items() if s == p.suffix), None)
+        raise ConfigError(f"{flag} {path} must end in {suffix} ({flag} writes {FORMATS[suffix]})" +
+                          (f"; {p.suffix} is {FORMATS[p.suffix]}: give it to {other}" if other else
+                           f"; e.g. {flag} {p.with_suffix(suffix)}"))
+    existing = [q for q in [p] + ([p.with_suffix(".json")] if suffix == ".safetensors" else []) if q.exists()]
+    if existing and not force:
+        what = "exists" if existing[0] == p else f"has a card {existing[0]} beside it"
+        raise ConfigError(f"{flag} {path} {what}; add --force to overwrite it, or give another file name")
+    check_writable(p.parent if str(p.parent) else Path("."), f"{flag} {path}: the folder")
 
 
 @command("mix", "save the mixed classifier of any two models: a robustmix checkpoint (--out, when both models carry "
@@ -93,17 +112,26 @@ class MixCommand(Models):
     std_map: str = option("softmax", "nonlinear: how g's output becomes probabilities", choices=["softmax", "onehot"])
     out: str | None = option(None, "robustmix checkpoint to write (.safetensors; needs base models with cards)")
     export: str | None = option(None, "torch.export program to write (.pt2): works for any models")
-    onnx: str | None = option(None, "ONNX file to write (needs the onnx package)")
+    onnx: str | None = option(None, "ONNX file to write (needs the onnx and onnxscript packages)")
+    force: bool = option(False, "overwrite existing output files")
+
+    FORMATS = {"--out": ".safetensors", "--export": ".pt2", "--onnx": ".onnx"}
 
     def __post_init__(self):
+        from ..experiments.export import onnx_missing
+
         if self.alpha is None:
             raise ConfigError("give --alpha, the weight of h in the mixture (a number in [0, 1])")
         check_alpha(self.alpha)
         if not (self.out or self.export or self.onnx):
             raise ConfigError("give at least one of --out FILE.safetensors, --export FILE.pt2 or --onnx FILE.onnx")
-        for flag, target in (("--out", self.out), ("--export", self.export), ("--onnx", self.onnx)):
+        targets = {"--out": self.out, "--export": self.export, "--onnx": self.onnx}
+        for flag, target in targets.items():
             if target:
-                check_export_path(target, flag)
+                check_export_path(target, flag, self.FORMATS, self.force)
+        if self.onnx and onnx_missing():
+            raise ConfigError(f"--onnx needs the {' and '.join(onnx_missing())} package(s): pip install onnx "
+                              "onnxscript (or leave out --onnx); nothing was written")
 
     def run(self, ctx: Context) -> str:
         import torch
@@ -120,16 +148,20 @@ class MixCommand(Models):
         else:
             mixer = MixedClassifier(g, h, self.alpha)
         lines, example = [], torch.rand(2, *info.shape)
-        if self.out:
-            if not all(hasattr(m, "card") for m in (g, h)):
-                raise ConfigError("--out needs base models with robustmix cards (zoo names or checkpoints made with "
-                                  "robustmix.models.save_checkpoint; see the README's 'Bring your own models'); "
-                                  "--export FILE.pt2 works for any models")
-            lines.append(f"wrote {save_mixer(mixer, self.out, dataset=info.name)} (load with robustmix.models.load)")
-        if self.export:
-            lines.append(f"wrote {export_program(mixer, example, self.export)} (use it as --model, --std or --rob, "
-                         "or torch.export.load(path).module(); inputs in [0, 1], outputs mixed log-probabilities)")
-        if self.onnx:
-            lines.append(f"wrote {export_onnx(mixer, example, self.onnx)}")
+        if self.out and not all(hasattr(m, "card") for m in (g, h)):
+            raise ConfigError("--out needs base models with robustmix cards (zoo names or checkpoints made with "
+                              "robustmix.models.save_checkpoint; see the README's 'Bring your own models'); "
+                              "--export FILE.pt2 works for any models")
+        with all_or_nothing():   # every file, or none when one fails
+            if self.out:
+                lines.append(f"wrote {save_mixer(mixer, self.out, dataset=info.name)} and its card "
+                             f"{Path(self.out).with_suffix('.json')} (use it as --model, --std or --rob, or "
+                             "robustmix.models.load(path))")
+            if self.export:
+                lines.append(f"wrote {export_program(mixer, example, self.export)} (use it as --model, --std or "
+                             "--rob, or torch.export.load(path).module(); inputs in [0, 1], outputs mixed "
+                             "log-probabilities)")
+            if self.onnx:
+                lines.append(f"wrote {export_onnx(mixer, example, self.onnx)}")
         return "\n".join(lines)
 

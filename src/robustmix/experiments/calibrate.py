@@ -126,17 +126,20 @@ class CalibrateSettings:
 
 
 def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings: dict | None = None,
-                    fresh: bool = False) -> CalibrationSummary:
+                    fresh: bool = False, export=None) -> CalibrationSummary:
     """Choose the mixer on ``splits["val"]`` and confirm it on ``splits["test"]`` (each an (x, y) pair), resumably.
 
     The linear mixer's alpha comes from a PGD sweep on validation (or certified accuracy); the nonlinear
     mixer's map and alpha from h's attacked validation logits (:mod:`robustmix.fitting.mixednuts`), choosing along its
     calibration path the point that meets the objective; the adaptive mixer trains its mixing network on
     ``splits["train"]``.  The clean and attacked objectives are confirmed on the test split with the
-    worst-case evaluator; the chosen mixer is saved to ``out/mixer.safetensors`` when its base models have cards.
+    worst-case evaluator.  At the end, together (all or none): ``out/calibration.json``, the chosen mixer in
+    ``out/mixer.safetensors`` when its base models have cards, and with ``export`` a torch.export program of it.
     """
     if cal.mixer != "linear":
-        return _calibrate_mixer(g, h, splits, cal, Path(out), settings or {}, fresh)
+        summary, mixer = _calibrate_mixer(g, h, splits, cal, Path(out), settings or {}, fresh)
+        _save(summary, mixer, Path(out), settings or {}, export, splits["val"][0][:2])
+        return summary
     from .certified import CertifyConfig, certified_curve, run_certify
     from .sweep import SweepConfig, run_sweep
 
@@ -165,14 +168,15 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
             result["test"] = {"n": n, "clean": clean[0], "clean_ci95": binomial_ci(round(clean[0] * n), n),
                               "robust": robust[0], "robust_ci95": binomial_ci(round(robust[0] * n), n),
                               "robust_attack": f"certified at radius {cal.radius}"}
-    if "test" not in result:
-        from ..mixing import MixedClassifier
+    from ..mixing import MixedClassifier
 
-        mixer = MixedClassifier(g, h, result["choice"]["alpha"])
+    mixer = MixedClassifier(g, h, result["choice"]["alpha"])
+    if "test" not in result:
         result["test"] = _confirm(mixer, splits["test"], cal, out, settings or {}, fresh)
-        _save(mixer, out, settings or {})
-    return CalibrationSummary(choice=result["choice"], test=result["test"],
-                              settings={**dataclasses.asdict(cal), **(settings or {})})
+    summary = CalibrationSummary(choice=result["choice"], test=result["test"],
+                                 settings={**dataclasses.asdict(cal), **(settings or {})})
+    _save(summary, mixer, out, settings or {}, export, splits["val"][0][:2])
+    return summary
 
 
 def _confirm(mixer, test, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool) -> dict:
@@ -203,14 +207,20 @@ def _diagnostics_of(records: Path, fresh: bool) -> bool:
         return True
 
 
-def _save(mixer, out: Path, settings: dict) -> None:
-    from ..errors import ModelError
-    from .export import save_mixer
+def _save(summary, mixer, out: Path, settings: dict, export, example) -> None:
+    """calibration.json, mixer.safetensors (when the base models have cards) and the export: all, or none."""
+    from .._io import all_or_nothing
+    from .export import export_program, save_mixer
 
-    try:
-        save_mixer(mixer, out / "mixer.safetensors", dataset=settings.get("dataset", "unknown"))
-    except ModelError as exc:  # base models without robustmix cards (e.g. module:function factories)
-        logger.warning("the calibrated mixer was not saved as a checkpoint: %s", exc)
+    with all_or_nothing():
+        summary.save(out / "calibration.json")
+        if all(hasattr(m, "card") for m in (mixer.std_model, mixer.rob_model)):
+            save_mixer(mixer, out / "mixer.safetensors", dataset=settings.get("dataset", "unknown"))
+        else:   # base models without robustmix cards (e.g. module:function factories)
+            logger.warning("the calibrated mixer was not saved as a checkpoint (its base models have no robustmix "
+                           "cards); --export FILE.pt2 saves it for any models")
+        if export:
+            export_program(mixer, example, export)
 
 
 def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool):
@@ -238,5 +248,4 @@ def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, sett
         choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
                   "validation": {}, "mixing_net": mixer.config()}
     test = _confirm(mixer, splits["test"], cal, out, settings, fresh)
-    _save(mixer, out, settings)
-    return CalibrationSummary(choice=choice, test=test, settings={**dataclasses.asdict(cal), **settings})
+    return CalibrationSummary(choice=choice, test=test, settings={**dataclasses.asdict(cal), **settings}), mixer

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, written_as
 from ..errors import ConfigError, ModelError
 from ..mixing import MixedClassifier
 from ..models import ModelCard, save_checkpoint
 from ..models.mixers import mixer_arch_kwargs
+from ..models.resolve import quiet_torch_export
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +47,19 @@ EXPORT_META = "robustmix.json"   # settings an exported program keeps beside its
 def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
     """Export ``model`` with ``torch.export`` (batch size dynamic), checking the exported outputs match.
 
-    Load it with ``torch.export.load(path).module()``; inputs in [0, 1], outputs as the model's.
+    Load it with ``torch.export.load(path).module()``; inputs in [0, 1], outputs as the model's.  The file holds
+    the graph and the weights only: ``example`` (which traces the model) is not saved with it.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name for the exported program, e.g. {path / 'mixed.pt2'}")
-    model = model.eval()
+    model, example = model.eval(), example.detach().clone()   # a slice would keep (and save) its whole data set
     validate = getattr(model, "validate_inputs", None)
     if validate is not None:
         model.validate_inputs = False  # input checks are Python control flow, not exportable
     try:
         batch = torch.export.Dim("batch", min=1)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_torch_export():
             program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
             ref, got = model(example), program.module()(example)
     except Exception as exc:  # noqa: BLE001  (torch.export raises many types; report them as one)
@@ -70,26 +72,35 @@ def export_program(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
         raise ModelError("the exported program does not reproduce the model's outputs; use the robustmix checkpoint")
     buf = io.BytesIO()
     layers = getattr(model, "feature_layers", None)   # an adaptive mixer's hooked layers: part of its weights digest
-    torch.export.save(program, buf, extra_files={EXPORT_META: json.dumps({"feature_layers": layers})} if layers and
-                      any(layers.values()) else None)
+    program.example_inputs = None   # torch.export.save would embed the sample inputs (and a view's whole storage)
+    with quiet_torch_export():
+        torch.export.save(program, buf, extra_files={EXPORT_META: json.dumps({"feature_layers": layers})} if layers
+                          and any(layers.values()) else None)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
-    """Export to ONNX through ``torch.onnx`` (needs the optional ``onnx`` package)."""
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxscript") from None
+    """Export to ONNX through ``torch.onnx`` (needs the optional ``onnx`` and ``onnxscript`` packages)."""
+    missing = onnx_missing()
+    if missing:
+        raise ConfigError(f"ONNX export needs {' and '.join(missing)}: pip install onnx onnxscript")
     path = Path(path)
     model = model.eval()
     validate = getattr(model, "validate_inputs", None)
     if validate is not None:
         model.validate_inputs = False
     try:
-        torch.onnx.export(model, (example,), str(path), dynamo=True)
+        with written_as(path) as tmp, quiet_torch_export():
+            torch.onnx.export(model, (example.detach().clone(),), str(tmp), dynamo=True)
     finally:
         if validate is not None:
             model.validate_inputs = validate
     return path
+
+
+def onnx_missing() -> list[str]:
+    """The packages ONNX export needs that are not installed (checked before any work)."""
+    import importlib.util
+
+    return [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]

@@ -18,10 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import atomic_write_bytes  # noqa: F401  (re-exported for callers of this module)
+from .._io import all_or_nothing, atomic_write_bytes
 from ..errors import CheckpointError
 
 CARD_KEY = "robustmix_card"
+ARCH_SOURCES: dict[str, str] = {}   # architecture -> module:function of a user's factory (filled by the registry)
 
 
 @dataclasses.dataclass
@@ -40,9 +41,13 @@ class ModelCard:
     train_seconds: float | None = None
     notes: str = ""
     sha256: str | None = None
+    arch_source: str | None = None   # module:function of a user's registered architecture (None: robustmix's own)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["arch_source"] is None:   # robustmix's own architectures: the card as it always was
+            del data["arch_source"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
@@ -66,16 +71,22 @@ def card_path(weights_path: Path) -> Path:
 
 
 def save_checkpoint(model: torch.nn.Module, card: ModelCard, path) -> Path:
-    """Write ``path`` (.safetensors) and its card (.json) atomically; returns the weights path."""
+    """Write ``path`` (.safetensors) and its card (.json), both or neither; returns the weights path.
+
+    A card of an architecture registered outside robustmix (``register_architecture`` in the user's module)
+    records where it comes from (``arch_source``, module:function), so a loader can name the module to import.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     card.sha256 = None
+    card.arch_source = card.arch_source or ARCH_SOURCES.get(card.arch)
     blob = st_save(state, metadata={CARD_KEY: json.dumps(card.to_dict(), sort_keys=True)})
-    atomic_write_bytes(path, blob)
     card.sha256 = hashlib.sha256(blob).hexdigest()
-    atomic_write_bytes(card_path(path), (json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    with all_or_nothing():
+        atomic_write_bytes(path, blob)
+        atomic_write_bytes(card_path(path), (json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     return path
 
 

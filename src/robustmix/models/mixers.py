@@ -2,7 +2,8 @@
 
 A mixer checkpoint is an ordinary robustmix checkpoint whose card names one of
 the architectures below and whose ``arch_kwargs`` hold the base models'
-registry specs (``{"arch": ..., "kwargs": ...}``) and the mixer's
+registry specs (``{"arch": ..., "kwargs": ...}``, plus ``"source"``, the module:function of a
+user's registered architecture) and the mixer's
 ``config()``; the weights hold every base model's tensors (and the mixing
 network's).  This module imports :mod:`robustmix.mixing` and registers itself in the
 registry (imported by ``robustmix.models``); neither imports it back.
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..mixing import AdaptiveMixedClassifier, MixedClassifier, NonlinearMixedClassifier, mixing_net_from_config
-from .registry import create_model, register_architecture
+from .registry import arch_source, create_model, register_architecture
 
 
 def _bases(std: dict, rob: dict) -> tuple[nn.Module, nn.Module]:
@@ -48,6 +49,9 @@ def mixer_arch_kwargs(mixer: nn.Module) -> tuple[str, dict]:
             raise ModelError(f"the {role} model has no robustmix card, so its architecture cannot be rebuilt; "
                              "export the mixer with --export instead")
         specs[role] = {"arch": card.arch, "kwargs": card.arch_kwargs}
+        source = getattr(card, "arch_source", None) or arch_source(card.arch)
+        if source:
+            specs[role]["source"] = source
     if isinstance(mixer, NonlinearMixedClassifier):
         return "mixed-nonlinear", {**specs, **mixer.config()}
     if isinstance(mixer, AdaptiveMixedClassifier):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
+import warnings
 from pathlib import Path
 
 from torch import nn
@@ -12,7 +15,7 @@ from ..errors import ModelError
 from .registry import ZOO_NAMES, load
 
 
-def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
+def resolve_model(spec: str, dataset: str | None = None, *, import_code: bool = False) -> nn.Module:
     """Load a model from:
 
     * a zoo name (``fmnist-std-cnn``) or a robustmix ``.safetensors`` checkpoint with its card;
@@ -21,7 +24,8 @@ def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
       ``torch.export.load`` (no pickled code is run);
     * ``robustbench:MODEL_NAME`` or ``timm:MODEL_NAME``, when those optional packages
       (and a working torchvision) are installed.
-    A checkpoint trained on another dataset than ``dataset`` is refused.
+    A checkpoint trained on another dataset than ``dataset`` is refused; ``import_code`` lets a checkpoint's
+    card import the module of a user's architecture it names (see :func:`robustmix.models.load_checkpoint`).
     """
     spec = str(spec)
     if spec.startswith(("robustbench:", "timm:")):
@@ -38,11 +42,15 @@ def resolve_model(spec: str, dataset: str | None = None) -> nn.Module:
         factory = getattr(module, func, None)
         if not callable(factory):
             raise ModelError(f"{module_name} has no callable {func!r}")
-        model = factory()
+        try:
+            model = factory()
+        except Exception as exc:  # noqa: BLE001  (a user's factory may raise anything)
+            raise ModelError(f"model factory {spec} raised {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; "
+                             f"fix {func}() in {module_name} (robustmix --debug shows the traceback)") from exc
         if not isinstance(model, nn.Module):
             raise ModelError(f"{spec} returned {type(model).__name__}, expected a torch.nn.Module")
         return model.eval()
-    return load(spec, expected_dataset=dataset)
+    return load(spec, expected_dataset=dataset, import_code=import_code)
 
 
 def _exported(path: Path) -> nn.Module:
@@ -52,13 +60,40 @@ def _exported(path: Path) -> nn.Module:
         raise ModelError(f"exported program {path} not found; write one with 'robustmix mix ... --export {path.name}'")
     extra = {"robustmix.json": ""}   # experiments.export.EXPORT_META: an adaptive mixer's hooked layers
     try:
-        module = torch.export.load(str(path), extra_files=extra).module()
+        with quiet_torch_export():
+            module = torch.export.load(str(path), extra_files=extra).module()
         if extra["robustmix.json"]:
             module.feature_layers = json.loads(extra["robustmix.json"])["feature_layers"]
         return module
     except Exception as exc:  # noqa: BLE001  (a truncated or foreign file may fail anywhere in the loader)
-        raise ModelError(f"{path} is not a torch.export program ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:120]}); export it again with torch.export.save") from None
+        reason = " ".join(str(exc).split()).split(" Please check the warnings above")[0]   # warnings not shown
+        raise ModelError(f"{path} is not a readable torch.export program ({type(exc).__name__}: {reason[:120]}); it "
+                         "may be truncated or damaged: export it again (robustmix mix --export, or "
+                         "torch.export.save)") from None
+
+
+class _DropTorchExportNoise(logging.Filter):
+    """torch.export's own log lines about a file it cannot read (a traceback, line by line); robustmix reports the
+    file in one line instead."""
+
+    NOISE = ("Ran into the following error when deserializing", "Trying to deserialize for the older format")
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+@contextlib.contextmanager
+def quiet_torch_export():
+    """Around robustmix's calls of torch.export: without torch's warnings that robustmix answers itself (a corrupt
+    file's traceback; "No complete tensor found in the group" for weights saved channels-last, which load right)."""
+    noise, log = _DropTorchExportNoise(), logging.getLogger("torch.export")
+    log.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No complete tensor found in the group", category=UserWarning)
+            yield
+    finally:
+        log.removeFilter(noise)
 
 
 _RB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100"}
