@@ -159,6 +159,16 @@ def _bad(tmp_path, case):
         return tmp_path / "d.npz", []
     if case == "missing path":
         return tmp_path / "nowhere", []
+    if case == "empty class folder":
+        write_folder(tmp_path / "d", per_class=2, shape=(1, 28, 28))
+        (tmp_path / "d" / "fox").mkdir()
+        return tmp_path / "d", []
+    if case == "a split the data does not have":
+        write_folder(tmp_path / "d", per_class=2, shape=(1, 28, 28))
+        return tmp_path / "d", ["--split", "train"]
+    if case == "--save-adversarial":
+        write_folder(tmp_path / "d", per_class=2, shape=(1, 28, 28))
+        return tmp_path / "d", ["--save-adversarial", str(tmp_path / "adv.pt")]
     raise AssertionError(case)
 
 
@@ -173,6 +183,9 @@ BAD = {
     "NaN in a float file": "NaN or infinite values (the first in image 3)",
     "floats outside [0, 1]": "divide by 255",
     "missing path": "does not exist",
+    "empty class folder": "fox holds no images",
+    "a split the data does not have": "has no train split (it has test)",
+    "--save-adversarial": "--save-adversarial takes a named --dataset",
 }
 
 

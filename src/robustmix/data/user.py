@@ -191,13 +191,13 @@ def digest(path) -> str:
 def _split_rows(sizes: dict, split: str, path: Path) -> tuple[str, np.ndarray, str]:
     """(the source split, its rows that make ``split``, the rule in words) from the sizes of the splits present."""
     carve = None if "val" in sizes else "train" if "train" in sizes else "test" if "test" in sizes else None
-    part = (f"a fixed seeded part (split_indices, seed {SPLIT_SEED}: a fifth, at most {VAL_SIZE:,}) of "
-            f"{'the data' if carve == 'test' else carve}")
+    how = f"split_indices, seed {SPLIT_SEED}: a fifth, at most {VAL_SIZE:,}"
+    whole = "the data" if carve == "test" else carve
     if split == carve or (split == "val" and carve):
         rest, val = split_indices(sizes[carve], VAL_SIZE)
         if split == "val":
-            return carve, val, f"{part}, never in {carve}"
-        return carve, rest, f"{'the data' if carve == 'test' else carve} less its validation part ({part})"
+            return carve, val, f"a fixed seeded part of {whole} ({how}), never in {carve}"
+        return carve, rest, f"{whole} less the validation part ({how})"
     if split in sizes:
         return split, np.arange(sizes[split]), f"the {split} split as given"
     if split == "test" and "val" in sizes:
