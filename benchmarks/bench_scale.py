@@ -1,0 +1,138 @@
+"""Cost at the users' size: a pair of preact-resnet18 networks on 3x32x32 inputs, each figure against its goal.
+
+    python benchmarks/bench_scale.py [--rounds 5] [--threads 2] [--batch 64] [-n 16] [--samples 1000]
+
+The networks are randomly initialised (no CIFAR-10 or pretrained weights can be had offline; batch-norm
+statistics set on noise images) and the inputs uniform noise; the labels are the mixture's own clean predictions, so every example is correctly classified
+and every attack has to run.  A random network is broken within a few steps, so the attack figures measure
+what each pass costs, not how hard the networks are to break.  Ratios are medians over interleaved rounds with
+their interquartile range (benchmarks/harness.py).  Figures:
+
+1. mixture forward / (g + h forward), goal <= 1.05;
+2. one PGD step / (forward + backward of the mixture), goal <= 1.05;
+3. worst-case ``evaluate`` (AutoAttack standard plus the APGD ensemble) / AutoAttack standard alone, goal <= 1.3;
+4. ``certify_mixture`` at alpha = 1 / a plain loop of Cohen et al.'s CERTIFY, per image, goal <= 1.10;
+5. peak memory (resident set growth) of ``evaluate`` / AutoAttack alone on the same batch, goal <= 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+
+from harness import interleave, setup
+from robustmix import MixedClassifier
+from robustmix.attacks import PGD, evaluate, run_autoattack
+from robustmix.certify import certify_mixture
+from robustmix.certify.stats import clopper_pearson_lower
+from robustmix.models import create_model
+
+
+def pair():
+    """Two random preact-resnet18; batch-norm statistics set on 512 noise images (train-mode passes), so the
+    outputs depend on the input as a trained network's do."""
+    torch.manual_seed(0)
+    nets = []
+    for _ in range(2):
+        net = create_model("preact-resnet18").to(memory_format=torch.channels_last).train()
+        with torch.no_grad():
+            for _ in range(4):
+                net(torch.rand(128, 3, 32, 32))
+        nets.append(net.eval())
+    return nets
+
+
+def rss() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS"))
+
+
+def peak_growth(fn) -> int:
+    """Largest resident-set growth (bytes) while ``fn`` runs, sampled every 5 ms."""
+    start, peak, done = rss(), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss() - start)
+            time.sleep(0.005)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return peak[0]
+
+
+def cohen_certify(h, x, sigma, n0, n, alpha=0.001, batch=500):
+    """Cohen et al.'s CERTIFY for one input, written plainly (the peer loop the figure compares against)."""
+    def counts(num):
+        c = torch.zeros(10, dtype=torch.long)
+        with torch.no_grad():
+            for k in range(0, num, batch):
+                b = min(batch, num - k)
+                noisy = x.expand(b, *x.shape[1:]) + sigma * torch.randn(b, *x.shape[1:])
+                c += torch.bincount(h(noisy).argmax(1), minlength=10)
+        return c
+
+    top = int(counts(n0).argmax())
+    p_a = clopper_pearson_lower(int(counts(n)[top]), n, alpha)
+    return top, p_a
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64, help="rows per forward / attack batch")
+    ap.add_argument("-n", type=int, default=16, help="images for evaluate / AutoAttack")
+    ap.add_argument("--samples", type=int, default=1000, help="noise samples per image for certify")
+    args = ap.parse_args()
+    print(setup(args.threads))
+    g, h = pair()
+    mix = MixedClassifier(g, h, 0.5)
+    x = torch.rand(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = mix(x).argmax(1)
+
+    def fwd_bwd():
+        xi = x.clone().requires_grad_(True)
+        F.cross_entropy(mix(xi), y).backward()
+
+    pgd = PGD(mix, 8 / 255, "inf", steps=5)
+    with torch.no_grad():
+        r = interleave({"g": lambda: g(x), "h": lambda: h(x), "mix": lambda: mix(x)}, rounds=args.rounds)
+    print(f"1. mixture forward / (g + h), batch {args.batch}: {r.ratio('mix', ['g', 'h']).format(3)}  (goal <= 1.05)")
+    r = interleave({"fwd+bwd": fwd_bwd, "pgd5": lambda: pgd(x, y)}, rounds=args.rounds)
+    step = r.per_round(lambda t: t["pgd5"] / 5 / t["fwd+bwd"])
+    print(f"2. one PGD step / (mixture forward + backward): {step.format(3)}  (goal <= 1.05)")
+
+    xs, ys = x[:args.n], y[:args.n]
+    r = interleave({"aa": lambda: run_autoattack(mix, xs, ys, 8 / 255, "Linf", seed=0, batch_size=args.n),
+                    "evaluate": lambda: evaluate(mix, xs, ys, eps=8 / 255, seed=0, batch_size=args.n)},
+                   rounds=max(2, args.rounds // 2))
+    print(f"3. evaluate / AutoAttack standard alone, n = {args.n}: {r.ratio('evaluate', 'aa').format(2)}  "
+          f"(goal <= 1.3)")
+
+    xc = x[:2]
+    r = interleave({"cohen": lambda: [cohen_certify(h, xc[i:i + 1], 0.25, 100, args.samples) for i in range(len(xc))],
+                    "certify": lambda: certify_mixture(g, h, xc, sigma=0.25, alphas=[1.0], num_samples=args.samples,
+                                                       n0=100, batch_size=500)},
+                   rounds=max(2, args.rounds // 2))
+    print(f"4. certify_mixture (alpha 1) / plain Cohen CERTIFY loop, {args.samples} + 100 samples per image: "
+          f"{r.ratio('certify', 'cohen').format(2)}  (goal <= 1.10)")
+
+    aa_mem = peak_growth(lambda: run_autoattack(mix, xs, ys, 8 / 255, "Linf", seed=0, batch_size=args.n))
+    ev_mem = peak_growth(lambda: evaluate(mix, xs, ys, eps=8 / 255, seed=0, batch_size=args.n))
+    print(f"5. peak memory growth evaluate / AutoAttack alone, batch {args.n}: {ev_mem / 2**20:.0f} MiB / "
+          f"{aa_mem / 2**20:.0f} MiB = {ev_mem / max(aa_mem, 1):.2f}  (goal <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
