@@ -306,8 +306,10 @@ def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
     torch.testing.assert_close(back(x), ref(x))
     first = capsys.readouterr().out.splitlines()[0]   # the settings a log shows are the settings saved
     assert "mixer=nonlinear alpha=0.66 scale=18.0 power=2.5 bias=-0.7 " in first
-    assert main(["mix", "--alpha", "0.5", "--out", str(out)]) == 0
+    assert main(["mix", "--alpha", "0.5", "--out", str(out)]) == 2           # an existing file is kept ...
+    assert "exists; add --force" in capsys.readouterr().err
+    assert main(["mix", "--alpha", "0.5", "--out", str(out), "--force"]) == 0   # ... unless asked
     linear = capsys.readouterr().out.splitlines()[0]
     assert "scale" not in linear and "mixer" not in linear and "alpha=0.5" in linear
-    assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.5", "--scale", "-1", "--out", str(out)]) == 2
+    assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.5", "--scale", "-1", "--out", str(out), "--force"]) == 2
     assert "scale" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import sys
@@ -273,6 +274,12 @@ def run_cli(argv: list[str]) -> int:
             raise
         print(f"robustmix {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 3 if isinstance(exc, VerificationError) else 2
+    except OSError as exc:
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        print(f"robustmix {args.command}: error: {exc.strerror}; no output was left half-written: free some space "
+              "(or write elsewhere) and rerun the same command, which resumes from its records", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"robustmix {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
