@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .registry import ZOO_NAMES, load
+from .weights import WEIGHT_SUFFIXES, is_weights_spec, load_robustbench, load_timm, load_weights_spec
 
 
 def resolve_model(spec: str, dataset: str | None = None, *, import_code: bool = False) -> nn.Module:
@@ -22,14 +23,25 @@ def resolve_model(spec: str, dataset: str | None = None, *, import_code: bool = 
     * ``package.module:function``: a factory returning an ``nn.Module`` (inputs in [0, 1]);
     * an exported program (``.pt2``, e.g. what ``robustmix mix --export`` writes), loaded with
       ``torch.export.load`` (no pickled code is run);
-    * ``robustbench:MODEL_NAME`` or ``timm:MODEL_NAME``, when those optional packages
-      (and a working torchvision) are installed.
+    * ``ARCH[,key=value...]@PATH``: a plain ``state_dict`` file (.pt, .pth, .bin, .safetensors) under a registered
+      architecture, e.g. ``wrn-28-10@ckpt.pt`` or ``resnet50,normalize=imagenet@rn50.pth``
+      (:func:`robustmix.models.weights.load_weights_spec`);
+    * ``robustbench:[THREAT/]NAME@DIR`` (RobustBench's definition, the checkpoint from DIR) or ``timm:NAME@PATH``
+      (local weights), when those optional packages (and a working torchvision) are installed; never a download.
     A checkpoint trained on another dataset than ``dataset`` is refused; ``import_code`` lets a checkpoint's
     card import the module of a user's architecture it names (see :func:`robustmix.models.load_checkpoint`).
     """
     spec = str(spec)
-    if spec.startswith(("robustbench:", "timm:")):
-        return _external(*spec.split(":", 1), dataset)
+    if spec.startswith("robustbench:"):
+        return load_robustbench(spec, dataset)
+    if spec.startswith("timm:"):
+        return load_timm(spec)
+    if is_weights_spec(spec):
+        return load_weights_spec(spec)
+    if spec.lower().endswith(tuple(s for s in WEIGHT_SUFFIXES if s != ".safetensors")):
+        raise ModelError(f"{spec} is a weights file without its architecture: give it as ARCH@{spec} (e.g. "
+                         f"preact-resnet18@{spec}, wrn-28-10@{spec}, resnet50,normalize=imagenet@{spec}; "
+                         "'robustmix list' shows them)")
     if spec.endswith(".pt2"):
         return _exported(Path(spec))
     if ":" in spec and not Path(spec).exists():
@@ -94,25 +106,6 @@ def quiet_torch_export():
             yield
     finally:
         log.removeFilter(noise)
-
-
-_RB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100"}
-
-
-def _external(kind: str, name: str, dataset: str | None) -> nn.Module:
-    try:
-        if kind == "robustbench":
-            from robustbench.utils import load_model  # type: ignore
-
-            if dataset not in _RB_DATASETS:
-                raise ModelError("robustbench models are for cifar10/cifar100 here: pass --dataset cifar10")
-            return load_model(model_name=name, dataset=_RB_DATASETS[dataset], threat_model="Linf").eval()
-        import timm  # type: ignore
-
-        return timm.create_model(name, pretrained=True).eval()
-    except ImportError as exc:
-        raise ModelError(f"'{kind}:' models need the optional package {kind} (with a working torchvision): "
-                         f"pip install {kind}  ({exc})") from exc
 
 
 __all__ = ["resolve_model", "ZOO_NAMES"]
