@@ -252,3 +252,29 @@ def test_one_example_that_does_not_fit_is_a_clear_error(tmp_path):
     with pytest.raises(RunError, match="one example does not fit in memory"):
         run_records(tmp_path / "r.jsonl", compute, torch.rand(3, 2), torch.zeros(3, dtype=torch.long), kind="toy",
                     settings={}, batch_size=2, progress=False)
+
+
+def test_ctrl_c_says_whether_anything_was_saved(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first batch: nothing to resume, and the message says so; after a batch: how many records
+    a rerun resumes from."""
+    from robustmix.cli import main
+    from robustmix.experiments import sweep as sweep_module
+
+    real, calls = sweep_module.sweep_batch, {"n": 0}
+
+    def interrupted_at(k):
+        def batch(*args):
+            calls["n"] += 1
+            if calls["n"] > k:
+                raise KeyboardInterrupt
+            return real(*args)
+        return batch
+
+    argv = ["sweep", "-n", "6", "--alphas", "0", "1", "--steps", "1", "--batch-size", "3"]
+    monkeypatch.setattr(sweep_module, "sweep_batch", interrupted_at(0))
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 130
+    assert "no example was finished yet, so nothing was saved" in capsys.readouterr().err
+    calls["n"] = 0
+    monkeypatch.setattr(sweep_module, "sweep_batch", interrupted_at(1))
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 130
+    assert "3 example record(s) are kept in" in capsys.readouterr().err

@@ -281,10 +281,27 @@ def run_cli(argv: list[str]) -> int:
               "(or write elsewhere) and rerun the same command, which resumes from its records", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"robustmix {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        kept = recorded_examples(getattr(cfg, "out_path", None))
+        print(f"robustmix {args.command}: interrupted; " + (
+            f"{kept} example record(s) are kept in {cfg.out_path}: rerun the same command to resume" if kept else
+            "no example was finished yet, so nothing was saved (a rerun starts from the beginning)"), file=sys.stderr)
         return 130
     finally:
         teardown()
+
+
+def recorded_examples(folder) -> int:
+    """Example records (not headers) in a run's records files under ``folder``: what a rerun resumes from."""
+    if folder is None or not Path(folder).is_dir():
+        return 0
+    count = 0
+    for path in Path(folder).rglob("*.jsonl"):
+        try:
+            with open(path, "rb") as fh:
+                count += sum(1 for line in fh if line.strip() and not line.startswith(b'{"header"'))
+        except OSError:
+            continue
+    return count
 
 
 def teardown() -> None:
