@@ -64,7 +64,10 @@ def written_as(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with all_or_nothing():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{path.suffix}")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{path.suffix}")
+        except OSError as exc:   # name the file the user asked for, not a temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         os.close(fd)
         _STAGE.get()["files"].append((tmp, path))
         yield Path(tmp)
