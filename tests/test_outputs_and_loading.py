@@ -77,6 +77,8 @@ def test_existing_outputs_need_force(tmp_path, capsys):
     one_line(capsys.readouterr().err, f"has a card {out.with_suffix('.json')} beside it; add --force")
     assert main(["train", "--out", str(out.with_suffix(".json").with_suffix(".safetensors"))]) == 2
     assert "add --force" in capsys.readouterr().err
+    assert main(["calibrate", "--target", "0.9", "--export", str(export), "--out", str(tmp_path / "c")]) == 2
+    one_line(capsys.readouterr().err, f"--export {export} exists; add --force")
     assert {p: p.stat().st_mtime_ns for p in (out.with_suffix(".json"), export)} == \
         {p: t for p, t in before.items() if p != out}
     assert main(["mix", "--alpha", "0.7", "--out", str(out), "--export", str(export), "--force"]) == 0
