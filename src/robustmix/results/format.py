@@ -1,4 +1,4 @@
-"""Number and table formatting shared by summaries' report sections and the console (a leaf: stdlib only)."""
+"""Number formatting for summaries' report sections and the console (a leaf: standard library only)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,3 @@ def at_radius(grid: list, values: list, radius: float) -> float:
     """The value at the largest grid radius <= ``radius`` (certified accuracy is non-increasing in the radius)."""
     j = max(i for i, r in enumerate(grid) if r <= radius + 1e-12)
     return values[j]
-
-
-def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(lines)
-
-
-def text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]])

@@ -1,0 +1,28 @@
+"""Typed results: one dataclass per summary kind, with a versioned JSON schema, that renders its own report sections.
+
+The contract (:class:`Summary`, :class:`Section`, the schema rules and the registry of kinds) is in ``base``; the
+kinds are grouped by family: ``attacks`` (sweep, tradeoff, attack, evaluate, verify), ``certify`` (certify, fig3,
+lipschitz-certified, certify-front), ``mixers`` (calibration, pareto) and ``pipelines`` (demo).  ``format`` and
+``plots`` are the leaves summaries format numbers and draw figures with; :mod:`robustmix.reports` assembles pages
+from the sections and sits above this package.
+"""
+
+from .._binomial import binomial_ci
+from .attacks import AttackSummary, EvaluateSummary, SweepSummary, TradeoffSummary, VerifySummary
+from .base import (KINDS, SCHEMA_VERSION, Section, Summary, check_version, figure_dir, load_summary, norm_name,
+                   rate_ci, summary_from_dict, upgrade_legacy, with_command)
+from .certify import CertifyFrontSummary, CertifySummary, Fig3Summary, LipschitzCertifiedSummary, certify_estimator
+from .format import at_radius, fmt_ci, fmt_pct
+from .mixers import FIRST_ADAPTIVE_RECIPE, CalibrationSummary, ParetoSummary
+from .pipelines import DemoSummary
+
+_with_command = with_command   # the name the guide's example in docs/architecture.md uses
+
+__all__ = [
+    "Summary", "Section", "KINDS", "SCHEMA_VERSION", "check_version", "summary_from_dict", "upgrade_legacy",
+    "load_summary", "rate_ci", "binomial_ci", "figure_dir", "with_command", "norm_name",
+    "fmt_pct", "fmt_ci", "at_radius",
+    "SweepSummary", "TradeoffSummary", "AttackSummary", "EvaluateSummary", "VerifySummary",
+    "CertifySummary", "Fig3Summary", "LipschitzCertifiedSummary", "CertifyFrontSummary", "certify_estimator",
+    "CalibrationSummary", "ParetoSummary", "FIRST_ADAPTIVE_RECIPE", "DemoSummary",
+]
