@@ -69,8 +69,9 @@ def test_factory_spec(tmp_path, monkeypatch):
     assert isinstance(resolve_model("userzoo:make"), torch.nn.Linear)
     with pytest.raises(ModelError, match="cannot import"):
         resolve_model("nosuchmodule:make")
-    with pytest.raises(ModelError, match="pip install"):
-        resolve_model("timm:resnet18")
+    (tmp_path / "rn18.safetensors").write_bytes(b"x")
+    with pytest.raises(ModelError, match="pip install timm"):      # timm is not installed here
+        resolve_model(f"timm:resnet18@{tmp_path / 'rn18.safetensors'}")
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
