@@ -98,9 +98,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def plain(obj):
-    """A strict-JSON copy: tensors as lists, NaN/inf as null, tuples as lists, dataclasses via ``to_dict``."""
+    """A strict-JSON copy: tensors as lists, NaN/inf as null, tuples as lists, dataclasses via ``to_dict``, the typed
+    values inside summaries via ``to_json``."""
     if hasattr(obj, "to_dict") and not isinstance(obj, type):
         return plain(obj.to_dict())
+    if hasattr(obj, "to_json") and not isinstance(obj, type):
+        return plain(obj.to_json())
     if isinstance(obj, torch.Tensor):
         return plain(obj.tolist())
     if isinstance(obj, float):

@@ -23,7 +23,7 @@ from .._io import atomic_write_bytes
 from .._validation import check_eps, check_p, check_positive_int
 from ..attacks.evaluate import evaluate
 from ..errors import ConfigError
-from ..results import EvaluateSummary, binomial_ci
+from ..results import EvaluateSummary, binomial_ci, to_json
 from .runner import is_main_process, run_records
 
 
@@ -156,7 +156,7 @@ def evaluation_fields(s: EvaluateSummary) -> dict:
     standard alone, AutoAttack's flags and the forward passes per prediction."""
     passes = None if s.forward_passes_per_prediction is None else s.forward_passes_per_prediction + \
         s.mixing_network_passes
-    return {"autoattack": s.autoattack, "autoattack_flags": list(s.warnings), "forward_passes": passes}
+    return {"autoattack": to_json(s.autoattack), "autoattack_flags": list(s.warnings), "forward_passes": passes}
 
 
 SQUARE_ALERT = 0.002   # AutoAttack's check_square_sr threshold on the drop in robust accuracy Square causes

@@ -17,7 +17,7 @@ from .._config import option
 from .._validation import check_eps, check_gamma, check_input, check_p, check_positive_int, probe_models
 from ..attacks.pgd import PGD
 from ..mixing import FormulationMixture, Space, Trust
-from ..results import TradeoffSummary
+from ..results import TradeoffCurve, TradeoffSummary
 from .runner import is_main_process, run_records
 from .sweep import example_seeds
 
@@ -90,12 +90,13 @@ def run_tradeoff(std_model, rob_model, x, y, cfg: TradeoffConfig | None = None, 
 
 def summarize_tradeoff(records: list[dict], cfg: TradeoffConfig) -> TradeoffSummary:
     n = len(records)
-    out = TradeoffSummary(n=n, gammas=cfg.to_dict()["gammas"], eps=cfg.eps, norm=str(cfg.norm), steps=cfg.steps,
-                          curves={})
+    curves = {}
     for name in cfg.curves():
         clean = [sum(r["curves"][name][k][0] == r["label"] for r in records) / n for k in range(len(cfg.gammas))]
         # attacked: correct on the attacked input and on the clean one (an attack cannot fix a mistake)
         adv = [sum(r["curves"][name][k][1] == r["label"] == r["curves"][name][k][0] for r in records) / n
                for k in range(len(cfg.gammas))]
-        out.curves[name] = {"clean": clean, "attacked": adv}
+        curves[name] = TradeoffCurve(clean=clean, attacked=adv)
+    out = TradeoffSummary(n=n, gammas=cfg.to_dict()["gammas"], eps=cfg.eps, norm=str(cfg.norm), steps=cfg.steps,
+                          curves=curves)
     return out

@@ -8,7 +8,7 @@ from .._io import atomic_write_bytes
 from ..errors import ModelError
 from ..models.checkpoint import card_path
 from ..models.registry import weights_path
-from ..results import EvaluateSummary
+from ..results import EvaluateSummary, to_json
 from ..zoo_table import threat_tag
 from .evaluate_run import EvaluateConfig, summarize_evaluate
 from .runner import read_records
@@ -33,10 +33,10 @@ def record_worst_case(name: str, summary_path, write: bool = True) -> dict:
     if model != name:
         raise ModelError(f"{summary_path} evaluates {model!r}, not {name!r}")
     norm, eps = str(s.settings["norm"]), float(s.settings["eps"])
-    metric = {"accuracy": s.accuracy, "ci95": s.ci95, "eps": eps, "norm": norm, "n": s.n,
+    metric = {"accuracy": s.accuracy, "ci95": to_json(s.ci95), "eps": eps, "norm": norm, "n": s.n,
               "split": f"test[:{s.n}]", "attack": "worst case over the robustmix evaluate ensemble (AutoAttack "
               "standard, APGD-CE/DLR end to end and by transfer), per example",
-              "by_attack": {row["name"]: row["broke"] for row in s.per_attack}, "diagnostics": s.diagnostics,
+              "by_attack": {row.name: row.broke for row in s.per_attack}, "diagnostics": to_json(s.diagnostics),
               "source": str(summary_path)}
     key = f"worst-case-{threat_tag(norm, eps)}"
     if write:

@@ -24,16 +24,35 @@ from typing import ClassVar
 from ..errors import ConfigError
 from .base import Section, Summary, figure_dir, norm_name, rate_ci, with_command
 from .format import fmt_ci, fmt_pct
+from .values import Interval, Record, optional, record
+
+
+@record
+class GapRow(Record):
+    """One model's row of the paper's Table I: the mean gap between its top two probabilities over the examples it
+    classifies correctly and incorrectly, on clean and on attacked (``adv``) inputs, with the number of examples
+    behind each mean (``*_n``) and the accuracy; a condition the sweep did not run is absent."""
+
+    clean_correct: float | None = optional()
+    clean_correct_n: int | None = optional()
+    clean_incorrect: float | None = optional()
+    clean_incorrect_n: int | None = optional()
+    clean_accuracy: float | None = optional()
+    adv_correct: float | None = optional()
+    adv_correct_n: int | None = optional()
+    adv_incorrect: float | None = optional()
+    adv_incorrect_n: int | None = optional()
+    adv_accuracy: float | None = optional()
 
 
 @dataclasses.dataclass
 class SweepSummary(Summary):
     KIND: ClassVar[str] = "sweep"
-    alphas: list
+    alphas: list[float]
     n: int
-    accuracy: dict
-    ci95: dict
-    table1: dict
+    accuracy: dict[str, list[float]]        # "clean", "std", "rob", "mix" -> one accuracy per alpha
+    ci95: dict[str, list[Interval]]         # the same keys -> one interval per alpha
+    table1: dict[str, GapRow]               # "g", "h" -> Table I row
     settings: dict = dataclasses.field(default_factory=dict)   # eps, norm, steps, ... of the sweep
 
     def at(self, attack: str, alpha: float) -> float:
@@ -62,10 +81,10 @@ class SweepSummary(Summary):
 
         rows = [["model", "clean, correct", "clean, incorrect", "attacked, correct", "attacked, incorrect"]]
         for model in ("g", "h"):
-            t = self.table1.get(model, {})
-            rows.append([f"{model}(.)"] + [f"{gap(t.get(k))} (n = {t[k + '_n']})" if k + "_n" in t else gap(t.get(k))
-                                           for k in ("clean_correct", "clean_incorrect", "adv_correct",
-                                                     "adv_incorrect")])
+            t = self.table1.get(model) or GapRow()
+            cells = [(getattr(t, k), getattr(t, k + "_n")) for k in ("clean_correct", "clean_incorrect", "adv_correct",
+                                                                      "adv_incorrect")]
+            rows.append([f"{model}(.)"] + [gap(v) if k is None else f"{gap(v)} (n = {k})" for v, k in cells])
         return rows
 
     def render(self, out_dir=None) -> list[Section]:
@@ -89,15 +108,23 @@ class SweepSummary(Summary):
                 f"{key.upper()} {fmt_ci(self.accuracy[key][i], self.ci95[key][i])}%, n = {self.n}")
 
 
+@record
+class TradeoffCurve(Record):
+    """One trust term and mixing space of Fig. 1: clean and attacked accuracy, one value per gamma."""
+
+    clean: list[float]
+    attacked: list[float]
+
+
 @dataclasses.dataclass
 class TradeoffSummary(Summary):
     KIND: ClassVar[str] = "tradeoff"
     n: int
-    gammas: list
+    gammas: list[float | str]               # "inf" for infinity
     eps: float
     norm: str
     steps: int
-    curves: dict
+    curves: dict[str, TradeoffCurve]        # "trust|space" -> its curve
 
     def render(self, out_dir=None) -> list[Section]:
         from .plots import plot_tradeoff
@@ -108,7 +135,7 @@ class TradeoffSummary(Summary):
             f"Fig. 1: trust terms $R_i$, PGD-{self.steps} eps={self.eps}, empirical, n = {self.n}")[:1]
         rows = [["R_i, space", "gamma", "clean (%) [95% CI]", "attacked (%) [95% CI]"]]
         for name, c in self.curves.items():
-            for gamma, clean, adv in zip(self.gammas, c["clean"], c["attacked"]):
+            for gamma, clean, adv in zip(self.gammas, c.clean, c.attacked):
                 rows.append([name, str(gamma), fmt_ci(clean, rate_ci(clean, self.n)),
                              fmt_ci(adv, rate_ci(adv, self.n))])
         text = (f"The mixture of eq. (3) for each trust term R_i, mixed in probabilities or logits, over gamma; "
@@ -122,9 +149,9 @@ class AttackSummary(Summary):
     n: int
     alpha: float
     settings: dict
-    accuracy: dict
-    ci95: dict
-    autoattack_warnings: list = dataclasses.field(default_factory=list)
+    accuracy: dict[str, float]              # "clean", "pgd", "autoattack" -> accuracy
+    ci95: dict[str, Interval]
+    autoattack_warnings: list[str] = dataclasses.field(default_factory=list)
 
     def render(self, out_dir=None) -> list[Section]:
         s = self.settings
@@ -143,6 +170,38 @@ class AttackSummary(Summary):
         return "  ".join(f"{k} {fmt_ci(v, self.ci95[k])}%" for k, v in self.accuracy.items()) + f"  n = {self.n}"
 
 
+@record
+class AttackRun(Record):
+    """One member of an attack ensemble: the examples it ran on, those it broke, and its seconds (no name: the
+    completion run of AutoAttack standard alone)."""
+
+    name: str | None = optional()
+    ran_on: int
+    broke: int
+    seconds: float
+
+
+@record
+class Diagnostics(Record):
+    """The gradient-masking checks: examples only Square broke, accuracy not falling with eps, an unbounded eps not
+    reaching 0%, and whether any of them raised a suspicion."""
+
+    square_only: int
+    eps_not_decreasing: bool
+    unbounded_not_zero: bool
+    suspected: bool
+
+
+@record
+class AutoAttackAlone(Record):
+    """AutoAttack standard on its own (its four attacks, Square completing the examples only other members broke)."""
+
+    accuracy: float
+    ci95: Interval
+    n: int
+    completion: AttackRun | None = optional()
+
+
 @dataclasses.dataclass
 class EvaluateSummary(Summary):
     """The worst case over the attack ensemble, per example, summed up (``robustmix evaluate``)."""
@@ -150,16 +209,16 @@ class EvaluateSummary(Summary):
     KIND: ClassVar[str] = "evaluate"
     n: int
     accuracy: float
-    ci95: list
+    ci95: Interval
     clean_accuracy: float
-    clean_ci95: list
-    per_attack: list            # [{name, ran_on, broke, seconds}] in ensemble order
-    found_by: dict              # member -> examples whose first error it found
-    diagnostics: dict           # square_only, eps_not_decreasing, unbounded_not_zero, suspected
+    clean_ci95: Interval
+    per_attack: list[AttackRun]             # in ensemble order
+    found_by: dict[str, int]                # member -> examples whose first error it found
+    diagnostics: Diagnostics
     median_robust_margin: float
-    warnings: list = dataclasses.field(default_factory=list)   # AutoAttack's own checks (its flags)
+    warnings: list[str] = dataclasses.field(default_factory=list)   # AutoAttack's own checks (its flags)
     settings: dict = dataclasses.field(default_factory=dict)
-    autoattack: dict | None = None        # AutoAttack standard alone: accuracy, ci95, n, completion; None: not run
+    autoattack: AutoAttackAlone | None = None   # AutoAttack standard alone; None: not run
     forward_passes_per_prediction: int | None = None   # base-model forward passes (g and h: 2); None: not recorded
     mixing_network_passes: int = 0        # plus passes of an adaptive mixer's mixing network
 
@@ -183,23 +242,23 @@ class EvaluateSummary(Summary):
                 ["clean", fmt_ci(self.clean_accuracy, self.clean_ci95), str(self.n)]]
         aa = self.autoattack
         if aa:
-            head.append(["AutoAttack standard alone", fmt_ci(aa["accuracy"], aa["ci95"]), str(aa["n"])])
+            head.append(["AutoAttack standard alone", fmt_ci(aa.accuracy, aa.ci95), str(aa.n)])
         head.append(["worst case over the ensemble", fmt_ci(self.accuracy, self.ci95), str(self.n)])
         members = [["member", "ran on", "broke", "first error found", "seconds"]]
-        members += [[r["name"], str(r["ran_on"]), str(r["broke"]), str(self.found_by.get(r["name"], 0)),
-                     f"{r['seconds']:.1f}"] for r in self.per_attack]
-        flags = (f"gradient-masking warning: Square-only errors {d.get('square_only')}, accuracy not falling with "
-                 f"eps {d.get('eps_not_decreasing')}, unbounded eps not reaching 0% {d.get('unbounded_not_zero')}."
-                 if d.get("suspected") else "No sign of gradient masking in the checks that ran."
+        members += [[r.name, str(r.ran_on), str(r.broke), str(self.found_by.get(r.name, 0)), f"{r.seconds:.1f}"]
+                    for r in self.per_attack]
+        flags = (f"gradient-masking warning: Square-only errors {d.square_only}, accuracy not falling with "
+                 f"eps {d.eps_not_decreasing}, unbounded eps not reaching 0% {d.unbounded_not_zero}."
+                 if d.suspected else "No sign of gradient masking in the checks that ran."
                  if s.get("diagnostics", True) else "The gradient-masking checks were skipped (--no-diagnostics).")
         if aa:
-            c = aa.get("completion") or {}
-            flags += (f" AutoAttack standard alone: its four attacks, Square also run on the {c.get('ran_on', 0)} "
-                      f"examples only the other members broke (it broke {c.get('broke', 0)} of them).")
+            c = aa.completion or AttackRun(ran_on=0, broke=0, seconds=0.0)
+            flags += (f" AutoAttack standard alone: its four attacks, Square also run on the {c.ran_on} "
+                      f"examples only the other members broke (it broke {c.broke} of them).")
         flags += (f" AutoAttack's own checks flagged: {'; '.join(self.warnings)}." if self.warnings else
-                  " AutoAttack's own checks raised no flag." if aa or any(r["name"].startswith("aa-")
+                  " AutoAttack's own checks raised no flag." if aa or any(r.name.startswith("aa-")
                                                                           for r in self.per_attack) else "")
-        text = (f"Worst case per example over the attack ensemble ({', '.join(r['name'] for r in self.per_attack)}; "
+        text = (f"Worst case per example over the attack ensemble ({', '.join(r.name for r in self.per_attack)}; "
                 f"APGD {s.get('steps')} steps) against {who}, {norm_name(s.get('norm'))} eps = {s.get('eps')}, "
                 f"n = {self.n}; brackets: 95% Clopper-Pearson intervals. {flags}{self.cost_text()}")
         return [Section("Worst-case robust accuracy", with_command(text, self.command), [head, members])]
@@ -208,7 +267,19 @@ class EvaluateSummary(Summary):
         aa = self.autoattack
         return (f"robust accuracy {fmt_ci(self.accuracy, self.ci95)}%  n = {self.n}  (clean "
                 f"{fmt_ci(self.clean_accuracy, self.clean_ci95)}%"
-                + (f"; AutoAttack standard alone {fmt_ci(aa['accuracy'], aa['ci95'])}%" if aa else "") + ")")
+                + (f"; AutoAttack standard alone {fmt_ci(aa.accuracy, aa.ci95)}%" if aa else "") + ")")
+
+
+@record
+class Claims(Record):
+    """What a saved evaluation reported beside its inputs, kept as the file holds it and not re-checked: the clean
+    accuracy, the forward passes per prediction, AutoAttack's flags and AutoAttack standard alone (a claim the file
+    does not make is absent; one it made without a value is None)."""
+
+    clean_accuracy: float | None = None
+    forward_passes: int | None = None
+    autoattack_flags: list[str] | None = optional()
+    autoattack: AutoAttackAlone | None = None
 
 
 @dataclasses.dataclass
@@ -222,7 +293,7 @@ class VerifySummary(Summary):
     KIND: ClassVar[str] = "verify"
     n: int
     accuracy: float               # accuracy of the model on the saved inputs (an upper bound on robust accuracy)
-    ci95: list
+    ci95: Interval
     claimed_accuracy: float       # the file's accuracy: the mean of its outcomes, each re-checked
     disagreements: int            # examples whose recomputed outcome differs from the saved one
     eps: float
@@ -230,13 +301,13 @@ class VerifySummary(Summary):
     largest_perturbation: float
     file: str
     weights_sha256: str
-    model: dict
+    model: dict[str, str | float | None]   # how evaluate built it: {"model": spec} or {"std", "rob", "alpha", ...}
     tolerance: float = 0.0        # differences with |margin| <= tolerance are boundary cases (rounding), not refused
     smallest_margin: float | None = None
-    evaluation: dict | None = None   # the file's unchecked claims (clean accuracy, AutoAttack alone, flags, cost)
+    evaluation: Claims | None = None   # the file's unchecked claims (clean accuracy, AutoAttack alone, flags, cost)
     clean_accuracy: float | None = None   # the model on the clean test images at the file's indices
-    clean_ci95: list | None = None
-    index_range: list | None = None       # [smallest, largest] test index of the file
+    clean_ci95: Interval | None = None
+    index_range: list[int] | None = None  # [smallest, largest] test index of the file
     contiguous: bool | None = None        # whether the file holds every index of that range
 
     def indices_text(self) -> str:
@@ -277,24 +348,23 @@ class VerifySummary(Summary):
 
     def claims_sections(self) -> list[Section]:
         """The file's claims beside its inputs, apart from what verify checked."""
-        e = self.evaluation or {}
+        e = self.evaluation or Claims()
         rows = [["claim", "as the evaluation reported"]]
-        if e.get("clean_accuracy") is not None:
-            rows.append(["clean accuracy (%)", fmt_pct(e["clean_accuracy"])])
-        if e.get("autoattack"):
-            rows.append(["AutoAttack standard alone (%) [95% CI]",
-                         fmt_ci(e["autoattack"]["accuracy"], e["autoattack"]["ci95"])])
-        if e.get("forward_passes"):
-            rows.append(["forward passes per prediction", str(e["forward_passes"])])
-        if "autoattack_flags" in e:
-            rows.append(["AutoAttack's flags", "; ".join(e["autoattack_flags"]) or "none"])
+        if e.clean_accuracy is not None:
+            rows.append(["clean accuracy (%)", fmt_pct(e.clean_accuracy)])
+        if e.autoattack:
+            rows.append(["AutoAttack standard alone (%) [95% CI]", fmt_ci(e.autoattack.accuracy, e.autoattack.ci95)])
+        if e.forward_passes:
+            rows.append(["forward passes per prediction", str(e.forward_passes)])
+        if e.autoattack_flags is not None:
+            rows.append(["AutoAttack's flags", "; ".join(e.autoattack_flags) or "none"])
         if len(rows) == 1:
             return []
         text = ("What the file says beside its inputs. verify re-ran none of it (no attack, no cost count); the "
                 "numbers it checked are in the section above.")
-        if self.clean_accuracy is not None and e.get("clean_accuracy") is not None \
-                and abs(e["clean_accuracy"] - self.clean_accuracy) > 1e-9:
-            text += (f" The claimed clean accuracy ({fmt_pct(e['clean_accuracy'])}%) differs from this model's on these "
+        if self.clean_accuracy is not None and e.clean_accuracy is not None \
+                and abs(e.clean_accuracy - self.clean_accuracy) > 1e-9:
+            text += (f" The claimed clean accuracy ({fmt_pct(e.clean_accuracy)}%) differs from this model's on these "
                      f"test images, re-checked above ({fmt_pct(self.clean_accuracy)}%).")
         return [Section("Unchecked claims of the evaluation", text, [rows])]
 

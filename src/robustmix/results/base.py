@@ -17,6 +17,7 @@ from typing import ClassVar
 from .._binomial import binomial_ci
 from .._io import read_json, write_json
 from ..errors import ConfigError
+from .values import decode, field_types, to_json
 
 SCHEMA_VERSION = 2        # 2: every summary may carry the command line that produced it (``command``)
 KINDS: dict[str, type] = {}
@@ -57,8 +58,15 @@ class Summary:
         if cls.KIND:
             KINDS[cls.KIND] = cls
 
+    def __post_init__(self):
+        """Every field as its declared type: JSON read by :meth:`from_dict` (or passed by a caller) becomes typed
+        values here, checked key by key."""
+        for name, tp in field_types(type(self)).items():
+            setattr(self, name, decode(tp, getattr(self, name), name))
+
     def to_dict(self) -> dict:
-        out = {"kind": self.KIND, "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        out = {"kind": self.KIND, "schema_version": SCHEMA_VERSION,
+               **{f.name: to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}}
         if out.get("data") is None:
             out.pop("data", None)
         return out
@@ -99,7 +107,10 @@ class Summary:
         if unknown or missing:
             raise ConfigError(f"not a valid {cls.KIND} summary (unknown fields {sorted(unknown)}, missing "
                               f"{sorted(missing)}); rerun the command that wrote it")
-        return cls(**body)
+        try:
+            return cls(**body)
+        except ConfigError as exc:
+            raise ConfigError(f"not a valid {cls.KIND} summary ({exc}); rerun the command that wrote it") from None
 
     def save(self, path) -> None:
         write_json(path, self.to_dict())
