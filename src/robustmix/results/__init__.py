@@ -13,7 +13,9 @@ from .attacks import (AttackRun, AttackSummary, AutoAttackAlone, Claims, Diagnos
                       SweepSummary, TradeoffCurve, TradeoffSummary, VerifySummary)
 from .base import (KINDS, SCHEMA_VERSION, Section, Summary, check_version, figure_dir, load_summary, norm_name,
                    rate_ci, summary_from_dict, upgrade_legacy, with_command)
-from .certify import CertifyFrontSummary, CertifySummary, Fig3Summary, LipschitzCertifiedSummary, certify_estimator
+from .certify import (Best, CertifiedCurves, CertifyFrontSummary, CertifySummary, Curve, CurvePair, Fig3Certified,
+                      Fig3Summary, FrontPoint, LipschitzCertifiedSummary, LipschitzFig3, SmoothedFig3, VerdictRow,
+                      certify_estimator)
 from .format import at_radius, fmt_ci, fmt_pct
 from .mixers import FIRST_ADAPTIVE_RECIPE, CalibrationSummary, ParetoSummary
 from .pipelines import DemoSummary
@@ -28,5 +30,7 @@ __all__ = [
     "SweepSummary", "TradeoffSummary", "AttackSummary", "EvaluateSummary", "VerifySummary",
     "GapRow", "TradeoffCurve", "AttackRun", "Diagnostics", "AutoAttackAlone", "Claims",
     "CertifySummary", "Fig3Summary", "LipschitzCertifiedSummary", "CertifyFrontSummary", "certify_estimator",
+    "Curve", "CertifiedCurves", "CurvePair", "SmoothedFig3", "LipschitzFig3", "Fig3Certified", "FrontPoint", "Best",
+    "VerdictRow",
     "CalibrationSummary", "ParetoSummary", "FIRST_ADAPTIVE_RECIPE", "DemoSummary",
 ]

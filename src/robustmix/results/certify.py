@@ -14,8 +14,38 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from ..errors import ConfigError
 from .base import Section, Summary, figure_dir, rate_ci, with_command
 from .format import at_radius, fmt_ci, fmt_pct
+from .values import Interval, Record, decode, optional, record, to_json
+
+
+@record
+class Curve(Record):
+    """One certified-accuracy curve: ``certified[j]`` at l2 radius ``grid[j]``, and the clean accuracy of the
+    classifier certified; the form the plots draw."""
+
+    grid: list[float]
+    certified: list[float]
+    clean: float
+
+
+@record
+class CertifiedCurves(Record):
+    """Certified accuracy of one certificate at several alphas: ``certified[k][j]`` at ``alphas[k]`` and radius
+    ``grid[j]``, ``clean[k]`` the clean accuracy there; ``estimator`` and ``clean_of`` (which classifier the clean
+    accuracy is about) where the run recorded them.  A certify summary keeps alphas and grid beside its curves."""
+
+    alphas: list[float] | None = optional()
+    grid: list[float] | None = optional()
+    certified: list[list[float]]
+    clean: list[float]
+    estimator: str | None = optional()
+    clean_of: str | None = optional()
+
+    def curve(self, k: int = 0, grid: list[float] | None = None) -> Curve:
+        """The curve at the ``k``-th alpha (on ``grid`` when the curves do not keep their own)."""
+        return Curve(grid=self.grid if grid is None else grid, certified=self.certified[k], clean=self.clean[k])
 
 
 def certify_estimator(settings: dict, curve: str) -> str:
@@ -34,9 +64,9 @@ def certify_estimator(settings: dict, curve: str) -> str:
 class CertifySummary(Summary):
     KIND: ClassVar[str] = "certify"
     n: int
-    alphas: list
-    grid: list
-    curves: dict
+    alphas: list[float]
+    grid: list[float]
+    curves: dict[str, CertifiedCurves]      # "theorem1", "theorem2" -> certified accuracy per alpha and radius
     settings: dict = dataclasses.field(default_factory=dict)
 
     def certified_at(self, curve: str, alpha: float, radius: float) -> float:
@@ -44,7 +74,7 @@ class CertifySummary(Summary):
         c = self.curves[curve]
         k = min(range(len(self.alphas)), key=lambda i: abs(self.alphas[i] - alpha))
         j = max(i for i, r in enumerate(self.grid) if r <= radius + 1e-12)
-        return c["certified"][k][j]
+        return c.certified[k][j]
 
     def reported_radii(self) -> list[float]:
         return list(self.settings.get("radii") or [0.25, 0.5, 0.75, 1.0])
@@ -58,12 +88,12 @@ class CertifySummary(Summary):
             sound = "sound" if "NOT" not in certify_estimator(s, key) else "point estimate, not sound"
             rows = [["alpha", "clean (%) [95% CI]"] + [f"certified @ {r:g} (%) [95% CI]" for r in radii]]
             for i, a in enumerate(self.alphas):
-                rows.append([f"{a:.2f}", fmt_ci(c["clean"][i], rate_ci(c["clean"][i], self.n))] +
+                rows.append([f"{a:.2f}", fmt_ci(c.clean[i], rate_ci(c.clean[i], self.n))] +
                             [fmt_ci(v, rate_ci(v, self.n)) for v in
                              (self.certified_at(key, a, r) for r in radii)])
             figs = [] if out_dir is None else plot_certified(
-                {f"alpha={a:.2f}": {"grid": self.grid, "certified": c["certified"][i], "clean": c["clean"][i]}
-                 for i, a in enumerate(self.alphas)}, figure_dir(out_dir) / f"certified_{key}",
+                {f"alpha={a:.2f}": c.curve(i, self.grid).to_json() for i, a in enumerate(self.alphas)},
+                figure_dir(out_dir) / f"certified_{key}",
                 f"Certified l2 accuracy, {key}, {what}, {sound}, n = {self.n}")[:1]
             text = (f"Mixture of g = `{s.get('std')}` and h = `{s.get('rob')}` ({what}), certified with "
                     f"{key.replace('theorem', 'Theorem ')}; estimator: {certify_estimator(s, key)}"
@@ -115,10 +145,6 @@ def _clean_of(s: dict, curve: str) -> str:
             "kept; rerun with --fresh for it)")
 
 
-def _curve(c: dict, k: int = 0) -> dict:
-    return {"grid": c["grid"], "certified": c["certified"][k], "clean": c["clean"][k]}
-
-
 def _fig3_clean_of(tight: str | None) -> str:
     """Which classifier each Fig. 3 row's clean column is about."""
     text = (" Clean column: each row's own classifier at the clean input; the Monte-Carlo and simultaneous-bound rows "
@@ -131,6 +157,45 @@ def _fig3_clean_of(tight: str | None) -> str:
                    "the certified classifier's).")
 
 
+@record
+class CurvePair(Record):
+    """One certificate of Fig. 3 for the smoothed h's mixture and for the smoothed baseline (alpha = 1)."""
+
+    mixture: CertifiedCurves
+    baseline: CertifiedCurves
+
+
+@record
+class SmoothedFig3(Record):
+    """Fig. 3's smoothed part: the alpha matching the baseline's clean accuracy, and each certificate's curves
+    (Theorems 1 and 2 from the Monte-Carlo mean, from simultaneous bounds, and the tight Clopper-Pearson one)."""
+
+    alpha: float
+    baseline_clean: float
+    thm1: CurvePair | None = optional()
+    thm2: CurvePair | None = optional()
+    thm1_sound: CurvePair | None = optional()
+    thm2_sound: CurvePair | None = optional()
+    thm2_tight: CurvePair | None = optional()
+
+
+@record
+class LipschitzFig3(Record):
+    """Theorem 1 with a Lipschitz h: its per-class probability Lipschitz bound and the curves at several alphas."""
+
+    lipschitz_per_class: float
+    curve: CertifiedCurves
+
+
+@record
+class Fig3Certified(Record):
+    """What ``run_fig3`` returns: the radius grid, the smoothed comparison and, optionally, the Lipschitz h."""
+
+    grid: list[float] | None = optional()
+    rs: SmoothedFig3
+    lipschitz: LipschitzFig3 | None = optional()
+
+
 @dataclasses.dataclass
 class Fig3Summary(Summary):
     """``robustmix fig3``: the paper's Fig. 3 (a smoothed h mixed at matched clean accuracy against a
@@ -138,7 +203,7 @@ class Fig3Summary(Summary):
 
     KIND: ClassVar[str] = "fig3"
     settings: dict
-    certified: dict       # grid, rs {alpha, baseline_clean, thm1, thm2, thm1_sound, thm2_sound, thm2_tight}, lipschitz
+    certified: Fig3Certified
     n: int | None = None
 
     ROWS: ClassVar[dict] = {"thm1": "Theorem 1, Monte-Carlo mean (point estimate, not sound)",
@@ -151,46 +216,47 @@ class Fig3Summary(Summary):
         from .plots import plot_certified
 
         c, s = self.certified, self.settings
-        rs, radii, n = c["rs"], (0.25, 0.5, 1.0), self.n
+        rs, radii, n = c.rs, (0.25, 0.5, 1.0), self.n
         ci = (lambda v: fmt_ci(v, rate_ci(v, n))) if n else fmt_pct
         rows = [["curve", "estimator", f"clean (%){' [95% CI]' if n else ''}"] + [f"r = {r:g}" for r in radii]]
-        for thm in [k for k in self.ROWS if k in rs]:
+        for thm in [k for k in self.ROWS if getattr(rs, k) is not None]:
             for who in ("mixture", "baseline"):
-                cur = rs[thm][who]
-                rows.append([f"{who}", self.ROWS[thm], ci(cur["clean"][0])] +
-                            [ci(at_radius(cur["grid"], cur["certified"][0], r)) for r in radii])
-        lc = c.get("lipschitz", {}).get("curve", {"alphas": []})
-        for k, a in enumerate(lc["alphas"]):
+                cur = getattr(getattr(rs, thm), who)
+                rows.append([f"{who}", self.ROWS[thm], ci(cur.clean[0])] +
+                            [ci(at_radius(cur.grid, cur.certified[0], r)) for r in radii])
+        lc = c.lipschitz.curve if c.lipschitz else CertifiedCurves(alphas=[], certified=[], clean=[])
+        for k, a in enumerate(lc.alphas):
             rows.append([f"Lipschitz net, alpha={a:.1f}", "Theorem 1, guaranteed Lipschitz bound (sound)",
-                         ci(lc["clean"][k])] + [ci(at_radius(lc["grid"], lc["certified"][k], r)) for r in radii])
+                         ci(lc.clean[k])] + [ci(at_radius(lc.grid, lc.certified[k], r)) for r in radii])
         figs = []
         if out_dir is not None:
             for theorem, name in ((1, "Lipschitz-based (Theorem 1)"), (2, "RS-based (Theorem 2)")):
-                data = rs[f"thm{theorem}"]
-                curves = {f"mixture, alpha={rs['alpha']:.2f}, point estimate": _curve(data["mixture"]),
-                          "baseline RS (alpha=1), point estimate": _curve(data["baseline"]),
-                          "mixture, sound bounds": {**_curve(rs[f"thm{theorem}_sound"]["mixture"]), "ls": ":"},
-                          "baseline, sound bounds": {**_curve(rs[f"thm{theorem}_sound"]["baseline"]), "ls": ":"}}
-                if theorem == 2 and "thm2_tight" in rs:
-                    curves["mixture, tight sound (CP)"] = {**_curve(rs["thm2_tight"]["mixture"]), "ls": "--"}
-                    curves["baseline, tight sound (= Cohen)"] = {**_curve(rs["thm2_tight"]["baseline"]), "ls": "--"}
+                data, sound = getattr(rs, f"thm{theorem}"), getattr(rs, f"thm{theorem}_sound")
+                curves = {f"mixture, alpha={rs.alpha:.2f}, point estimate": data.mixture.curve().to_json(),
+                          "baseline RS (alpha=1), point estimate": data.baseline.curve().to_json(),
+                          "mixture, sound bounds": {**sound.mixture.curve().to_json(), "ls": ":"},
+                          "baseline, sound bounds": {**sound.baseline.curve().to_json(), "ls": ":"}}
+                if theorem == 2 and rs.thm2_tight is not None:
+                    curves["mixture, tight sound (CP)"] = {**rs.thm2_tight.mixture.curve().to_json(), "ls": "--"}
+                    curves["baseline, tight sound (= Cohen)"] = {**rs.thm2_tight.baseline.curve().to_json(),
+                                                                 "ls": "--"}
                 figs += plot_certified(curves, figure_dir(out_dir) / f"fig3_thm{theorem}",
                                        f"Fig. 3: {name}, sigma {s.get('smooth_sigma')} vs "
                                        f"{s.get('baseline_sigma')}, n = {n}")[:1]
-            if lc["alphas"]:
-                figs += plot_certified({f"alpha={a:.1f}": _curve(lc, k) for k, a in enumerate(lc["alphas"])},
+            if lc.alphas:
+                figs += plot_certified({f"alpha={a:.1f}": lc.curve(k).to_json() for k, a in enumerate(lc.alphas)},
                                        figure_dir(out_dir) / "fig3_lipschitz_net",
                                        f"Theorem 1 with the Lipschitz network as h (sound), n = {n}")[:1]
-        text = (f"Smoothed h (sigma = {s.get('smooth_sigma')}) mixed at alpha = {rs['alpha']:.2f}, chosen so the "
+        text = (f"Smoothed h (sigma = {s.get('smooth_sigma')}) mixed at alpha = {rs.alpha:.2f}, chosen so the "
                 f"mixture's clean accuracy matches the sigma = {s.get('baseline_sigma')} baseline "
-                f"({fmt_pct(rs['baseline_clean'])} %). {s.get('certify_samples')} noise samples per image, failure "
+                f"({fmt_pct(rs.baseline_clean)} %). {s.get('certify_samples')} noise samples per image, failure "
                 f"probability {s.get('certify_delta')}; n = {n} test images"
                 + ("; brackets: 95% Clopper-Pearson intervals over the images. " if n else ". ")
                 + "Rows marked 'point estimate' use the Monte-Carlo mean as if it were exact (the paper's curves) "
                 "and are not certificates; 'sound' rows hold with probability 1 - delta."
-                + (_fig3_clean_of(rs["thm2_tight"]["mixture"].get("clean_of")) if "thm2_tight" in rs else "")
+                + (_fig3_clean_of(rs.thm2_tight.mixture.clean_of) if rs.thm2_tight is not None else "")
                 + (f" Lipschitz network: per-class probability Lipschitz bound "
-                   f"{c['lipschitz']['lipschitz_per_class']:.3f}." if "lipschitz" in c else ""))
+                   f"{c.lipschitz.lipschitz_per_class:.3f}." if c.lipschitz else ""))
         return [Section("Fig. 3: certified accuracy (l2 radius)", with_command(text, self.command), [rows], figs)]
 
 
@@ -206,12 +272,12 @@ class LipschitzCertifiedSummary(Summary):
     g: str
     lipschitz_l2: float
     pairwise_lipschitz_max: float
-    alphas: list
-    clean_accuracy: dict                  # alpha -> clean accuracy of the mixture
-    certified: dict                       # method -> alpha -> radius -> certified accuracy
-    curves: dict                          # method -> alpha -> {grid, certified, clean}
-    clean_accuracy_h_at_temperature: dict = dataclasses.field(default_factory=dict)
-    h_plain_margin: dict = dataclasses.field(default_factory=dict)   # radius -> h's own logit-margin certificate
+    alphas: list[float]
+    clean_accuracy: dict[str, float]                       # alpha -> clean accuracy of the mixture
+    certified: dict[str, dict[str, dict[str, float]]]      # method -> alpha -> radius -> certified accuracy
+    curves: dict[str, dict[str, Curve]]                    # method -> alpha -> its curve
+    clean_accuracy_h_at_temperature: dict[str, float] = dataclasses.field(default_factory=dict)
+    h_plain_margin: dict[str, float] = dataclasses.field(default_factory=dict)   # radius -> h's logit-margin certificate
 
     def render(self, out_dir=None) -> list[Section]:
         from .plots import plot_lipschitz_certified
@@ -226,7 +292,7 @@ class LipschitzCertifiedSummary(Summary):
             rows.append(["h alone, logit margin / Lipschitz", "1.0", ci(self.clean_accuracy.get("1.0", float("nan")))]
                         + [ci(self.h_plain_margin[r]) if r in self.h_plain_margin else "n/a" for r in radii])
         figs = [] if out_dir is None else plot_lipschitz_certified(
-            dataclasses.asdict(self), figure_dir(out_dir) / "lipschitz_certified",
+            self.to_dict(), figure_dir(out_dir) / "lipschitz_certified",
             f"Certified l2 accuracy, 1-Lipschitz h and mixtures (sound), n = {self.n}")[:1]
         text = (f"g = `{self.g}`, h = `{self.h}` (l2 Lipschitz bound {self.lipschitz_l2:.3f}, largest pairwise logit "
                 f"bound {self.pairwise_lipschitz_max:.3f}) on {self.split}, n = {self.n}. Certificates are exact "
@@ -250,6 +316,58 @@ def _merge_rows(rows: list, vary: int) -> list:
     return out
 
 
+@record
+class FrontPoint(Record):
+    """One classifier of the certified front: its construction (``family``), noise ``sigma`` (None for a Lipschitz
+    h), alpha or threshold (``param``), clean accuracy and, per reported radius (``str(r)``), its sound certified
+    accuracy, each with its 95% interval over the n images."""
+
+    family: str
+    sigma: float | None
+    param: float
+    n: int
+    clean: float
+    clean_ci95: Interval
+    certified: dict[str, float]
+    certified_ci95: dict[str, Interval]
+    estimator: str
+
+
+@record
+class Best(Record):
+    """A construction's best classifier at a clean-accuracy level: its certified accuracy with interval, sigma,
+    parameter and clean accuracy."""
+
+    certified: float
+    ci95: Interval
+    sigma: float | None
+    param: float
+    clean: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VerdictRow(Record):
+    """The front read at one clean-accuracy level: per construction, its :class:`Best` classifier whose clean
+    accuracy reaches ``clean_at_least`` (None where none does).  Stored flat: ``{"clean_at_least": ..., family:
+    best, ...}``."""
+
+    clean_at_least: float
+    best: dict[str, Best | None]
+
+    def to_json(self) -> dict:
+        return {"clean_at_least": self.clean_at_least, **to_json(self.best)}
+
+    @classmethod
+    def from_json(cls, data, where: str = "") -> VerdictRow:
+        if isinstance(data, cls):
+            return data
+        if not (isinstance(data, dict) and "clean_at_least" in data):
+            raise ConfigError(f"{where} is {data!r}, not a row of the front's verdict")
+        rest = {k: v for k, v in data.items() if k != "clean_at_least"}
+        return cls(clean_at_least=decode(float, data["clean_at_least"], f"{where}.clean_at_least"),
+                   best=decode(dict[str, Best | None], rest, where))
+
+
 @dataclasses.dataclass
 class CertifyFrontSummary(Summary):
     """``robustmix certify-front``: clean against sound certified accuracy for every construction that combines
@@ -257,9 +375,9 @@ class CertifyFrontSummary(Summary):
 
     KIND: ClassVar[str] = "certify-front"
     n: int
-    radii: list
-    points: list          # {family, sigma, param, n, clean, clean_ci95, certified {r}, certified_ci95 {r}, estimator}
-    verdict: dict         # {r: rows of best_by_clean}: each family's best certified accuracy at a clean level
+    radii: list[float]
+    points: list[FrontPoint]
+    verdict: dict[str, list[VerdictRow]]    # str(r) -> rows of best_by_clean, one per clean-accuracy level
     settings: dict
 
     LABELS: ClassVar[dict] = {"cohen": "smoothed h alone (Cohen)", "mixture": "mixture, Theorem 2",
@@ -268,9 +386,9 @@ class CertifyFrontSummary(Summary):
 
     def summary_line(self) -> str:
         r = str(self.radii[0])
-        best = max(self.points, key=lambda p: p["certified"][r])
-        return (f"best certified accuracy at r = {r}: {fmt_ci(best['certified'][r], best['certified_ci95'][r])}% "
-                f"({self.LABELS.get(best['family'], best['family'])}, clean {fmt_pct(best['clean'])}%), "
+        best = max(self.points, key=lambda p: p.certified[r])
+        return (f"best certified accuracy at r = {r}: {fmt_ci(best.certified[r], best.certified_ci95[r])}% "
+                f"({self.LABELS.get(best.family, best.family)}, clean {fmt_pct(best.clean)}%), "
                 f"n = {self.n}, {len(self.points)} classifiers")
 
     def render(self, out_dir=None) -> list[Section]:
@@ -279,11 +397,11 @@ class CertifyFrontSummary(Summary):
         cols = [f"certified @ {r:g} (%) [95% CI]" for r in self.radii]
         table = [["construction", "sigma", "alpha / threshold", "clean (%) [95% CI]"] + cols]
         for p in self.points:
-            if p["family"] == "cohen":
+            if p.family == "cohen":
                 continue      # the mixture's alpha = 1 row
-            table.append([self.LABELS.get(p["family"], p["family"]), "-" if p["sigma"] is None else f"{p['sigma']:g}",
-                          f"{p['param']:g}", fmt_ci(p["clean"], p["clean_ci95"])] +
-                         [fmt_ci(p["certified"][str(r)], p["certified_ci95"][str(r)]) for r in self.radii])
+            table.append([self.LABELS.get(p.family, p.family), "-" if p.sigma is None else f"{p.sigma:g}",
+                          f"{p.param:g}", fmt_ci(p.clean, p.clean_ci95)] +
+                         [fmt_ci(p.certified[str(r)], p.certified_ci95[str(r)]) for r in self.radii])
         table = table[:1] + _merge_rows(table[1:], 2)
         families = list(self.LABELS)
         verdicts = []
@@ -292,14 +410,14 @@ class CertifyFrontSummary(Summary):
             for row in self.verdict[str(r)]:
                 cells = []
                 for f in families:
-                    b = row.get(f)
+                    b = row.best.get(f)
                     cells.append("-" if b is None else
-                                 f"{fmt_ci(b['certified'], b['ci95'])} ({'' if b['sigma'] is None else 'σ ' + format(b['sigma'], 'g') + ', '}"
-                                 f"{b['param']:g})")
-                rows.append([fmt_pct(row["clean_at_least"])] + cells)
+                                 f"{fmt_ci(b.certified, b.ci95)} ({'' if b.sigma is None else 'σ ' + format(b.sigma, 'g') + ', '}"
+                                 f"{b.param:g})")
+                rows.append([fmt_pct(row.clean_at_least)] + cells)
             verdicts.append(rows[:1] + _merge_rows(rows[1:], 0))
         figs = [] if out_dir is None else plot_front(
-            self.points, self.radii, self.LABELS, figure_dir(out_dir) / "certified_front",
+            to_json(self.points), self.radii, self.LABELS, figure_dir(out_dir) / "certified_front",
             f"Certified front, n = {self.n} test images, every point sound at delta = {self.settings.get('delta')} "
             "(95% CI)")[:1]
         s = self.settings
