@@ -24,9 +24,7 @@ ALLOWED = {
     "SweepSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "AttackSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "EvaluateSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "CalibrationSummary.choice": "not converted yet",
-    "CalibrationSummary.settings": "not converted yet",
-    "CalibrationSummary.test": "not converted yet",
+    "CalibrationSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "CertifyFrontSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "CertifySummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "DemoSummary.autoattack": "not converted yet",
@@ -38,11 +36,9 @@ ALLOWED = {
     "DemoSummary.timings_s": "not converted yet",
     "DemoSummary.tradeoff": "not converted yet",
     "Fig3Summary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "ParetoSummary.calibration": "not converted yet",
-    "ParetoSummary.curves": "not converted yet",
-    "ParetoSummary.headline": "not converted yet",
-    "ParetoSummary.matched": "not converted yet",
-    "ParetoSummary.settings": "not converted yet",
+    "MixerChoice.mixing_net": "the mixing network's own configuration (MixingNet.config(), robustmix.mixing)",
+    "ParetoCalibration.nonlinear": "the MixedNUTS fits as robustmix.fitting.mixednuts's to_dict() writes them",
+    "ParetoSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
 }
 
 

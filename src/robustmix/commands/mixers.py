@@ -66,13 +66,13 @@ class CalibrateCommand(Output, Models, Data, CalibrateSettings):
         summary = run_calibration(g, h, splits, subset(self, CalibrateSettings), self.out_path,
                                   settings=self.data_settings(), fresh=self.fresh, export=self.export)
         c = summary.choice
-        chosen = ", ".join(f"{k} = {c[k]:.4g}" for k in ("alpha", "scale", "power", "bias")
-                           if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool))
-        if c.get("mixing_net"):
+        chosen = ", ".join(f"{k} = {getattr(c, k):.4g}" for k in ("alpha", "scale", "power", "bias")
+                           if isinstance(getattr(c, k), (int, float)) and not isinstance(getattr(c, k), bool))
+        if c.mixing_net:
             chosen = f"a mixing network ({self.mixing_net}, reading {self.adaptive_features}): alpha per input"
         written = [p for p in (self.out_path / "mixer.safetensors", self.out_path / "calibration.json") if p.is_file()]
         logger.info("calibrate chose the %s mixer with %s (objective %s, target %s%s); wrote %s", self.mixer, chosen,
-                    self.objective, self.target, "" if c.get("feasible") in (True, None) else ": NOT met",
+                    self.objective, self.target, "" if c.feasible in (True, None) else ": NOT met",
                     ", ".join(map(str, written + ([Path(self.export)] if self.export else []))))
         return summary
 

@@ -87,6 +87,24 @@ class Interval(Value):
         return 2
 
 
+class Empty(Value):
+    """A JSON object with nothing in it (``{}``), where a step had nothing to report; it is false, like ``{}``."""
+
+    def to_json(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_json(cls, data, where: str = "") -> Empty:
+        if isinstance(data, cls):
+            return data
+        if data != {}:
+            raise ConfigError(f"{where or 'an empty record'} is {data!r}, not {{}}")
+        return cls()
+
+    def __bool__(self) -> bool:
+        return False
+
+
 class Record(Value):
     """A frozen dataclass (made with :data:`record`) stored as a JSON object, one key per field; a field made with
     :func:`optional` that was not given is None and stays out of the JSON.  It reads like that object too:
