@@ -11,22 +11,22 @@ assembles pages from the sections and sits above this package.
 from .._binomial import binomial_ci
 from .attacks import (AttackRun, AttackSummary, AutoAttackAlone, Claims, Diagnostics, EvaluateSummary, GapRow,
                       SweepSummary, TradeoffCurve, TradeoffSummary, VerifySummary)
-from .base import (KINDS, SCHEMA_VERSION, Section, Summary, check_version, figure_dir, load_summary, norm_name,
-                   rate_ci, summary_from_dict, upgrade_legacy, with_command)
+from .base import (KINDS, SCHEMA_VERSION, DataSource, DataSplit, Section, Summary, check_version, figure_dir,
+                   load_summary, norm_name, rate_ci, summary_from_dict, upgrade_legacy, with_command)
 from .certify import (Best, CertifiedCurves, CertifyFrontSummary, CertifySummary, Curve, CurvePair, Fig3Certified,
                       Fig3Summary, FrontPoint, LipschitzCertifiedSummary, LipschitzFig3, SmoothedFig3, VerdictRow,
                       certify_estimator)
 from .format import at_radius, fmt_ci, fmt_pct
 from .mixers import (FIRST_ADAPTIVE_RECIPE, CalibrationSummary, MatchedRow, MixerChoice, MixerPoint,
                      ParetoCalibration, ParetoSummary, SplitResult)
-from .pipelines import DemoSummary
+from .pipelines import DemoHeadline, DemoSummary, WorstCase
 from .values import Empty, Interval, Record, Value, to_json
 
 _with_command = with_command   # the name the guide's example in docs/architecture.md uses
 
 __all__ = [
     "Summary", "Section", "KINDS", "SCHEMA_VERSION", "check_version", "summary_from_dict", "upgrade_legacy",
-    "load_summary", "rate_ci", "binomial_ci", "figure_dir", "with_command", "norm_name",
+    "load_summary", "rate_ci", "binomial_ci", "figure_dir", "with_command", "norm_name", "DataSource", "DataSplit",
     "fmt_pct", "fmt_ci", "at_radius", "Value", "Record", "Interval", "Empty", "to_json",
     "SweepSummary", "TradeoffSummary", "AttackSummary", "EvaluateSummary", "VerifySummary",
     "GapRow", "TradeoffCurve", "AttackRun", "Diagnostics", "AutoAttackAlone", "Claims",
@@ -34,5 +34,5 @@ __all__ = [
     "Curve", "CertifiedCurves", "CurvePair", "SmoothedFig3", "LipschitzFig3", "Fig3Certified", "FrontPoint", "Best",
     "VerdictRow",
     "CalibrationSummary", "ParetoSummary", "FIRST_ADAPTIVE_RECIPE", "SplitResult", "MixerChoice", "MixerPoint",
-    "MatchedRow", "ParetoCalibration", "DemoSummary",
+    "MatchedRow", "ParetoCalibration", "DemoSummary", "DemoHeadline", "WorstCase",
 ]

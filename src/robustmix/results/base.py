@@ -17,7 +17,7 @@ from typing import ClassVar
 from .._binomial import binomial_ci
 from .._io import read_json, write_json
 from ..errors import ConfigError
-from .values import decode, field_types, to_json
+from .values import Record, Value, decode, field_types, record, to_json
 
 SCHEMA_VERSION = 2        # 2: every summary may carry the command line that produced it (``command``)
 KINDS: dict[str, type] = {}
@@ -45,24 +45,56 @@ def with_command(text: str, command: str) -> str:
     return text + (f" Command: `{command}`." if command else "")
 
 
+@record
+class DataSplit(Record):
+    """One split of the user's data a run used: the rule that made it, n, the examples of each class, and each
+    example's origin (a file relative to the folder, or a row of the file's x)."""
+
+    rule: str
+    n: int
+    class_counts: list[int]
+    items: list[str | int]
+
+
+@record
+class DataSource(Record):
+    """The user's own data (--data) a run used: where it came from, its format, image shape and classes (folder
+    names; none for files), and the splits it drew on."""
+
+    path: str
+    format: str
+    shape: list[int]
+    num_classes: int
+    classes: list[str]
+    splits: dict[str, DataSplit]
+
+
 @dataclasses.dataclass
-class Summary:
-    """Base class: JSON round trip with kind and schema checks, and a report section of its own (:meth:`render`)."""
+class Summary(Value):
+    """Base class: JSON round trip with kind and schema checks, and a report section of its own (:meth:`render`).
+
+    Every field holds its declared type: JSON given to the constructor (by :meth:`from_dict` or a caller) or
+    assigned later becomes typed values on the way in, checked key by key."""
 
     KIND: ClassVar[str] = ""
     command: str = dataclasses.field(default="", kw_only=True)   # the command line that produced it
-    data: dict | None = dataclasses.field(default=None, kw_only=True)   # --data: source, classes, split rule, items
+    data: DataSource | None = dataclasses.field(default=None, kw_only=True)   # --data: what the run used
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.KIND:
             KINDS[cls.KIND] = cls
 
-    def __post_init__(self):
-        """Every field as its declared type: JSON read by :meth:`from_dict` (or passed by a caller) becomes typed
-        values here, checked key by key."""
-        for name, tp in field_types(type(self)).items():
-            setattr(self, name, decode(tp, getattr(self, name), name))
+    def __setattr__(self, name, value):
+        tp = field_types(type(self)).get(name)
+        super().__setattr__(name, value if tp is None else decode(tp, value, name))
+
+    def to_json(self) -> dict:
+        return self.to_dict()
+
+    @classmethod
+    def from_json(cls, data, where: str = ""):
+        return data if isinstance(data, cls) else cls.from_dict(data)
 
     def to_dict(self) -> dict:
         out = {"kind": self.KIND, "schema_version": SCHEMA_VERSION,
@@ -77,18 +109,18 @@ class Summary:
         d = self.data
         if not d:
             return []
-        k, names, splits = d.get("num_classes", 0), d.get("classes") or [], d.get("splits", {})
-        text = (f"Images from `{d.get('path')}` ({d.get('format')}, shape {'x'.join(map(str, d.get('shape', [])))}, "
+        k, names, splits = d.num_classes, d.classes, d.splits
+        text = (f"Images from `{d.path}` ({d.format}, shape {'x'.join(map(str, d.shape))}, "
                 f"{k} classes" + ("; class k is the k-th folder name in sorted order" if names else "") + "). "
-                + " ".join(f"{s}: {v.get('n')} examples, {v.get('rule')}." for s, v in splits.items())
+                + " ".join(f"{s}: {v.n} examples, {v.rule}." for s, v in splits.items())
                 + " summary.json lists every example's file (or row of x) under data.splits.")
         if k > 100:
             return [Section("Data", text + (" Classes: " + ", ".join(f"{i} {c}" for i, c in enumerate(names)) + "."
                                             if names else ""))]
         rows = [["class"] + (["name"] if names else []) + [f"{s} examples" for s in splits]]
         rows += [[str(i)] + ([names[i]] if names else []) +
-                 [str((v.get("class_counts") or [])[i]) if i < len(v.get("class_counts") or []) else "0"
-                  for v in splits.values()] for i in range(k)]
+                 [str(v.class_counts[i]) if i < len(v.class_counts) else "0" for v in splits.values()]
+                 for i in range(k)]
         return [Section("Data", text, [rows])]
 
     @classmethod
