@@ -173,8 +173,8 @@ class SmoothedFig3(Record):
     alpha: float
     baseline_clean: float
     thm1: CurvePair | None = optional()
-    thm2: CurvePair | None = optional()
     thm1_sound: CurvePair | None = optional()
+    thm2: CurvePair | None = optional()
     thm2_sound: CurvePair | None = optional()
     thm2_tight: CurvePair | None = optional()
 
