@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from robustmix.errors import ConfigError
-from robustmix.results import KINDS, Interval, Record, Summary, SweepSummary, load_summary
+from robustmix.results import KINDS, Interval, Record, Summary, SweepSummary, Value, load_summary
 from robustmix.results.values import field_types
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +42,9 @@ def _bare(tp) -> bool:
 
 
 def _records(tp):
-    """The Record types a declared type holds (in a union, a list or a keyed map)."""
-    if isinstance(tp, type) and issubclass(tp, Record):
+    """The typed values with fields of their own (records, summaries, ...) a declared type holds (in a union, a
+    list or a keyed map)."""
+    if isinstance(tp, type) and issubclass(tp, Value) and dataclasses.is_dataclass(tp):
         yield tp
     for a in typing.get_args(tp):
         yield from _records(a)

@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..errors import ConfigError
 from .base import Section, Summary, figure_dir, rate_ci, with_command
 from .format import at_radius, fmt_ci, fmt_pct
-from .values import Interval, Record, decode, optional, record, to_json
+from .values import Interval, Record, Value, decode, optional, record, to_json
 
 
 @record
@@ -346,7 +346,7 @@ class Best(Record):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class VerdictRow(Record):
+class VerdictRow(Value):
     """The front read at one clean-accuracy level: per construction, its :class:`Best` classifier whose clean
     accuracy reaches ``clean_at_least`` (None where none does).  Stored flat: ``{"clean_at_least": ..., family:
     best, ...}``."""

@@ -121,11 +121,12 @@ class Record(Value):
 
     @classmethod
     def from_json(cls, data, where: str = "") -> Record:
+        where = where or cls.__name__
         if isinstance(data, cls):
             return data
         if not isinstance(data, dict):
-            raise ConfigError(f"{where or cls.__name__} is {type(data).__name__}, not a JSON object")
-        check_keys(cls, data, where or cls.__name__)
+            raise ConfigError(f"{where} is {type(data).__name__}, not a JSON object")
+        check_keys(cls, data, where)
         return cls(**{k: decode(hint, data[k], f"{where}.{k}") for k, hint in field_types(cls).items() if k in data})
 
     def __contains__(self, key) -> bool:
@@ -194,6 +195,9 @@ def decode(tp, value, where: str):
         if not isinstance(value, tp):
             raise ConfigError(f"{where} is {type(value).__name__}, not a {'JSON object' if tp is dict else 'list'}")
         return value
+    if tp not in SCALARS:
+        raise TypeError(f"{where}: no codec for the declared type {tp!r} (declare a value, a Value or a list / dict "
+                        "of those)")
     if not SCALARS[tp](value):
         raise ConfigError(f"{where} is {value!r}, not a {tp.__name__}")
     return value
