@@ -233,3 +233,13 @@ def test_demo_in_two_processes_gives_the_same_numbers_as_in_one(tmp_path):
         return [(path, f"{d:.5g}" if isinstance(d, float) else d)]
 
     assert leaves(one) == leaves(two)
+
+
+def test_norm_spellings_are_one_run_and_one_report_name():
+    """--norm linf and --norm inf (l2 and 2) are the same settings, so a rerun resumes instead of being refused."""
+    from robustmix.experiments.attack_eval import AttackConfig
+    from robustmix.experiments.evaluate_run import EvaluateConfig
+
+    for cls in (SweepConfig, TradeoffConfig, AttackConfig, EvaluateConfig):
+        assert cls(norm="linf").norm == cls(norm="inf").norm == "inf"
+        assert cls(norm="L2", eps=0.5).norm == cls(norm=2, eps=0.5).norm == "2"

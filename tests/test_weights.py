@@ -116,3 +116,21 @@ def test_the_cifar10_paper_config_runs_on_fake_cifar_and_random_weights(tmp_path
     assert summary["n"] == 4 and summary["settings"]["eps"] == pytest.approx(8 / 255)
     assert summary["settings"]["std"].startswith("preact-resnet18,normalize=cifar10@weights/")
     assert main(["report", "run"]) == 0 and (tmp_path / "run" / "report.html").is_file()
+
+
+def test_a_typed_normalisation_that_the_file_contradicts_and_a_path_that_is_no_weights_file(tmp_path):
+    torch.save(create_model("preact-resnet18").state_dict(), tmp_path / "n.pt")     # holds normalize.mean/std
+    with pytest.raises(ModelError, match="holds its own input normalisation"):
+        resolve_model(f"preact-resnet18,normalize=none@{tmp_path / 'n.pt'}")
+    with pytest.raises(ModelError, match="is a folder; give the state_dict file"):
+        resolve_model(f"preact-resnet18@{tmp_path}")
+    with pytest.raises(ModelError, match="not a weights file"):
+        resolve_model(f"wrn-28-10@{tmp_path / 'notes.txt'}")
+
+
+def test_a_cifar_network_refuses_grayscale_images():
+    """A 3-channel network's normalisation no longer broadcasts 1-channel images into 3 channels."""
+    from robustmix.errors import InputError
+
+    with pytest.raises(InputError, match="takes 3-channel images"):
+        create_model("preact-resnet18")(torch.rand(2, 1, 32, 32))

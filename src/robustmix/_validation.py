@@ -67,6 +67,11 @@ def check_p(p) -> float:
     raise ConfigError(f"unknown norm p={p!r}: use 1, 2 or inf (also accepted: 'l1', 'l2', 'linf')")
 
 
+def norm_name(p) -> str:
+    """The one spelling of an l_p norm in settings and records: "inf", "2" or "1" (for 'linf', 'L2', 2.0, ...)."""
+    return {1.0: "1", 2.0: "2", math.inf: "inf"}[check_p(p)]
+
+
 def dual_exponent(p) -> float:
     """Dual exponent p* with 1/p + 1/p* = 1, for p in {1, 2, inf}."""
     p = check_p(p)

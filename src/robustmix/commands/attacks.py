@@ -64,7 +64,7 @@ class EvaluateCommand(Output, Models, Data, EvaluateConfig):
     EXCLUSIVE: ClassVar[tuple] = (("indices", "n"), ("model", "std"), ("model", "rob"), ("model", "alpha"))
     alpha: float = option(0.5, "weight of h in the mixture (not with --model)")
     model: str | None = option(None, "evaluate this one model instead of the mixture of --std and --rob (a zoo name, "
-                                     "a checkpoint such as a saved mixer, an exported .pt2, or module:function)")
+                                     "a checkpoint such as a saved mixer, an exported .pt2, ARCH@WEIGHTS.pt or module:function)")
     indices: str | None = option(None, "file of dataset indices to evaluate, one integer per line (instead of -n)")
     no_diagnostics: bool = option(False, "skip the gradient-masking checks")
     save_adversarial_to: str | None = option(None, "write every example's worst-case input (the clean one where no "

@@ -152,7 +152,7 @@ NOISE_MODELS = ["fmnist-noise-0.12-cnn", "fmnist-noise-0.25-cnn", "fmnist-noise-
          "robustmix certify-front --sigmas 0.25 0.5 --noise-models fmnist-noise-0.25-cnn fmnist-noise-0.50-cnn "
          "--lipschitz-model none --samples 2000 -n 100")
 class CertifyFrontCommand(Output, Data):
-    std: str = option("fmnist-std-cnn", "accurate model g (a zoo name, .safetensors with a card, or .pt2)")
+    std: str = option("fmnist-std-cnn", "accurate model g (a zoo name, .safetensors with a card, .pt2, ARCH@WEIGHTS.pt or module:function)")
     noise_models: list = option(help="noise-trained base models of the smoothed h, one per --sigmas",
                                 factory=lambda: list(NOISE_MODELS), of=str)
     sigmas: list = option(help="smoothing noise of each --noise-models entry",

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 PRODUCTS = {"summary.json", "settings.json", "report.html", "report.md", "figures", "adversarial", "calibration.json",
             "mixer.safetensors", "mixer.json", "val-logits.json", "val-logits.safetensors",
             "adaptive.mixing-net.safetensors", "adaptive.train-state.pt"}
-MODEL_FORMS = "zoo name, .safetensors checkpoint, exported .pt2 program, module:function or robustbench:NAME"
+MODEL_FORMS = ("zoo name, .safetensors checkpoint, exported .pt2 program, ARCH@WEIGHTS.pt (a state_dict under an "
+               "architecture, e.g. wrn-28-10@ckpt.pt), module:function, robustbench:NAME@DIR or timm:NAME@PATH")
 
 
 @dataclasses.dataclass

@@ -184,7 +184,7 @@ def find_dataset(name: str, root=None, allow_download: bool = True) -> Path:
             problem = f"\n{exc}"
     looked = "\n  ".join(str(p) for p in tried)
     raise DataNotFoundError(f"dataset {info.name!r} not found. Looked in:\n  {looked}{problem}\n"
-                            f"To fix: {info.install_hint}, or pass root=... / set ROBUSTMIX_DATA.")
+                            f"To fix: {info.install_hint}, or pass --data-root DIR (root=DIR in Python) / set ROBUSTMIX_DATA.")
 
 
 def _idx_file(folder: Path, stem: str) -> Path:

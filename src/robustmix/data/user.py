@@ -250,6 +250,13 @@ def _load_folder(path: Path, split: str) -> FolderSet:
         trees = {"test": _scan_classes(path)}
     classes = tuple(sorted(set().union(*trees.values())))
     label = {c: k for k, c in enumerate(classes)}
+    shown = ", ".join(f"{k} = {c}" for k, c in enumerate(classes[:12])) + (", ..." if len(classes) > 12 else "")
+    logger.info("%s: class k is the k-th folder name in sorted order (%s); the models' output k must be that class",
+                path, shown)
+    if all(c.isdigit() for c in classes) and list(classes) != sorted(classes, key=int):
+        logger.warning("%s: numbered class folders sort as text (%s): folder '10' gets label 2 and so on; name them "
+                       "with leading zeros (00, 01, ...) if the numbers are the models' classes", path,
+                       ", ".join(classes[:12]))
     lists = {s: [(f, label[c]) for c in sorted(t) for f in t[c]] for s, t in trees.items()}
     source, rows, rule = _split_rows({s: len(v) for s, v in lists.items()}, split, path)
     rows = rows[np.random.default_rng(SPLIT_SEED).permutation(len(rows))]   # the first n mix the classes
@@ -331,7 +338,9 @@ def _arrays_by_split(path: Path, arrays: dict) -> dict:
     else:
         pairs = {s: (f"x_{s}", f"y_{s}") for s in SPLITS if f"x_{s}" in arrays or f"y_{s}" in arrays}
     if not pairs:
-        raise InputError(f"{path} holds arrays {sorted(arrays) or 'none'}; robustmix needs x (images) and y "
+        names = sorted(arrays)
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        raise InputError(f"{path} holds arrays {shown or 'none'}; robustmix needs x (images) and y "
                          "(integer labels), or x_test/y_test (and x_train/y_train, x_val/y_val)")
     out = {}
     for split, (kx, ky) in pairs.items():

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from .._config import option
-from .._validation import check_eps, check_p, check_positive_int
+from .._validation import check_eps, check_positive_int, norm_name
 from ..errors import ConfigError
 from ..attacks.autoattack import run_autoattack
 from ..attacks.pgd import PGD
@@ -33,7 +33,7 @@ class AttackConfig:
 
     def __post_init__(self):
         self.eps = check_eps(self.eps)
-        check_p(self.norm)
+        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.steps, name="steps", minimum=0)
         check_positive_int(self.restarts, name="restarts")
         check_positive_int(self.batch_size, name="batch_size")

@@ -74,7 +74,7 @@ class CalibrateSettings:
                                      "most accurate keeping --target attacked accuracy; certified: the most accurate "
                                      "at --radius", choices=["clean", "robust", "certified"])
     target: float | None = option(None, "target clean (objective clean) or attacked (objective robust) accuracy in "
-                                        "[0, 1]")
+                                        "[0, 1]; required by those two objectives")
     alphas: list = option(help="candidate alphas of the linear mixer",
                           factory=lambda: alpha_grid(0.05), of=float)
     eps: float = option(0.1, "attack radius")

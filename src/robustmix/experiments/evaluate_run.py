@@ -20,7 +20,7 @@ import torch
 
 from .._config import option
 from .._io import atomic_write_bytes
-from .._validation import check_eps, check_p, check_positive_int
+from .._validation import check_eps, check_positive_int, norm_name
 from ..attacks.evaluate import evaluate
 from ..errors import ConfigError
 from ..results import EvaluateSummary, binomial_ci, to_json
@@ -33,7 +33,8 @@ class EvaluateConfig:
     eps: float = option(0.1, "attack radius")
     seed: int = 0
     attacks: list | None = option(None, "ensemble members or patterns, e.g. 'aa-*'", of=str, shown="the whole ensemble")
-    steps: int = option(100, "iterations of each APGD member")
+    steps: int = option(100, "iterations of each APGD member of robustmix's own (apgd-*); AutoAttack's members (aa-*) run "
+                                 "with AutoAttack's standard settings (100 iterations, Square 5,000 queries)")
     restarts: int = 1
     batch_size: int = option(250, "examples per batch")
     square_queries: int = 5000
@@ -47,7 +48,7 @@ class EvaluateConfig:
         self.eps = check_eps(self.eps)
         if not self.eps > 0:
             raise ConfigError(f"eps must be > 0 for an attack, got {self.eps}")
-        check_p(self.norm)
+        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("steps", "restarts", "batch_size", "square_queries"):

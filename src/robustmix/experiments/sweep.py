@@ -17,7 +17,8 @@ import torch
 
 from .._seeding import example_seed
 from .._config import option
-from .._validation import alpha_grid, check_alpha, check_eps, check_input, check_p, check_positive_int, probe_models
+from .._validation import (alpha_grid, check_alpha, check_eps, check_input, check_positive_int, norm_name,
+                           probe_models)
 from ..attacks.pgd import PGD
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
@@ -45,7 +46,7 @@ class SweepConfig:
     def __post_init__(self):
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
         self.eps = check_eps(self.eps)
-        check_p(self.norm)
+        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.batch_size, name="batch_size")
         check_positive_int(self.steps, name="steps")
         check_positive_int(self.restarts, name="restarts")

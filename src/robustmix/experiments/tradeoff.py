@@ -14,7 +14,7 @@ import math
 import torch
 
 from .._config import option
-from .._validation import check_eps, check_gamma, check_input, check_p, check_positive_int, probe_models
+from .._validation import check_eps, check_gamma, check_input, check_positive_int, norm_name, probe_models
 from ..attacks.pgd import PGD
 from ..mixing import FormulationMixture, Space, Trust
 from ..results import TradeoffCurve, TradeoffSummary
@@ -43,7 +43,7 @@ class TradeoffConfig:
         self.spaces = [Space.parse(s).value for s in self.spaces]
         self.gammas = [check_gamma(g) for g in self.gammas]
         self.eps = check_eps(self.eps)
-        check_p(self.norm)
+        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.steps, name="steps")
         check_positive_int(self.batch_size, name="batch_size")
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with mean and std stored as buffers."""
@@ -16,6 +18,9 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:   # shapes only: no host sync, compiles
+            raise InputError(f"this network takes {self.mean.shape[1]}-channel images (N, C, H, W), got shape "
+                             f"{tuple(x.shape)}; give it data of its own kind")
         return (x - self.mean) / self.std
 
     def lipschitz_bound(self) -> float:

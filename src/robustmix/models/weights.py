@@ -29,10 +29,16 @@ CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "ema")
 
 
 def is_weights_spec(spec: str) -> bool:
-    """``ARCH[,k=v...]@PATH`` with a weights file suffix (a path alone has no architecture)."""
+    """``ARCH[,k=v...]@PATH`` (a path alone has no architecture); a PATH that is no weights file is refused."""
+    from .registry import ARCHITECTURES
+
     head, at, path = spec.rpartition("@")
-    return bool(at and head and not head.startswith(("robustbench:", "timm:"))
-                and path.lower().endswith(WEIGHT_SUFFIXES))
+    if not at or not head or head.startswith(("robustbench:", "timm:")):
+        return False
+    if not path.lower().endswith(WEIGHT_SUFFIXES) and head.partition(",")[0] in {*ARCHITECTURES, *ALIASES}:
+        what = "a folder" if Path(path).is_dir() else f"not a weights file ({', '.join(WEIGHT_SUFFIXES)})"
+        raise ModelError(f"{spec!r}: {path} is {what}; give the state_dict file: {head}@FILE.pt")
+    return path.lower().endswith(WEIGHT_SUFFIXES)
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
@@ -114,6 +120,9 @@ def load_weights_spec(spec: str, num_classes: int | None = None) -> nn.Module:
         extra = sum(map(bool, (missing, unexpected))) and f" ({len(missing)} missing, {len(unexpected)} unexpected)"
         raise CheckpointError(f"{path} does not fit {arch}{' ' + str(kwargs) if kwargs else ''}: it {what}{extra or ''};"
                               " give the architecture and settings it was saved from")
+    if has_norm and norm is not None:
+        raise ModelError(f"{spec!r}: {path} holds its own input normalisation (normalize.mean/std); leave out "
+                         f"normalize={norm} (or save the file without those two tensors)")
     model.load_state_dict(state, strict=False)
     if not has_norm and isinstance(getattr(model, "normalize", None), Normalize):
         mean, std = NORMALIZATIONS[norm or "none"]
