@@ -264,19 +264,10 @@ def load_model(spec: str, dataset, ctx: Context, probe=None):
     model = resolve_model(spec, info.name, import_code=ctx.import_code).to(ctx.torch_device())
     if user is not None:
         return check_on_user_data(model, spec, probe, user)
-    params = list(model.parameters())
     x = probe if probe is not None else torch.rand(4, *info.shape)
-    x = x[:8].to(params[0].device if params else x.device)
-    if params and params[0].dtype != x.dtype:
-        raise ModelError(f"model {spec!r} has {params[0].dtype} weights but the data are {x.dtype}; convert it with "
-                         f"model.float() before passing it")
-    with torch.no_grad():
-        try:
-            out = model(x)
-        except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input shape)
-            raise ModelError(f"model {spec!r} fails on {info.name} inputs of shape {tuple(info.shape)} "
-                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); give a model for this "
-                             "data set") from None
+    out, x = _probe_forward(model, spec, x, lambda exc: (
+        f"model {spec!r} fails on {info.name} inputs of shape {tuple(info.shape)} ({_one_line(exc)}); give a model "
+        "for this data set"))
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), info.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"model {spec!r} returns {shape} for {len(x)} inputs; robustmix needs (n, "
@@ -285,29 +276,44 @@ def load_model(spec: str, dataset, ctx: Context, probe=None):
     return model
 
 
-def check_on_user_data(model, spec: str, probe, data: dict):
-    """The probe of :func:`load_model` on --data's images (``data``: what :func:`load_data` read): the model must
-    take their shape (a clear line when its first convolution wants other channels) and have an output per class."""
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+
+
+def _probe_forward(model, spec: str, x, failure):
+    """(outputs, inputs) of the model on the first 8 probe inputs, on its device; a dtype other than the data's or
+    a failing forward is one ModelError line (``failure(exc)`` words the latter)."""
     import torch
 
     params = list(model.parameters())
-    x = probe[:8].to(params[0].device if params else probe.device)
-    shape, where = tuple(data["shape"]), data["path"]
+    x = x[:8].to(params[0].device if params else x.device)
     if params and params[0].dtype != x.dtype:
         raise ModelError(f"model {spec!r} has {params[0].dtype} weights but the data are {x.dtype}; convert it with "
                          f"model.float() before passing it")
     with torch.no_grad():
         try:
-            out = model(x)
+            return model(x), x
         except Exception as exc:  # noqa: BLE001  (a user's model may raise anything on the wrong input shape)
-            conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-            if conv is not None and conv.in_channels != shape[0]:
-                to = {1: "grayscale", 3: "RGB"}.get(conv.in_channels, f"{conv.in_channels} channels")
-                raise ModelError(f"model {spec!r} takes {conv.in_channels}-channel images but {where} holds "
-                                 f"{shape[0]}-channel images of shape {shape}; give a model for {shape[0]}-channel "
-                                 f"images, or convert the images to {to}") from None
-            raise ModelError(f"model {spec!r} fails on the images of {where}, shape {shape} ({type(exc).__name__}: "
-                             f"{' '.join(str(exc).split())[:160]}); give a model for images of this shape") from None
+            raise ModelError(failure(exc)) from None
+
+
+def check_on_user_data(model, spec: str, probe, data: dict):
+    """The probe of :func:`load_model` on --data's images (``data``: what :func:`load_data` read): the model must
+    take their shape (a clear line when its first convolution wants other channels) and have an output per class."""
+    import torch
+
+    shape, where = tuple(data["shape"]), data["path"]
+
+    def failure(exc) -> str:
+        conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if conv is not None and conv.in_channels != shape[0]:
+            to = {1: "grayscale", 3: "RGB"}.get(conv.in_channels, f"{conv.in_channels} channels")
+            return (f"model {spec!r} takes {conv.in_channels}-channel images but {where} holds {shape[0]}-channel "
+                    f"images of shape {shape}; give a model for {shape[0]}-channel images, or convert the images to {to}")
+        return (f"model {spec!r} fails on the images of {where}, shape {shape} ({_one_line(exc)}); give a model for "
+                "images of this shape")
+
+    out, x = _probe_forward(model, spec, probe, failure)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(x):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"model {spec!r} returns {got} for {len(x)} inputs; robustmix needs (n, classes) logits")

@@ -1,7 +1,7 @@
 """The offline end-to-end job behind ``robustmix demo``: the paper on the shipped Fashion-MNIST zoo.
 
-Steps (each resumable from its records in ``out/records``; the worst case on h and step 4 run in a second
-process beside the others, see :func:`run_demo`):
+Steps (each resumable from its records in ``out/records``; step 2, the worst case on h and step 4 run in a
+second process beside the others, see :func:`run_demo`):
   1. alpha sweep with STD / ROB / MIX PGD attacks and Table I (Fig. 2);
   2. R_i comparison of eq. (3) in logits and probabilities (Fig. 1);
   3. AutoAttack on h and on the mixture at the chosen alpha (the headline numbers);
@@ -78,8 +78,8 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
              overlap: bool | None = None) -> DemoSummary:
     """Run (or resume) every step; each step's records live in ``out_dir/records`` and resume independently.
 
-    ``overlap`` (default: when torch has two or more threads) runs the worst case on h and the certificates in a
-    second process while this one runs the sweep, the trade-off curves and the worst case on the mixture (it
+    ``overlap`` (default: when torch has two or more threads) runs the trade-off curves, the worst case on h and
+    the certificates in a second process while this one runs the sweep and the worst case on the mixture (it
     needs the sweep's alpha), each with half the threads: small networks use two threads poorly, so the
     demo finishes sooner.  The records, and so every number, are the same either way (seeded per example).
     """
@@ -100,9 +100,6 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
         t0 = time.perf_counter()
         sweep = steps.sweep(fresh)
         timings["sweep"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tradeoff = steps.tradeoff(fresh)
-        timings["tradeoff"] = time.perf_counter() - t0
         alpha = best_tradeoff_alpha(sweep)
         t0 = time.perf_counter()
         aa_mix = steps.worst_case("mixture", alpha, fresh)
@@ -114,9 +111,10 @@ def run_demo(out_dir, settings: DemoSettings | None = None, progress: bool = Tru
         # with overlap these resume from the second process's finished records (no work is redone)
         fresh_b = fresh and helper is None
         t0 = time.perf_counter()
+        tradeoff = steps.tradeoff(fresh_b)
         aa_h = steps.worst_case("h", 1.0, fresh_b)
         certified = steps.certify(fresh_b)
-        timings["worst case (h), certify" + (" (second process)" if helper is not None else "")] = (
+        timings["tradeoff, worst case (h), certify" + (" (second process)" if helper is not None else "")] = (
             time.perf_counter() - t0 if helper is None else helper_seconds(out))
     finally:
         torch.set_num_threads(threads)
@@ -188,7 +186,8 @@ class _Steps:
 
 
 def _independent_steps(job: str) -> None:
-    """The second process of an overlapped demo: the worst case on h and the certificates, quietly."""
+    """The second process of an overlapped demo: the trade-off curves, the worst case on h and the certificates,
+    quietly."""
     job = json.loads(job)
     out, s, fresh = job["out"], DemoSettings(**job["settings"]), job["fresh"]
     torch.set_num_threads(job["threads"])
@@ -202,6 +201,7 @@ def _independent_steps(job: str) -> None:
     threading.Thread(target=stop_with_parent, daemon=True).start()
     t0 = time.perf_counter()
     steps = _Steps(Path(out), s, progress=False)
+    steps.tradeoff(fresh)
     steps.worst_case("h", 1.0, fresh)
     steps.certify(fresh)
     (Path(out) / "records" / "second-process-seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
