@@ -112,6 +112,7 @@ class CertifyCommand(Certified):
          "robustmix fig3 --rob fmnist-noise-0.50-cnn --sigma 0.5 --baseline fmnist-noise-0.25-cnn --baseline-sigma "
          "0.25 --lipschitz-model fmnist-lipschitz -n 500 --out results/fig3")
 class Fig3Command(Certified):
+    rob: str = option(SMOOTHED_H, "robust model h: a noise-trained base model to smooth with --sigma")
     sigma: float = option(0.5, "smoothing noise of --rob")
     baseline: str = option("fmnist-noise-0.25-cnn", "base model of the smoothed baseline")
     baseline_sigma: float = option(0.25, "smoothing noise of the baseline (smaller than --sigma)")

@@ -25,7 +25,7 @@ class AttackConfig:
     norm: str = option("inf", "attack norm: inf or 2")
     steps: int = option(50, "PGD iterations (0: no PGD)")
     restarts: int = option(1, "PGD random restarts")
-    autoattack: str = option("standard", "AutoAttack version (square: Square only; custom needs attacks)",
+    autoattack: str = option("standard", "AutoAttack version: standard, rand, plus, square (Square only) or none",
                              choices=["none", "standard", "rand", "plus", "square"])
     attacks: list | None = None     # AutoAttack's attacks for autoattack="custom", e.g. ["apgd-ce", "apgd-t"]
     batch_size: int = option(250, "examples per batch")
