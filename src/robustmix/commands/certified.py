@@ -68,8 +68,9 @@ class CertifyCommand(Certified):
         if self.tolerance is not None and not self.sequential:
             raise ConfigError("--tolerance applies to sequential sampling: add --sequential")
         if self.sound and self.num_samples < self.n0:
-            raise ConfigError(f"--samples ({self.num_samples}) must be at least --n0 ({self.n0}), the selection "
-                              "samples of the sound certificate")
+            raise ConfigError(f"--samples ({self.num_samples}) must be at least --n0 ({self.n0}): the estimation "
+                              "pass is the larger one (Cohen et al. use 100,000 with n0 = 100); the n0 selection "
+                              "samples are drawn on top of it")
         self.experiment()   # CertifyConfig's own checks, now
 
     def experiment(self) -> CertifyConfig:
