@@ -177,8 +177,9 @@ def make_config(args: argparse.Namespace):
     return cls(**given), ctx
 
 
-DESCRIBE = ("model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset", "data",
-            "split", "n", "indices", "norm", "eps", "sigma")
+DESCRIBE = ("file", "model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset",
+            "data", "split", "n", "indices", "norm", "eps", "sigma")
+OUTPUTS = ("out", "export", "onnx")
 NONLINEAR_ONLY = {"scale", "power", "bias", "top_k", "std_map"}
 
 
@@ -189,7 +190,8 @@ def describe(cfg) -> str:
         ({"mixer"} if getattr(cfg, "mixer", "linear") == "linear" else set()) | \
         (NONLINEAR_ONLY if getattr(cfg, "mixer", None) != "nonlinear" else set())
     parts = [f"{k}={getattr(cfg, k)}" for k in DESCRIBE if k not in skip and getattr(cfg, k, None) is not None]
-    return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {cfg.out}" if parts and getattr(cfg, "out", None) else ""
+    outputs = [str(getattr(cfg, k)) for k in OUTPUTS if getattr(cfg, k, None)]
+    return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {', '.join(outputs)}" if parts and outputs else ""
 
 
 def finish(result, cfg, ctx: Context) -> None:
