@@ -116,9 +116,13 @@ def check_logits(out, name: str) -> None:
 def mixture_parts(model, name: str) -> dict:
     """A mixer's base models by name (``"<name>'s g"``, ``"<name>'s h"``); empty for any other model."""
     parts = {f"{name}'s {part}": getattr(model, attr, None) for attr, part in (("std_model", "g"), ("rob_model", "h"))}
-    # an exported program keeps these names as containers without a forward of their own
-    return {k: m for k, m in parts.items() if isinstance(m, torch.nn.Module)
-            and type(m).forward is not torch.nn.Module.forward}
+    return {k: m for k, m in parts.items() if runnable(m)}
+
+
+def runnable(module) -> bool:
+    """An ``nn.Module`` with a forward of its own (an exported program keeps a mixer's std_model / rob_model as
+    containers without one)."""
+    return isinstance(module, torch.nn.Module) and type(module).forward is not torch.nn.Module.forward
 
 
 def probe_models(models: dict, x: torch.Tensor, *, num_classes: int | None = None, k: int = 4) -> None:

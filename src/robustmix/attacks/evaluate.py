@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from .._validation import (check_eps, check_input, check_logits, check_p, check_positive_int, mixture_parts,
-                           model_device, probe_models)
+                           model_device, probe_models, runnable)
 from .._binomial import binomial_ci
 from ..errors import AttackError, ConfigError, InputError
 from .._seeding import example_keys
@@ -271,9 +271,8 @@ def _sources(model: nn.Module) -> dict[str, nn.Module]:
     sources = {} if any(s is model for s in surrogates.values()) else {"model": model}
     sources.update(surrogates)
     for name, attr in (("g", "std_model"), ("h", "rob_model")):
-        part = getattr(model, attr, None)   # (an exported program keeps these names as containers without forward)
-        runnable = isinstance(part, nn.Module) and type(part).forward is not nn.Module.forward
-        if runnable and not any(s is part for s in sources.values()):
+        part = getattr(model, attr, None)
+        if runnable(part) and not any(s is part for s in sources.values()):
             sources[name if name not in sources else f"{name}-base"] = part
     return sources
 
