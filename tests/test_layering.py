@@ -21,7 +21,7 @@ LAYERS = [
     ("robustmix.mixing", "robustmix.attacks", "robustmix.certify", "robustmix.models", "robustmix.data",
      "robustmix.distributed", "robustmix.zoo_table"),                                         # the core
     ("robustmix.results", "robustmix._binomial", "robustmix._io", "robustmix._seeding", "robustmix._validation", "robustmix.errors",
-     "robustmix._config"),                                                                    # the bottom
+     "robustmix._config", "robustmix.groups"),                                                                  # the bottom
 ]
 ORCHESTRATIONS = ("robustmix.experiments.demo", "robustmix.experiments.pareto")
 # The drawing and formatting leaves live in results/ so summaries draw and format themselves without importing

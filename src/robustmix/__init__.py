@@ -8,6 +8,7 @@ import logging
 
 from .errors import (AttackError, CheckpointError, ConfigError, DataNotFoundError, InputError, ModelError,
                      RobustMixError)
+from .groups import Smoothing, ThreatModel
 from .mixing import (FormulationMixture, KNNOracle, LocallyBiasedSmoothing, MixedClassifier, MixOutput,
                      alpha_from_gamma, gamma_from_alpha, mix_log_probs)
 
@@ -17,7 +18,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "MixedClassifier", "MixOutput", "FormulationMixture", "LocallyBiasedSmoothing", "KNNOracle",
-    "mix_log_probs", "alpha_from_gamma", "gamma_from_alpha",
+    "mix_log_probs", "alpha_from_gamma", "gamma_from_alpha", "ThreatModel", "Smoothing",
     "RobustMixError", "ConfigError", "InputError", "ModelError", "CheckpointError", "DataNotFoundError", "AttackError",
     "__version__",
 ]
