@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import binom, binomtest
 
-from robustmix import MixedClassifier
-from robustmix.attacks import PGD, WorstCaseResult, evaluate
+from robustmix import MixedClassifier, ThreatModel
+from robustmix.attacks import PGD, APGDSettings, DiagnosticChecks, Ensemble, WorstCaseResult, evaluate
 from robustmix.attacks.apgd import apgd, checkpoints, example_keys, keyed_start, keyed_uniform
 from robustmix.attacks.evaluate import accuracy_interval, attack_members
 from robustmix.errors import ConfigError, InputError
@@ -67,7 +67,7 @@ def test_apgd_raises_the_loss():
     model = Linear2Logits(seed=3)
     x = torch.rand(16, 1, 3, 4, generator=torch.Generator().manual_seed(0))
     y = model(x).argmax(1)
-    x_adv = apgd(model, x, y, 0.05, math.inf, steps=20)
+    x_adv = apgd(model, x, y, ThreatModel("inf", 0.05), settings=APGDSettings(steps=20))
     ce = torch.nn.functional.cross_entropy
     with torch.no_grad():
         assert (ce(model(x_adv), y, reduction="none") > ce(model(x), y, reduction="none")).all()
@@ -146,7 +146,7 @@ def test_margin_is_the_minimum_over_every_iterate_not_the_last():
     judge = _Recorder(_Ramp())
     model = _WithSurrogates(judge, {"valley": _Valley(x[:, 0] + 0.5 * eps)})
     y = torch.zeros(6, dtype=torch.int64)
-    res = evaluate(model, x, y, eps=eps, attacks=["apgd-ce@valley"], steps=30)
+    res = evaluate(model, x, y, threat=ThreatModel("inf", eps), ensemble=Ensemble(attacks=["apgd-ce@valley"], steps=30))
     assert res.robust.all()
     seen = torch.stack(judge.seen[1:])                   # (steps, n, 2); [0] is the clean pass
     assert len(seen) == 30
@@ -169,9 +169,10 @@ def test_every_candidate_is_judged_on_the_true_model():
     x = torch.rand(10, 1, 3, 4, generator=torch.Generator().manual_seed(1))
     y = torch.zeros(10, dtype=torch.int64)
     with torch.no_grad():
-        fooled = liar(apgd(liar, x, y, 0.3, math.inf, steps=10)).argmax(1) != 0
+        fooled = liar(apgd(liar, x, y, ThreatModel("inf", 0.3), settings=APGDSettings(steps=10))).argmax(1) != 0
     assert fooled.sum() >= 5                               # the surrogate's own outputs claim errors
-    res = evaluate(_WithSurrogates(Constant(), {"liar": liar}), x, y, eps=0.3, attacks="apgd-*", steps=10)
+    res = evaluate(_WithSurrogates(Constant(), {"liar": liar}), x, y, threat=ThreatModel("inf", 0.3),
+                   ensemble=Ensemble(attacks="apgd-*", steps=10))
     assert res.robust.all() and res.accuracy == 1.0
     assert torch.allclose(res.margin, torch.full((10,), 3.0, dtype=torch.float64))
 
@@ -195,7 +196,8 @@ def test_later_members_only_attack_unbroken_examples():
     with torch.no_grad():
         y = core(x).argmax(1)
     y[:3] = (y[:3] + 1) % 4                                 # three misclassified clean
-    res = evaluate(model, x, y, eps=0.08, attacks=["apgd-ce@first", "apgd-ce@second"], steps=10)
+    res = evaluate(model, x, y, threat=ThreatModel("inf", 0.08),
+                   ensemble=Ensemble(attacks=["apgd-ce@first", "apgd-ce@second"], steps=10))
     first, later = res.per_attack
     assert first.ran_on == 37 and 0 < first.broke < 37
     assert later.ran_on == 37 - first.broke
@@ -217,14 +219,16 @@ def test_results_do_not_depend_on_batching_or_order():
     x = torch.rand(12, 1, 3, 4, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         y = mix(x).argmax(1)
-    kwargs = dict(eps=0.1, attacks="apgd-*", steps=10)
-    whole = evaluate(mix, x, y, **kwargs)
+    threat, ensemble = ThreatModel("inf", 0.1), Ensemble(attacks="apgd-*", steps=10)
+    whole = evaluate(mix, x, y, threat=threat, ensemble=ensemble)
     perm = torch.randperm(12, generator=torch.Generator().manual_seed(5))
-    shuffled = evaluate(mix, x[perm], y[perm], indices=perm, batch_size=5, **kwargs)
+    shuffled = evaluate(mix, x[perm], y[perm], threat=threat, indices=perm,
+                        ensemble=Ensemble(attacks="apgd-*", steps=10, batch_size=5))
     assert torch.equal(shuffled.robust, whole.robust[perm])
     assert torch.allclose(shuffled.margin, whole.margin[perm], atol=1e-5)
     assert [whole.found_by[i] for i in perm.tolist()] == shuffled.found_by
-    parts = [evaluate(mix, x[a:b], y[a:b], indices=range(a, b), **kwargs) for a, b in ((0, 5), (5, 12))]
+    parts = [evaluate(mix, x[a:b], y[a:b], threat=threat, ensemble=ensemble, indices=range(a, b))
+             for a, b in ((0, 5), (5, 12))]
     joined = WorstCaseResult.concat(parts)
     assert torch.equal(joined.robust, whole.robust) and joined.found_by == whole.found_by
     assert torch.allclose(joined.margin, whole.margin, atol=1e-5) and torch.equal(joined.indices, torch.arange(12))
@@ -292,8 +296,9 @@ def test_ensemble_finds_errors_that_pgd_on_the_true_model_misses():
         assert (model(x).argmax(1) == 0).all()
         x_pgd = PGD(model, eps, steps=50, restarts=2)(x, y)
         assert (model(x_pgd).argmax(1) == y).all()             # plain PGD finds nothing
-    res = evaluate(model, x, y, eps=eps, attacks=["aa-apgd-*", "apgd-*", "aa-square"], steps=20, square_queries=50,
-                   diagnostics=True, diagnostic_steps=10)      # FAB-T left out for time
+    res = evaluate(model, x, y, threat=ThreatModel("inf", eps),     # FAB-T left out for time
+                   ensemble=Ensemble(attacks=["aa-apgd-*", "apgd-*", "aa-square"], steps=20, square_queries=50),
+                   diagnostics=DiagnosticChecks(steps=10))
     assert res.accuracy == 0.0 and res.clean_accuracy == 1.0
     assert all(f.endswith("@soft-T4") for f in res.found_by)
     by_name = {s.name: s for s in res.per_attack}
@@ -310,7 +315,8 @@ def test_diagnostics_stay_quiet_on_an_honest_linear_model():
     x = torch.rand(16, 1, 3, 4, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         y = model(x).argmax(1)
-    res = evaluate(model, x, y, eps=0.1, steps=20, square_queries=50, diagnostics=True, diagnostic_steps=20)
+    res = evaluate(model, x, y, threat=ThreatModel("inf", 0.1), ensemble=Ensemble(steps=20, square_queries=50),
+                   diagnostics=DiagnosticChecks(steps=20))
     diag = res.diagnostics
     assert diag.square_only == 0 and not diag.unbounded_not_zero
     assert diag.accuracy_by_eps[0] >= diag.accuracy_by_eps[2] and diag.accuracy_by_eps[3] == 0.0
@@ -322,7 +328,8 @@ def test_records_and_json_round_trip():
     model = Linear2Logits(seed=0)
     x = torch.rand(6, 1, 3, 4, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([0, 1, 2, 3, 0, 1])
-    res = evaluate(model, x, y, eps=0.05, attacks="apgd-ce@model", steps=5, indices=[10, 11, 12, 13, 14, 15])
+    res = evaluate(model, x, y, threat=ThreatModel("inf", 0.05), ensemble=Ensemble(attacks="apgd-ce@model", steps=5),
+                   indices=[10, 11, 12, 13, 14, 15])
     recs = res.records()
     assert [r["index"] for r in recs] == [10, 11, 12, 13, 14, 15]
     assert set(recs[0]) == {"index", "label", "clean_correct", "robust", "margin", "found_by"}
@@ -346,21 +353,36 @@ def test_records_and_json_round_trip():
     (dict(y=torch.zeros(3, dtype=torch.int64)), InputError, "one label per example"),
     (dict(y=torch.tensor([0, 1, 2, 7])), InputError, r"\[0, 4\)"),
     (dict(y=torch.tensor([0, -1, 2, 3])), InputError, r"\[0, 4\)"),
-    (dict(eps=0.0), ConfigError, "eps must be > 0"),
-    (dict(eps=-0.1), ConfigError, "eps"),
-    (dict(norm="L3"), ConfigError, "norm"),
-    (dict(norm="L1"), ConfigError, "Linf"),
     (dict(indices=[0, 1]), InputError, "indices"),
     (dict(indices=[0.5, 1, 2, 3]), InputError, "indices"),
-    (dict(attacks=["pgd-xyz"]), ConfigError, "matches no ensemble member"),
-    (dict(batch_size=0), ConfigError, "batch_size"),
+    (dict(ensemble=Ensemble(attacks=["pgd-xyz"])), ConfigError, "matches no ensemble member"),
 ])
 def test_bad_input_is_refused_with_a_fix(change, error, match):
-    args = dict(x=torch.rand(4, 1, 3, 4), y=torch.tensor([0, 1, 2, 3]), eps=0.1, norm="Linf")
+    args = dict(x=torch.rand(4, 1, 3, 4), y=torch.tensor([0, 1, 2, 3]), threat=ThreatModel("inf", 0.1))
     args.update(change)
     x, y = args.pop("x"), args.pop("y")
     with pytest.raises(error, match=match):
         evaluate(Linear2Logits(), x, y, **args)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: ThreatModel("inf", 0.0), "eps must be > 0"),
+    (lambda: ThreatModel("inf", -0.1), "eps"),
+    (lambda: ThreatModel("L3", 0.1), "norm"),
+    (lambda: ThreatModel("L1", 0.1), "l_inf or the l_2 ball"),
+    (lambda: Ensemble(batch_size=0), "batch_size"),
+    (lambda: Ensemble(steps=0), "steps"),
+    (lambda: Ensemble(restarts=-1), "restarts"),
+    (lambda: Ensemble(square_queries=0), "square_queries"),
+    (lambda: Ensemble(seed=1.5), "seed"),
+    (lambda: Ensemble(attacks=["apgd-*", 3]), "member name or pattern"),
+    (lambda: Ensemble(precision="int8"), "precision must be one of"),
+    (lambda: DiagnosticChecks(n=0), "n must be"),
+    (lambda: DiagnosticChecks(steps=0), "steps must be"),
+])
+def test_bad_settings_are_refused_by_their_group(build, match):
+    with pytest.raises(ConfigError, match=match):
+        build()
 
 
 def test_norm_spellings_and_l2():
@@ -369,9 +391,10 @@ def test_norm_spellings_and_l2():
     with torch.no_grad():
         y = model(x).argmax(1)
     for norm in ("inf", "Linf"):
-        assert evaluate(model, x, y, eps=0.05, norm=norm, attacks="apgd-ce*", steps=5).settings["norm"] == "Linf"
+        res = evaluate(model, x, y, threat=ThreatModel(norm, 0.05), ensemble=Ensemble(attacks="apgd-ce*", steps=5))
+        assert res.settings["norm"] == "Linf"
     for norm in ("2", "L2"):
-        res = evaluate(model, x, y, eps=0.3, norm=norm, attacks="apgd-*", steps=10)
+        res = evaluate(model, x, y, threat=ThreatModel(norm, 0.3), ensemble=Ensemble(attacks="apgd-*", steps=10))
         assert res.settings["norm"] == "L2"
         assert torch.linalg.vector_norm((res.x_adv - x).flatten(1), dim=1).max() <= 0.3 + 1e-5
 
@@ -390,7 +413,8 @@ def test_zoo_mixture_worst_case_is_consistent():
     g, h = load("fmnist-std-cnn"), load("fmnist-at-linf-cnn")
     mix = MixedClassifier(g, h, 0.7)
     x, y = x[:6], y[:6]
-    res = evaluate(mix, x, y, eps=0.1, attacks=["apgd-ce@mix-T1", "apgd-ce@mix-T4", "apgd-ce@g"], steps=10)
+    res = evaluate(mix, x, y, threat=ThreatModel("inf", 0.1),
+                   ensemble=Ensemble(attacks=["apgd-ce@mix-T1", "apgd-ce@mix-T4", "apgd-ce@g"], steps=10))
     with torch.no_grad():
         x_pgd = PGD(mix, 0.1, steps=10)(x, y)
         pgd_ok = mix(x_pgd).argmax(1) == y
@@ -410,7 +434,7 @@ def test_autoattack_standard_alone_is_reported_beside_the_ensemble():
     x = x - x.flatten(1).mean(1).view(-1, 1, 1, 1) + 0.58
     model = _HardOneHotMixer(_MeanSign(), _Balanced(), 0.3)
     y = torch.zeros(6, dtype=torch.int64)
-    res = evaluate(model, x, y, eps=0.1, steps=20, square_queries=100)
+    res = evaluate(model, x, y, threat=ThreatModel("inf", 0.1), ensemble=Ensemble(steps=20, square_queries=100))
     # the surrogate breaks every example; AutoAttack's members never saw them broken, so Square is run on all
     # six afterwards: AutoAttack standard's own accuracy is known exactly, and is never below the ensemble's
     assert res.accuracy == 0.0
@@ -423,7 +447,8 @@ def test_autoattack_standard_alone_is_reported_beside_the_ensemble():
     joined = WorstCaseResult.concat([res, res])
     assert joined.autoattack_completion.ran_on == 12 and len(joined.aa_robust) == 12
     # without every AutoAttack member there is no AutoAttack-alone figure
-    part = evaluate(model, x, y, eps=0.1, attacks=["aa-apgd-ce", "apgd-ce@soft-T4"], steps=5)
+    part = evaluate(model, x, y, threat=ThreatModel("inf", 0.1),
+                    ensemble=Ensemble(attacks=["aa-apgd-ce", "apgd-ce@soft-T4"], steps=5))
     assert part.aa_robust is None and part.autoattack_completion is None and "aa_robust" not in part.records()[0]
 
 
@@ -514,14 +539,15 @@ def test_evaluate_refuses_nan_and_probability_models_instead_of_reporting_zero()
     with torch.no_grad():
         nan[0][1].bias.fill_(float("nan"))
     x, y = torch.rand(6, 12), torch.randint(0, 4, (6,))
+    threat, ensemble = ThreatModel("inf", 0.1), Ensemble(attacks=["apgd-ce"], steps=2)
     with pytest.raises(ModelError, match="NaN"):
-        evaluate(nan, x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+        evaluate(nan, x, y, threat=threat, ensemble=ensemble)
     probs = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Softmax(-1))
     with pytest.raises(ModelError, match="probabilities"):
-        evaluate(probs, x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+        evaluate(probs, x, y, threat=threat, ensemble=ensemble)
     good = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
     with pytest.raises(ModelError, match="h \\(rob|'s h"):   # hidden inside a mixture: its h is probed
-        evaluate(MixedClassifier(good, probs, 0.5), x, y, eps=0.1, attacks=["apgd-ce"], steps=2)
+        evaluate(MixedClassifier(good, probs, 0.5), x, y, threat=threat, ensemble=ensemble)
 
 
 def test_low_precision_attack_steps_keep_float32_judgements():
@@ -535,12 +561,13 @@ def test_low_precision_attack_steps_keep_float32_judgements():
     h = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
     model = MixedClassifier(g, h, 0.5)
     x, y = torch.rand(16, 12), torch.randint(0, 4, (16,))
-    res = evaluate(model, x, y, eps=0.05, attacks=["apgd-*"], steps=5, precision="bf16")
+    res = evaluate(model, x, y, threat=ThreatModel("inf", 0.05),
+                   ensemble=Ensemble(attacks=["apgd-*"], steps=5, precision="bf16"))
     with torch.no_grad():
         clean = model(x).argmax(1) == y
         judged = model(res.x_adv).argmax(1) == y
     assert torch.equal(res.clean_correct, clean)
     assert torch.equal(res.robust, judged & clean)
     assert res.settings["precision"] == "bf16"
-    with pytest.raises(Exception, match="precision must be one of"):
-        evaluate(model, x, y, eps=0.05, precision="int8")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        Ensemble(precision="int8")

@@ -1,20 +1,31 @@
-"""Attacks: FGSM/PGD aimed at any target, and adapters over the AutoAttack package."""
+"""Attacks: FGSM/PGD aimed at any target, APGD, adapters over the AutoAttack package, and the worst-case evaluator.
 
-from .pgd import PGD, fgsm, pgd, project, random_start, random_start_per_example
+Their settings travel in option groups, each checked once in its own ``__post_init__``: the threat model is
+:class:`robustmix.groups.ThreatModel` (re-exported here); :class:`PGDBudget`, :class:`APGDSettings`,
+:class:`AutoAttackSuite`, :class:`MaskingCheck`, :class:`Ensemble` and :class:`DiagnosticChecks` are the
+attacks' own.
+"""
 
-__all__ = ["PGD", "fgsm", "pgd", "project", "random_start", "random_start_per_example"]
+from ..groups import ThreatModel
+from .pgd import PGD, PGDBudget, fgsm, pgd, project, random_start, random_start_per_example
 
-from .autoattack import AutoAttackResult, run_autoattack  # noqa: E402
+__all__ = ["PGD", "PGDBudget", "ThreatModel", "fgsm", "pgd", "project", "random_start", "random_start_per_example"]
 
-__all__ += ["AutoAttackResult", "run_autoattack"]
+from .apgd import APGDSettings  # noqa: E402  (the function stays robustmix.attacks.apgd.apgd: the module's name)
 
-from .masking import MaskingReport, gradient_masking_check  # noqa: E402
+__all__ += ["APGDSettings"]
 
-__all__ += ["MaskingReport", "gradient_masking_check"]
+from .autoattack import AutoAttackResult, AutoAttackSuite, run_autoattack  # noqa: E402
 
-from .evaluate import WorstCaseResult, attack_members, evaluate  # noqa: E402
+__all__ += ["AutoAttackResult", "AutoAttackSuite", "run_autoattack"]
 
-__all__ += ["WorstCaseResult", "attack_members", "evaluate"]
+from .masking import MaskingCheck, MaskingReport, gradient_masking_check  # noqa: E402
+
+__all__ += ["MaskingCheck", "MaskingReport", "gradient_masking_check"]
+
+from .evaluate import DiagnosticChecks, Ensemble, WorstCaseResult, attack_members, evaluate  # noqa: E402
+
+__all__ += ["DiagnosticChecks", "Ensemble", "WorstCaseResult", "attack_members", "evaluate"]
 
 from .saved import SavedEvaluation, read_saved, verify  # noqa: E402
 

@@ -16,6 +16,7 @@ example's trajectory does not depend on the others in its batch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -23,8 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from .._seeding import example_keys, hash32  # noqa: F401  (example_keys: part of this module's API)
+from .._validation import check_positive_int
 from ..errors import ConfigError, InputError
-from .pgd import per_sample_norm, project
+from ..groups import ThreatModel, from_keywords
+from .pgd import legacy_threat, per_sample_norm, project, refuse_unknown
 
 
 Observe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -92,21 +95,51 @@ def _ascent(grad: torch.Tensor, eta: torch.Tensor, p: float) -> torch.Tensor:
     return eta.view(shape) * grad / per_sample_norm(grad, 2.0).clamp_min(1e-12)
 
 
-def apgd(source, x: torch.Tensor, y: torch.Tensor, eps: float, p: float, *, steps: int = 100, loss: str = "ce",
-         keys: torch.Tensor | None = None, observe: Observe | None = None, rho: float = 0.75,
-         momentum: float = 0.75) -> torch.Tensor:
-    """Maximise ``loss(source(x_adv), y)`` over the eps-ball and [0, 1]; return each example's highest-loss point.
+@dataclasses.dataclass(frozen=True)
+class APGDSettings:
+    """One APGD run: ``steps`` forward-backward passes of the source (the random start's included), the ``loss`` it
+    climbs ("ce" or "dlr"), and the schedule's constants: a checkpoint halves an example's step when fewer than
+    ``rho`` of the steps since the last one raised its loss; updates use ``momentum``.  Checked once, here."""
 
-    ``steps`` counts forward-backward passes of ``source``.  ``keys`` (one integer
-    per example, see :func:`example_keys`) gives a random start; None starts at x.
-    ``observe(idx, x_iter, source_out)`` sees every iterate (idx: positions in
-    the batch) and returns a bool per row: True drops that example from the rest
-    of the run (e.g. once it is misclassified by the model that matters).
-    Inputs are assumed checked by the caller; ``p`` is 2.0 or math.inf.
+    steps: int = 100
+    loss: str = "ce"
+    rho: float = 0.75
+    momentum: float = 0.75
+
+    def __post_init__(self):
+        check_positive_int(self.steps, name="steps")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown APGD loss {self.loss!r}: use 'ce' or 'dlr'")
+        for name in ("rho", "momentum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"APGD's {name} must be a number in [0, 1], got {value!r}")
+
+
+_SETTINGS = tuple(f.name for f in dataclasses.fields(APGDSettings))
+
+
+def apgd(source, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None, p: float | str | None = None, *,
+         settings: APGDSettings | None = None, keys: torch.Tensor | None = None, observe: Observe | None = None,
+         **deprecated) -> torch.Tensor:
+    """Maximise ``loss(source(x_adv), y)`` over ``threat``'s ball and [0, 1]; return each example's highest-loss point.
+
+    ``settings`` (default :class:`APGDSettings`: 100 steps of CE): ``steps`` counts forward-backward passes of
+    ``source``.  ``keys`` (one integer per example, see :func:`example_keys`) gives a random start; None starts
+    at x.  ``observe(idx, x_iter, source_out)`` sees every iterate (idx: positions in the batch) and returns a
+    bool per row: True drops that example from the rest of the run (e.g. once it is misclassified by the model
+    that matters).  Inputs are assumed checked by the caller.
+
+    Deprecated, for one release (DeprecationWarning): eps and ``p`` in ``threat``'s place
+    (``apgd(source, x, y, eps, p, ...)``) and the keywords ``steps``, ``loss``, ``rho``, ``momentum``.
     """
-    if loss not in LOSSES:
-        raise ConfigError(f"unknown APGD loss {loss!r}: use 'ce' or 'dlr'")
-    loss_fn = LOSSES[loss]
+    threat, old = legacy_threat(threat, p, deprecated, "apgd")
+    old_settings = {k: deprecated.pop(k) for k in _SETTINGS if k in deprecated}
+    refuse_unknown(deprecated, "apgd")
+    threat = from_keywords(ThreatModel, threat, old, "apgd")
+    settings = from_keywords(APGDSettings, settings, old_settings, "apgd") or APGDSettings()
+    eps, p, steps, rho, momentum = threat.eps, threat.p, settings.steps, settings.rho, settings.momentum
+    loss_fn = LOSSES[settings.loss]
     shape = (-1,) + (1,) * (x.ndim - 1)
 
     def value_and_grad(xa, ya):

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
-from .._validation import check_eps, check_input, check_p
+from .._validation import check_input, check_positive_int
 from ..errors import AttackError, ConfigError
+from ..groups import ThreatModel, from_keywords
+from .pgd import check_seed, legacy_threat, refuse_unknown
 
 logger = logging.getLogger(__name__)
 
-_NORMS = {1.0: "L1", 2.0: "L2", math.inf: "Linf"}
+_NORMS = {2.0: "L2", math.inf: "Linf"}
 VERSIONS = ("standard", "plus", "rand", "custom")
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 
@@ -49,40 +51,76 @@ class _Collector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, norm="inf", *, version: str = "standard",
-                   attacks: list[str] | None = None, seed: int = 0, batch_size: int = 250,
-                   state_path=None, square_queries: int | None = None) -> AutoAttackResult:
-    """Run AutoAttack on ``model`` (logits or log-probabilities out) and return per-example robustness.
+@dataclasses.dataclass(frozen=True)
+class AutoAttackSuite:
+    """Which AutoAttack runs, and how it is seeded.  Checked once, here.
 
-    ``version``: "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus", "rand"
-    (EOT versions for randomized defenses) or "custom" with ``attacks`` (e.g.
-    ``["square"]`` for a black-box check against gradient masking).  With
-    "standard", ``attacks`` may pick a subset of its members (in the given
-    order), each run with the standard version's settings.
-    ``state_path`` lets AutoAttack resume an interrupted evaluation; ``square_queries``
-    overrides Square's query budget (5,000 in the standard version).
+    ``version``: "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus", "rand" (EOT versions for randomized
+    defenses) or "custom" with ``attacks`` (e.g. ``("square",)`` for a black-box check against gradient
+    masking).  With "standard", ``attacks`` may pick a subset of its members (run in the given order), each with
+    the standard version's settings.  ``square_queries`` overrides Square's query budget (None: the version's
+    own, 5,000 in the standard version); ``seed`` seeds AutoAttack.
+    """
+
+    version: str = "standard"
+    attacks: tuple[str, ...] | None = None
+    square_queries: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.version not in VERSIONS:
+            raise ConfigError(f"unknown AutoAttack version {self.version!r}: use one of {', '.join(VERSIONS)}")
+        attacks = self.attacks
+        if attacks is not None:
+            attacks = (attacks,) if isinstance(attacks, str) else tuple(attacks)
+            if not all(isinstance(a, str) for a in attacks):
+                raise ConfigError(f"AutoAttack's attacks must be names such as 'apgd-ce', got {list(attacks)!r}")
+            object.__setattr__(self, "attacks", attacks)
+        if self.version == "custom" and not attacks:
+            raise ConfigError("version='custom' needs attacks=[...], e.g. ['square'] or ['apgd-ce', 'apgd-t']")
+        if self.version == "standard" and attacks is not None:
+            unknown = [a for a in attacks if a not in STANDARD_ATTACKS]
+            if unknown or not attacks:
+                raise ConfigError(f"version='standard' runs a subset of {', '.join(STANDARD_ATTACKS)} with the "
+                                  f"standard settings; got attacks={list(attacks)!r}")
+        if self.square_queries is not None:
+            check_positive_int(self.square_queries, name="square_queries")
+        check_seed(self.seed)
+
+
+_SUITE = tuple(f.name for f in dataclasses.fields(AutoAttackSuite))
+
+
+def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None,
+                   norm: str | float | None = None, *, suite: AutoAttackSuite | None = None, batch_size: int = 250,
+                   state_path=None, **deprecated) -> AutoAttackResult:
+    """Run AutoAttack (``suite``, default :class:`AutoAttackSuite`: standard, seed 0) on ``model`` (logits or
+    log-probabilities out) within ``threat`` and return per-example robustness.
+
+    ``batch_size``: examples per AutoAttack batch; ``state_path`` lets AutoAttack resume an interrupted
+    evaluation.  The returned points are checked to lie in the threat model (:class:`AttackError` otherwise).
+
+    Deprecated, for one release (DeprecationWarning): eps and ``norm`` in ``threat``'s place
+    (``run_autoattack(model, x, y, eps, norm, ...)``) and the keywords ``version``, ``attacks``, ``seed``,
+    ``square_queries``.
     """
     from pyautoattack import AutoAttack
 
+    threat, old = legacy_threat(threat, norm, deprecated, "run_autoattack")
+    old_suite = {k: deprecated.pop(k) for k in _SUITE if k in deprecated}
+    refuse_unknown(deprecated, "run_autoattack")
+    threat = from_keywords(ThreatModel, threat, old, "run_autoattack")
+    suite = from_keywords(AutoAttackSuite, suite, old_suite, "run_autoattack") or AutoAttackSuite()
     check_input(x)
-    eps = check_eps(eps)
-    p = check_p(norm)
-    if version not in VERSIONS:
-        raise ConfigError(f"unknown AutoAttack version {version!r}: use one of {', '.join(VERSIONS)}")
-    if version == "custom" and not attacks:
-        raise ConfigError("version='custom' needs attacks=[...], e.g. ['square'] or ['apgd-ce', 'apgd-t']")
-    if version == "standard" and attacks is not None:
-        unknown = [a for a in attacks if a not in STANDARD_ATTACKS]
-        if unknown or not attacks:
-            raise ConfigError(f"version='standard' runs a subset of {', '.join(STANDARD_ATTACKS)} with the standard "
-                              f"settings; got attacks={list(attacks)!r}")
+    check_positive_int(batch_size, name="batch_size")
+    eps, p, version, attacks = threat.eps, threat.p, suite.version, suite.attacks
     device = x.device
-    adversary = AutoAttack(model, attacks=attacks if version == "custom" else None, device=device, eps=eps,
-                           norm=_NORMS[p], seed=seed, version=version)
+    adversary = AutoAttack(model, attacks=list(attacks) if version == "custom" else None, device=device, eps=eps,
+                           norm=_NORMS[p], seed=suite.seed, version=version)
     if version == "standard" and attacks is not None:
         adversary.attacks_to_run = list(attacks)
-    if square_queries is not None:
-        adversary.square.n_queries = int(square_queries)
+    if suite.square_queries is not None:
+        adversary.square.n_queries = int(suite.square_queries)
     with torch.no_grad():
         n_classes = model(x[:1]).shape[-1]
     # targeted attacks use the top (c - 1) other classes at most

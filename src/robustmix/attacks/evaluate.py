@@ -36,11 +36,16 @@ members of 2 broke (Square never saw them), so each example's AutoAttack
 outcome is exactly what AutoAttack standard alone would give.  That run
 (``autoattack_completion``) changes no worst case.
 
-Determinism: random starts are a fixed function of (``seed``, the example's
-dataset index, the member), computed on the input's device, so APGD results do
-not depend on how the data is batched or sharded (up to floating-point
-differences of batched kernels).  AutoAttack's members are seeded with
-``seed`` once per call, i.e. per batch of still-unbroken examples.
+Determinism: random starts are a fixed function of (the ensemble's ``seed``,
+the example's dataset index, the member), computed on the input's device, so
+APGD results do not depend on how the data is batched or sharded (up to
+floating-point differences of batched kernels).  AutoAttack's members are
+seeded with ``seed`` once per call, i.e. per batch of still-unbroken examples.
+
+Settings travel in option groups, each checked once in its own ``__post_init__``:
+:class:`~robustmix.groups.ThreatModel` (norm, eps), :class:`Ensemble` (which
+members, their budgets, seed, batch size, precision) and
+:class:`DiagnosticChecks` (the gradient-masking checks' budget).
 """
 
 from __future__ import annotations
@@ -50,18 +55,21 @@ import fnmatch
 import logging
 import math
 import time
+import warnings
 import zlib
 
 import torch
 from torch import nn
 
-from .._validation import (check_eps, check_input, check_logits, check_p, check_positive_int, mixture_parts,
-                           model_device, probe_models, runnable)
+from .._validation import (check_input, check_logits, check_positive_int, mixture_parts, model_device,
+                           probe_models, runnable)
 from .._binomial import binomial_ci
 from ..errors import AttackError, ConfigError, InputError
+from ..groups import ThreatModel, from_keywords
 from .._seeding import example_keys
-from .apgd import apgd
-from .autoattack import run_autoattack
+from .apgd import APGDSettings, apgd
+from .autoattack import AutoAttackSuite, run_autoattack
+from .pgd import check_seed, legacy_threat, refuse_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,65 @@ SCHEMA_VERSION = 1
 _AA_FIRST = ("apgd-ce", "apgd-t", "fab-t")
 _NORM_NAMES = {math.inf: "Linf", 2.0: "L2"}
 _RANDOM_IN_TRAINING = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+    """The ensemble :func:`evaluate` runs, and its budgets.  Checked once, here (which members ``attacks``
+    matches is known only with the model, and is checked then).
+
+    ``attacks``: member names or fnmatch patterns to run (None: all; see :func:`attack_members`).
+    ``steps``/``restarts``: per APGD member.  ``square_queries``: Square's budget (AutoAttack standard: 5,000).
+    ``seed``: seeds the random starts (with each example's dataset index) and AutoAttack.  ``batch_size``:
+    examples per attack batch.  ``precision``: "bf16" or "fp16" runs the attacks' forward and backward passes
+    under autocast (faster on recent GPUs, slower on CPUs); every judgement (clean, each candidate, the result)
+    is made by the model in its own precision, float32 for float32 models.  ``progress``: log each member's
+    result at INFO level (DEBUG otherwise).
+    """
+
+    attacks: tuple[str, ...] | None = None
+    steps: int = 100
+    restarts: int = 1
+    square_queries: int = 5000
+    seed: int = 0
+    batch_size: int = 250
+    precision: str = "fp32"
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.attacks is not None:
+            attacks = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
+            for pat in attacks:
+                if not isinstance(pat, str):
+                    raise ConfigError(f"attacks entry {pat!r} is not a member name or pattern; use names or "
+                                      "patterns such as 'aa-*' or 'apgd-ce@h' (see attack_members())")
+            object.__setattr__(self, "attacks", attacks)
+        for name in ("steps", "restarts", "square_queries", "batch_size"):
+            check_positive_int(getattr(self, name), name=name)
+        check_seed(self.seed)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be True or False, got {self.progress!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnosticChecks:
+    """The cheap gradient-masking checks of :func:`evaluate` (their result: :class:`Diagnostics`): an
+    end-to-end APGD-CE of ``steps`` steps on the first ``n`` clean-correct examples at each radius of
+    eps/2, eps, 2 eps and an unbounded one.  Checked once, here."""
+
+    n: int = 64
+    steps: int = 20
+
+    def __post_init__(self):
+        check_positive_int(self.n, name="diagnostics n")
+        check_positive_int(self.steps, name="diagnostics steps")
+
+
+_ENSEMBLE = tuple(f.name for f in dataclasses.fields(Ensemble))
+_DIAGNOSTICS = {"diagnostic_n": "n", "diagnostic_steps": "steps"}   # deprecated keyword -> DiagnosticChecks field
 
 
 def accuracy_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -294,21 +361,23 @@ def _select(members: list[_Member], attacks) -> list[_Member]:
         return members
     patterns = [attacks] if isinstance(attacks, str) else list(attacks)
     names = [m.name for m in members]
-    for pat in patterns:
-        if not isinstance(pat, str) or not fnmatch.filter(names, pat):
+    for pat in patterns:   # each a str (Ensemble checks); which members it matches is known only here
+        if not fnmatch.filter(names, pat):
             raise ConfigError(f"attacks entry {pat!r} matches no ensemble member; use names or patterns "
                               f"(e.g. 'aa-*', 'apgd-*') from: {', '.join(names)}")
     return [m for m in members if any(fnmatch.fnmatchcase(m.name, pat) for pat in patterns)]
 
 
 class _Worst:
-    """Per-example worst case so far: smallest true-model margin, its input and its member."""
+    """Per-example worst case so far: smallest true-model margin, its input and its member (and the clean
+    inputs and labels it started from)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor):
         self.y = y
         self.margin = margins(out, y).double()
         self.broken = out.argmax(1) != y
         self.member = torch.zeros(len(x), dtype=torch.int64, device=x.device)   # 0: "clean"
+        self.clean = x
         self.x = x.clone()
 
     def update(self, idx: torch.Tensor, x_cand: torch.Tensor, out: torch.Tensor, member: int) -> torch.Tensor:
@@ -324,7 +393,8 @@ class _Worst:
         return self.broken[idx]
 
 
-def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
+def _check_args(model, x, y, indices) -> torch.Tensor:
+    """The model, inputs and labels checked; the examples' dataset indices as int64 (default 0..n-1)."""
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
                           "wrap functions in an nn.Module")
@@ -341,12 +411,6 @@ def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
     if y.ndim != 1 or len(y) != len(x):
         raise InputError(f"y has shape {tuple(y.shape)} but x has {len(x)} examples; pass one label per example, "
                          f"shape ({len(x)},)")
-    p = check_p(norm)
-    if p not in _NORM_NAMES:
-        raise ConfigError(f"norm={norm!r} is not supported here: use 'Linf' or 'L2'")
-    eps = check_eps(eps)
-    if eps <= 0:
-        raise ConfigError(f"eps must be > 0 (the attack radius), got {eps!r}")
     if indices is None:
         indices = torch.arange(len(x))
     elif not isinstance(indices, torch.Tensor):
@@ -359,42 +423,49 @@ def _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts):
                          f"got {indices.dtype} of shape {tuple(indices.shape)}")
     if (indices < 0).any():
         raise InputError("indices must be >= 0 (dataset positions)")
-    check_positive_int(batch_size, name="batch_size")
-    check_positive_int(steps, name="steps")
-    check_positive_int(restarts, name="restarts")
-    return p, eps, indices.to(torch.int64)
+    return indices.to(torch.int64)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf", eps: float, seed: int = 0,
-             indices=None, attacks=None, steps: int = 100, restarts: int = 1, batch_size: int = 250,
-             square_queries: int = 5000, diagnostics: bool = False, diagnostic_n: int = 64,
-             diagnostic_steps: int = 20, keep_adv: bool = True, progress: bool = False,
-             precision: str = "fp32") -> WorstCaseResult:
-    """Worst-case robust accuracy of ``model`` on ``(x, y)`` within the l_p ball of radius ``eps``.
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
+             ensemble: Ensemble | None = None, indices=None, diagnostics: DiagnosticChecks | None = None,
+             keep_adv: bool = True, **deprecated) -> WorstCaseResult:
+    """Worst-case robust accuracy of ``model`` on ``(x, y)`` within ``threat`` (the l_inf or l_2 ball of radius
+    eps; required).
 
     ``model``: any ``nn.Module`` returning (n, c) logits or log-probabilities
     for inputs in [0, 1]; mixers contribute surrogates and base models by duck
     typing (``attack_surrogates``, ``std_model``, ``rob_model``; module
-    docstring).  ``norm``: "Linf"/"inf" or "L2"/"2".  ``indices``: the examples'
-    dataset indices (default 0..n-1), which seed their random starts.
-    ``attacks``: member names or fnmatch patterns to run (default all; see
-    :func:`attack_members`).  ``steps``/``restarts``: per APGD member.
-    ``square_queries``: Square's budget (AutoAttack standard: 5,000).
-    ``diagnostics``: also run the cheap gradient-masking checks
-    (:class:`Diagnostics`) on ``diagnostic_n`` examples.  ``progress``: log
-    each member's result at INFO level (DEBUG otherwise).  ``precision``: "bf16" or
-    "fp16" runs the attacks' forward and backward passes under autocast (faster on
-    recent GPUs, slower on CPUs); every judgement (clean, each candidate, the
-    result) is made by ``model`` in its own precision, float32 for float32 models.
+    docstring).  ``ensemble``: the members to run and their budgets
+    (:class:`Ensemble`; default: all members, 100 APGD steps, 1 restart, Square
+    5,000 queries, seed 0).  ``indices``: the examples' dataset indices
+    (default 0..n-1), which seed their random starts.  ``diagnostics``: also
+    run the cheap gradient-masking checks (:class:`DiagnosticChecks`; their
+    result: :class:`Diagnostics`); None skips them.  ``keep_adv``: keep the
+    worst-case inputs in the result (``x_adv``).
 
     The result's robust accuracy is the fraction of examples no member broke;
     ``accuracy_ci`` is its two-sided 95% Clopper-Pearson interval.
+
+    Deprecated, for one release (DeprecationWarning): the keywords ``norm`` and
+    ``eps`` (ThreatModel's fields), ``attacks``, ``steps``, ``restarts``,
+    ``square_queries``, ``seed``, ``batch_size``, ``precision``, ``progress``
+    (Ensemble's), and ``diagnostics=True`` with ``diagnostic_n`` /
+    ``diagnostic_steps`` (DiagnosticChecks' n and steps).  Giving a group
+    together with its own old keywords is a TypeError.
     """
-    p, eps, indices = _check_args(model, x, y, norm, eps, indices, batch_size, steps, restarts)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    low = PRECISIONS[precision]
-    check_positive_int(square_queries, name="square_queries")
+    for name, value, group in (("threat", threat, ThreatModel), ("ensemble", ensemble, Ensemble)):
+        if value is not None and not isinstance(value, group):
+            raise ConfigError(f"{name} must be a {group.__name__}(...), got {type(value).__name__}")
+    threat, old_threat = legacy_threat(threat, deprecated.pop("norm", None), deprecated, "evaluate")
+    old_ensemble = {k: deprecated.pop(k) for k in _ENSEMBLE if k in deprecated}
+    old_diagnostics = {k: deprecated.pop(k) for k in _DIAGNOSTICS if k in deprecated}
+    refuse_unknown(deprecated, "evaluate")
+    threat = from_keywords(ThreatModel, threat, old_threat, "evaluate")
+    ensemble = from_keywords(Ensemble, ensemble, old_ensemble, "evaluate") or Ensemble()
+    diagnostics = _diagnostic_checks(diagnostics, old_diagnostics)
+    indices = _check_args(model, x, y, indices)
+    p, eps, seed, batch_size = threat.p, threat.eps, ensemble.seed, ensemble.batch_size
+    low = PRECISIONS[ensemble.precision]
     if model_device(model) != x.device:
         raise InputError(f"x is on {x.device} but the model is on {model_device(model)}; move x with x.to(device)")
     if any(m.training for m in model.modules() if isinstance(m, _RANDOM_IN_TRAINING)):
@@ -416,32 +487,37 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         raise InputError(f"labels must lie in [0, {n_classes}) for this {n_classes}-class model, "
                          f"got values in [{int(y.min())}, {int(y.max())}]")
     plan = _plan(model, n_classes)
-    members = _select(plan, attacks)
+    members = _select(plan, ensemble.attacks)
     worst = _Worst(x, y, out)
     clean_correct = ~worst.broken.clone()
     aa_broken = worst.broken.clone()     # AutoAttack standard's own outcome (clean errors count)
     stats, messages = [], []
-    level = logging.INFO if progress else logging.DEBUG
+    level = logging.INFO if ensemble.progress else logging.DEBUG
     for number, member in enumerate(members, start=1):
         stat = AttackStats(member.name)
         active = torch.nonzero(~worst.broken).flatten()
         stat.ran_on = len(active)
         start = time.perf_counter()
+        if member.source is None:    # an AutoAttack member on the model end to end
+            suite = AutoAttackSuite("standard", (member.attack,), seed=seed,
+                                    square_queries=ensemble.square_queries if member.attack == "square" else None)
+            target = model if low is None else _Autocast(model, low)
+        else:
+            budget = APGDSettings(steps=ensemble.steps, loss=member.attack)
+            source = member.source if low is None else _Autocast(member.source, low)
         for chunk in active.split(batch_size) if len(active) else ():
             if member.source is None:
-                res = run_autoattack(model if low is None else _Autocast(model, low), x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard",
-                                     attacks=[member.attack], seed=seed, batch_size=len(chunk),
-                                     square_queries=square_queries if member.attack == "square" else None)
+                res = run_autoattack(target, x[chunk], y[chunk], threat, suite=suite, batch_size=len(chunk))
                 messages += [m for m in res.warnings if m not in messages]
                 with torch.no_grad():
                     aa_broken[chunk] |= worst.update(chunk, res.x_adv, model(res.x_adv), number)
                 continue
-            for restart in range(restarts):
+            for restart in range(ensemble.restarts):
                 chunk = chunk[~worst.broken[chunk]]
                 if len(chunk) == 0:
                     break
-                _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number,
-                          example_keys(seed, keys_idx[chunk], zlib.crc32(member.name.encode()) + restart), low)
+                _run_apgd(model, source, worst, chunk, threat, budget, number,
+                          example_keys(seed, keys_idx[chunk], zlib.crc32(member.name.encode()) + restart))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stat.seconds = time.perf_counter() - start
@@ -451,8 +527,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
                    stat.ran_on, stat.seconds, 100 * float((~worst.broken).float().mean()))
     completion = None
     if all(m in members for m in plan if m.source is None):
-        completion = _complete_autoattack(model, x, y, worst.broken & ~aa_broken, aa_broken, eps, p, seed,
-                                          batch_size, square_queries, messages)
+        completion = _complete_autoattack(model, x, y, worst.broken & ~aa_broken, aa_broken, threat, ensemble,
+                                          messages)
         logger.log(level, "AutoAttack standard alone: %.2f%% (Square also run on the %d examples only the APGD "
                    "members broke, %.1f s)", 100 * float((~aa_broken).float().mean()), completion.ran_on,
                    completion.seconds)
@@ -461,13 +537,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
         raise AttackError("a worst-case input left the threat model; please report this")
     names = ["clean"] + [m.name for m in members]
     diag = None
-    if diagnostics:
+    if diagnostics is not None:
         square = next((s for s in stats if s.name == "aa-square"), None)
-        diag = _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, diagnostic_n,
-                            diagnostic_steps, None if square is None else square.broke)
-    settings = {"norm": _NORM_NAMES[p], "eps": eps, "seed": seed, "steps": steps, "restarts": restarts,
-                "batch_size": batch_size, "square_queries": square_queries, "members": names[1:],
-                **({"precision": precision} if low is not None else {})}
+        sub = torch.nonzero(clean_correct).flatten()[:diagnostics.n]
+        diag = _diagnostics(model, x[sub], y[sub], keys_idx[sub], threat, ensemble, diagnostics,
+                            None if square is None else square.broke)
+    settings = {"norm": _NORM_NAMES[p], "eps": eps, "seed": seed, "steps": ensemble.steps,
+                "restarts": ensemble.restarts, "batch_size": batch_size, "square_queries": ensemble.square_queries,
+                "members": names[1:], **({"precision": ensemble.precision} if low is not None else {})}
     return WorstCaseResult(robust=~worst.broken.cpu(), margin=worst.margin.cpu(),
                            found_by=[names[i] for i in worst.member.tolist()], clean_correct=clean_correct.cpu(),
                            labels=y.cpu(), indices=indices.cpu(), per_attack=stats, settings=settings,
@@ -476,16 +553,35 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm="Linf",
                            autoattack_completion=completion)
 
 
-def _complete_autoattack(model, x, y, pending, aa_broken, eps, p, seed, batch_size, square_queries,
+def _diagnostic_checks(given, old: dict) -> DiagnosticChecks | None:
+    """evaluate()'s ``diagnostics``: the group or None, or (deprecated) a bool with the old budget keywords."""
+    if isinstance(given, DiagnosticChecks) or given is None:
+        if not old:
+            return given
+        if given is not None:
+            raise TypeError(f"evaluate(): give DiagnosticChecks(...) or its old keywords ({', '.join(sorted(old))}), "
+                            "not both")
+    elif not isinstance(given, bool):
+        raise ConfigError(f"diagnostics must be a DiagnosticChecks(n, steps) or None, got {given!r}")
+    used = ([] if given is None else ["diagnostics"]) + sorted(old)
+    warnings.warn(f"evaluate({', '.join(f'{k}=' for k in used)}...) is deprecated and will be removed in the next "
+                  f"release; pass diagnostics=DiagnosticChecks(n=..., steps=...), or None to skip them, instead",
+                  DeprecationWarning, stacklevel=3)
+    if not given:   # as before: the budget keywords alone ran no checks
+        return None
+    return DiagnosticChecks(**{_DIAGNOSTICS[k]: v for k, v in old.items()})
+
+
+def _complete_autoattack(model, x, y, pending, aa_broken, threat: ThreatModel, ensemble: Ensemble,
                          messages) -> AttackStats:
     """Square on the examples AutoAttack's members never saw broken (``pending``): marks ``aa_broken`` in place."""
     stat = AttackStats("aa-square (AutoAttack completion)")
     todo = torch.nonzero(pending).flatten()
     stat.ran_on = len(todo)
     start = time.perf_counter()
-    for chunk in todo.split(batch_size) if len(todo) else ():
-        res = run_autoattack(model, x[chunk], y[chunk], eps, _NORM_NAMES[p], version="standard", attacks=["square"],
-                             seed=seed, batch_size=len(chunk), square_queries=square_queries)
+    suite = AutoAttackSuite("standard", ("square",), square_queries=ensemble.square_queries, seed=ensemble.seed)
+    for chunk in todo.split(ensemble.batch_size) if len(todo) else ():
+        res = run_autoattack(model, x[chunk], y[chunk], threat, suite=suite, batch_size=len(chunk))
         messages += [m for m in res.warnings if m not in messages]
         with torch.no_grad():
             broke = model(res.x_adv).argmax(1) != y[chunk]
@@ -508,13 +604,11 @@ class _Autocast(nn.Module):
         return out.float()
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys, low=None):
-    """APGD along ``member.source``'s gradients (under autocast to ``low`` when given); every iterate judged on
-    ``model`` in its own precision."""
-    source_is_model = member.source is model and low is None
+def _run_apgd(model, source, worst, chunk, threat: ThreatModel, settings: APGDSettings, number: int, keys):
+    """APGD (``settings``) along ``source``'s gradients (``model`` itself, a surrogate or a base model, possibly
+    under autocast) from the clean inputs of examples ``chunk`` of ``worst``; every iterate is judged on
+    ``model`` in its own precision and recorded as member ``number``."""
+    source_is_model = source is model
 
     def observe(idx, x_iter, source_out):
         if source_is_model:
@@ -524,32 +618,34 @@ def _run_apgd(model, member, worst, chunk, x, y, eps, p, steps, number, keys, lo
                 judged = model(x_iter)
         return worst.update(chunk[idx], x_iter, judged, number)
 
-    source = member.source if low is None else _Autocast(member.source, low)
-    apgd(source, x[chunk], y[chunk], eps, p, steps=steps, loss=member.attack, keys=keys, observe=observe)
+    apgd(source, worst.clean[chunk], worst.y[chunk], threat, settings=settings, keys=keys, observe=observe)
 
 
-def _diagnostics(model, x, y, clean_correct, eps, p, seed, keys_idx, batch_size, n_sub, steps, square_only):
-    """Accuracy of a cheap end-to-end APGD-CE at eps/2, eps, 2 eps and an unbounded radius."""
+def _diagnostics(model, x, y, keys_idx, threat: ThreatModel, ensemble: Ensemble, checks: DiagnosticChecks,
+                 square_only) -> Diagnostics:
+    """Accuracy of a cheap end-to-end APGD-CE (``checks.steps`` steps) at eps/2, eps, 2 eps and an unbounded
+    radius, on the examples given (the first ``checks.n`` clean-correct ones), in full precision."""
     start = time.perf_counter()
-    sub = torch.nonzero(clean_correct).flatten()[:n_sub]
-    unbounded = 1.0 if p == math.inf else math.sqrt(x[0].numel())
+    eps = threat.eps
+    unbounded = 1.0 if threat.p == math.inf else math.sqrt(math.prod(x.shape[1:]))
     grid = [eps / 2, eps, 2 * eps, unbounded]
+    settings = APGDSettings(steps=checks.steps, loss="ce")
     accuracy = []
     for radius in grid:
-        if len(sub) == 0:
+        if len(x) == 0:
             accuracy.append(float("nan"))
             continue
         with torch.no_grad():
-            worst = _Worst(x[sub], y[sub], model(x[sub]))
-        member = _Member("diagnostic", "ce", model)
-        for chunk in torch.arange(len(sub), device=x.device).split(batch_size):
-            _run_apgd(model, member, worst, chunk, x[sub], y[sub], radius, p, steps, 1,
-                      example_keys(seed, keys_idx[sub][chunk], 0x0D1A6))
+            worst = _Worst(x, y, model(x))
+        ball = ThreatModel(threat.norm, radius)
+        for chunk in torch.arange(len(x), device=x.device).split(ensemble.batch_size):
+            _run_apgd(model, model, worst, chunk, ball, settings, 1,
+                      example_keys(ensemble.seed, keys_idx[chunk], 0x0D1A6))
         accuracy.append(float((~worst.broken).float().mean()))
     a_half, _, a_two, a_unb = accuracy
-    diag = Diagnostics(square_only=square_only, eps_grid=grid, accuracy_by_eps=accuracy, subset_n=len(sub),
-                       eps_not_decreasing=bool(len(sub) and a_half > 0 and a_two >= a_half),
-                       unbounded_not_zero=bool(len(sub) and a_unb > 0), seconds=time.perf_counter() - start)
+    diag = Diagnostics(square_only=square_only, eps_grid=grid, accuracy_by_eps=accuracy, subset_n=len(x),
+                       eps_not_decreasing=bool(len(x) and a_half > 0 and a_two >= a_half),
+                       unbounded_not_zero=bool(len(x) and a_unb > 0), seconds=time.perf_counter() - start)
     if diag.suspected:
         logger.warning("gradient masking suspected: Square-only errors %s, accuracy %s at radii %s",
                        square_only, [round(a, 4) for a in accuracy], [round(r, 4) for r in grid])

@@ -19,8 +19,59 @@ import torch.nn.functional as F
 from .._validation import check_eps, check_input, check_p, check_positive_int
 from .._seeding import example_seed
 from ..errors import AttackError, ConfigError, InputError
+from ..groups import ThreatModel
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_seed(seed, *, name: str = "seed", optional: bool = False) -> int | None:
+    """A seed is an integer (None too when ``optional``: unseeded); refused in one line otherwise."""
+    if (seed is None and optional) or (isinstance(seed, int) and not isinstance(seed, bool)):
+        return seed
+    raise ConfigError(f"{name} must be an integer{' or None' if optional else ''}, got {seed!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PGDBudget:
+    """How hard a PGD evaluation tries: ``steps`` gradient steps (0: no attack) from each of ``restarts`` random
+    starts, the starts drawn from ``seed`` (None: unseeded).  Checked once, here."""
+
+    steps: int = 20
+    restarts: int = 1
+    seed: int | None = 0
+
+    def __post_init__(self):
+        check_positive_int(self.steps, name="steps", minimum=0)
+        check_positive_int(self.restarts, name="restarts")
+        check_seed(self.seed, optional=True)
+
+
+def legacy_threat(threat, norm, deprecated: dict, caller: str) -> tuple[ThreatModel | None, dict]:
+    """Split a call's deprecated (eps, norm) from its ``threat`` (kept for one release, then removed).
+
+    Old calls passed eps, then the norm, where ``threat`` and the deprecated ``norm`` slot now are, or as
+    ``eps=`` / ``norm=`` keywords.  Returns (the ThreatModel given or None, the old values as ThreatModel's
+    fields) and pops ``eps`` from ``deprecated``; build the group with :func:`robustmix.groups.from_keywords`.
+    No threat at all (neither form) is a TypeError, as a missing argument is.
+    """
+    old = {}
+    if threat is not None and not isinstance(threat, ThreatModel):   # f(model, x, y, eps, ...)
+        old["eps"], threat = threat, None
+    if "eps" in deprecated:
+        if "eps" in old:
+            raise TypeError(f"{caller}() got multiple values for argument 'eps'")
+        old["eps"] = deprecated.pop("eps")
+    if norm is not None:
+        old["norm"] = norm
+    if threat is None and "eps" not in old:
+        raise TypeError(f"{caller}() needs threat=ThreatModel(norm, eps), the attack's norm and radius")
+    return threat, old
+
+
+def refuse_unknown(deprecated: dict, caller: str) -> None:
+    """A TypeError naming the keywords that are neither parameters nor deprecated ones, as Python's own."""
+    if deprecated:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, sorted(deprecated)))}")
 
 
 def per_sample_norm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -109,7 +160,7 @@ class PGD:
         self.eps = check_eps(self.eps)
         self.norm = check_p(self.norm)
         if self.norm == 1.0:
-            raise ConfigError("PGD supports p = 2 and inf; for l_1 use AutoAttack (norm='L1')")
+            raise ConfigError("PGD supports p = 2 and inf (robustmix attacks the l_inf or the l_2 ball)")
         self.steps = check_positive_int(self.steps, name="steps", minimum=0)
         self.restarts = check_positive_int(self.restarts, name="restarts")
         if self.step_size is None:

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 
 from .._config import option
 from .._validation import check_eps, check_p, check_positive_int
-from ..attacks.pgd import PGD
+from ..attacks.pgd import PGD, PGDBudget, legacy_threat, refuse_unknown
 from ..errors import CheckpointError, ConfigError
+from ..groups import ThreatModel, from_keywords
 from .._io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -191,10 +193,29 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x)
 
 
-def robust_accuracy(model: nn.Module, x, y, eps: float, norm="inf", steps: int = 20, restarts: int = 1,
-                    batch_size: int = 500, seed: int = 0) -> float:
-    """Accuracy under PGD-``steps`` (with ``restarts``) aimed at ``model`` itself."""
-    attack = PGD(model, eps, norm, steps=steps, restarts=restarts, seed=seed)
+def robust_accuracy(model: nn.Module, x, y, threat: ThreatModel | None = None, norm: str | float | None = None, *,
+                    pgd: PGDBudget | None = None, batch_size: int = 500, **deprecated) -> float:
+    """Accuracy under PGD aimed at ``model`` itself within ``threat``, ``batch_size`` examples at a time.
+
+    ``pgd``: the attack's :class:`~robustmix.attacks.pgd.PGDBudget` (default: 20 steps, 1 random start, seed 0).
+
+    Deprecated, for one release (DeprecationWarning): eps and ``norm`` in ``threat``'s place
+    (``robust_accuracy(model, x, y, eps, norm, ...)``) and the keywords ``steps``, ``restarts``, ``seed``.  The
+    deprecated eps may still be 0 (the accuracy without attack, as before), which ThreatModel refuses.
+    """
+    threat, old = legacy_threat(threat, norm, deprecated, "robust_accuracy")
+    old_pgd = {k: deprecated.pop(k) for k in ("steps", "restarts", "seed") if k in deprecated}
+    refuse_unknown(deprecated, "robust_accuracy")
+    if threat is None and isinstance(old["eps"], (int, float)) and old["eps"] == 0:   # the old eps=0: no attack
+        warnings.warn("robust_accuracy(model, x, y, 0, ...) is deprecated and will be removed in the next release; "
+                      "use accuracy(model, x, y) for the accuracy without attack", DeprecationWarning, stacklevel=2)
+        eps, p = 0.0, check_p(old.get("norm", "inf"))
+    else:
+        threat = from_keywords(ThreatModel, threat, old, "robust_accuracy")
+        eps, p = threat.eps, threat.norm
+    pgd = from_keywords(PGDBudget, pgd, old_pgd, "robust_accuracy") or PGDBudget()
+    check_positive_int(batch_size, name="batch_size")
+    attack = PGD(model, eps, p, steps=pgd.steps, restarts=pgd.restarts, seed=pgd.seed)
     correct = 0
     for i in range(0, len(x), batch_size):
         xa = attack(x[i:i + batch_size], y[i:i + batch_size])
