@@ -7,8 +7,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from robustmix.certify import (ABSTAIN, SmoothedClassifier, bernstein_lower, betting_lower, binomial_cs_lower,
-                               binomial_cs_upper, certify_mixture, clopper_pearson_lower)
+from robustmix import Smoothing
+from robustmix.certify import (ABSTAIN, Inputs, Sequential, SmoothedClassifier, bernstein_lower, betting_lower,
+                               binomial_cs_lower, binomial_cs_upper, certify_mixture, clopper_pearson_lower)
 from robustmix.certify.mixture import _looks
 from robustmix.certify.smoothing import chunk_rows, noise_chunk
 from robustmix.errors import ConfigError, InputError, ModelError
@@ -163,6 +164,9 @@ class Linear(torch.nn.Module):
         return (torch.sigmoid(self.scale * z) * torch.from_numpy(weights)).sum(-1) / math.sqrt(2 * math.pi)
 
 
+TOY = Inputs(input_range=None)     # the toys' inputs lie on all of R^d (not images in [0, 1])
+
+
 def _tiny():
     torch.manual_seed(0)
     h = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
@@ -208,8 +212,8 @@ def _reference(h, x, sigma, estimator, n0, n, delta, alphas, seed=0):
 def test_certify_mixture_matches_per_image_reference(estimator):
     g, h, x = _tiny()
     alphas = [0.4, 0.6, 0.8, 1.0]
-    cert = certify_mixture(g, h, x, sigma=0.3, alphas=alphas, num_samples=1500, n0=50, delta=0.01, input_range=None,
-                           estimator=estimator, batch_size=333)
+    cert = certify_mixture(g, h, x, alphas=alphas, smoothing=Smoothing(0.3, 1500, 50, 0.01, batch_size=333),
+                           estimator=estimator, inputs=TOY)
     pred, radius = _reference(h, x, 0.3, estimator, 50, 1500, 0.01, alphas)
     assert torch.equal(cert.prediction, pred)
     torch.testing.assert_close(cert.radius, radius, rtol=1e-6, atol=1e-9)
@@ -223,7 +227,7 @@ def test_alpha_one_is_cohen_certify():
     g, h, x = _tiny()
     smoothed = SmoothedClassifier(h, 0.3, batch_size=400, input_range=None)   # toy inputs on all of R^d
     pred, radius = smoothed.cohen_certify(x, n0=100, n=2000, delta=0.001)
-    cert = certify_mixture(g, h, x, input_range=None, sigma=0.3, alphas=1.0, num_samples=2000, delta=0.001)
+    cert = certify_mixture(g, h, x, alphas=1.0, smoothing=Smoothing(0.3, 2000, delta=0.001), inputs=TOY)
     assert torch.equal(cert.prediction[0], pred)
     torch.testing.assert_close(cert.radius[0], radius, rtol=1e-12, atol=1e-12)
 
@@ -232,8 +236,8 @@ def test_abstains_with_prediction_minus_one_and_radius_zero():
     h = Linear([1.0, 0.0])
     x = torch.tensor([[0.0, 0.3], [0.001, -1.0], [2.0, 0.0]])   # at the boundary twice, then far from it
     for est in ("clopper-pearson", "betting"):
-        cert = certify_mixture(None, h, x, sigma=0.5, alphas=[0.3, 0.9, 1.0], num_samples=1000, estimator=est,
-                               input_range=None)
+        cert = certify_mixture(None, h, x, alphas=[0.3, 0.9, 1.0], smoothing=Smoothing(0.5, 1000), estimator=est,
+                               inputs=TOY)
         assert (cert.prediction[:, :2] == ABSTAIN).all() and (cert.radius[:, :2] == 0).all()
         assert (cert.prediction[0] == ABSTAIN).all() and (cert.radius[0] == 0).all()   # alpha < 1/2
         assert cert.prediction[1:, 2].tolist() == [1, 1] and (cert.radius[1:, 2] > 0).all()
@@ -242,11 +246,14 @@ def test_abstains_with_prediction_minus_one_and_radius_zero():
 @pytest.mark.parametrize("sequential", [False, True])
 def test_results_do_not_depend_on_batch_size_or_sharding(sequential):
     g, h, x = _tiny()
-    opts = dict(sigma=0.3, alphas=[0.7, 1.0], num_samples=900, n0=30, estimator="betting", sequential=sequential,
-                tolerance=0.2, input_range=None)
-    a = certify_mixture(g, h, x, batch_size=7, **opts)
-    b = certify_mixture(g, h, x, batch_size=5000, **opts)
-    c = certify_mixture(g, h, x[2:], indices=[2, 3, 4], batch_size=64, **opts)
+    opts = dict(alphas=[0.7, 1.0], estimator="betting", sequential=Sequential(tolerance=0.2) if sequential else None)
+
+    def run(x, batch_size, inputs=TOY):
+        return certify_mixture(g, h, x, smoothing=Smoothing(0.3, 900, 30, batch_size=batch_size), inputs=inputs,
+                               **opts)
+
+    a, b = run(x, 7), run(x, 5000)
+    c = run(x[2:], 64, Inputs(indices=[2, 3, 4], input_range=None))
     # the same noise; float32 forward passes of other batch sizes may differ in the last bit, which the soft
     # scores carry into the bound (about 1e-9 here)
     assert torch.equal(a.prediction, b.prediction) and torch.equal(a.prediction[:, 2:], c.prediction)
@@ -262,14 +269,14 @@ def test_sequential_stops_early_and_stays_valid(rule, first):
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(1500, 2, generator=gen) * 0.4
     delta = 0.2
-    cert = certify_mixture(None, h, x, input_range=None, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta,
-                           sequential=True, tolerance=0.1, sequential_rule=rule)
+    cert = certify_mixture(None, h, x, alphas=[0.8, 1.0], smoothing=Smoothing(0.5, 1600, delta=delta), inputs=TOY,
+                           sequential=Sequential(rule, tolerance=0.1))
     p_true = h.smoothed(h.margin(x), 0.5, "hard")
     p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
     assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
     assert cert.samples_used.float().mean() < 1600 and cert.samples_used.min() == first
     assert cert.sequential_rule == rule
-    fixed = certify_mixture(None, h, x, input_range=None, sigma=0.5, alphas=[0.8, 1.0], num_samples=1600, delta=delta)
+    fixed = certify_mixture(None, h, x, alphas=[0.8, 1.0], smoothing=Smoothing(0.5, 1600, delta=delta), inputs=TOY)
     assert ((fixed.radius - cert.radius).amax(0) <= 0.1 + 0.2).float().mean() > 0.95
 
 
@@ -281,8 +288,8 @@ def test_sequential_with_reported_radii_stays_valid(radii, rule):
     x = torch.randn(1500, 2, generator=torch.Generator().manual_seed(8)) * 0.6
     delta = 0.2
     tolerance = math.inf if radii else 0.1
-    cert = certify_mixture(None, h, x, input_range=None, sigma=0.5, alphas=[1.0], num_samples=3200, delta=delta,
-                           sequential=True, tolerance=tolerance, radii=radii, sequential_rule=rule)
+    cert = certify_mixture(None, h, x, alphas=[1.0], smoothing=Smoothing(0.5, 3200, delta=delta), inputs=TOY,
+                           sequential=Sequential(rule, tolerance, radii))
     p_true = h.smoothed(h.margin(x), 0.5, "hard")
     p_top = torch.where(cert.top_class == 1, p_true, 1 - p_true)
     assert (cert.p_lower > p_top).sum() <= _max_violations(delta, len(x))
@@ -293,8 +300,8 @@ def test_h_mean_estimates_the_soft_smoothed_classifier():
     """The point estimate over every drawn sample, against the closed form (Gauss-Hermite) within 5 MC std."""
     h = Linear([0.7, -0.4], b=0.2)
     x = torch.randn(30, 2, generator=torch.Generator().manual_seed(9)) * 0.5
-    cert = certify_mixture(None, h, x, input_range=None, sigma=0.5, alphas=[1.0], num_samples=2000, n0=50,
-                           sequential=True, radii=[0.25, 0.5])
+    cert = certify_mixture(None, h, x, alphas=[1.0], smoothing=Smoothing(0.5, 2000, 50), inputs=TOY,
+                           sequential=Sequential(radii=[0.25, 0.5]))
     exact = h.smoothed(h.margin(x), 0.5, "soft")
     std = 0.5 / torch.sqrt((50 + cert.samples_used).double())
     assert ((cert.h_mean[:, 1] - exact).abs() <= 5 * std).all()
@@ -311,9 +318,9 @@ def _replay(hits, *, radii, tolerance=0.1, num_samples=6400, sigma=0.5, delta=0.
         return cum[active, stop - 1] - (cum[active, start - 1] if start else 0), None
 
     top = torch.zeros(len(hits), dtype=torch.long)
-    return estimate_top_bound(draw, top, Estimator.CLOPPER_PEARSON, sigma=sigma, c=3, num_samples=num_samples,
-                              alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), delta=delta, sequential=sequential,
-                              tolerance=tolerance, radii=radii, rule=rule)
+    return estimate_top_bound(draw, top, Estimator.CLOPPER_PEARSON, smoothing=Smoothing(sigma, num_samples, delta=delta),
+                              alphas=torch.tensor([0.8, 1.0], dtype=torch.float64), c=3,
+                              sequential=Sequential(rule, tolerance, radii) if sequential else None)
 
 
 def test_reported_radii_steer_the_stopping_rule():
@@ -384,7 +391,7 @@ def test_no_flips_inside_certified_radii(estimator):
     g = torch.nn.Linear(2, 2)
     x = torch.randn(300, 2) * 0.5
     sigma, alphas = 0.5, [0.6, 0.8, 1.0]
-    cert = certify_mixture(g, h, x, input_range=None, sigma=sigma, alphas=alphas, num_samples=2000, delta=1e-4,
+    cert = certify_mixture(g, h, x, alphas=alphas, smoothing=Smoothing(sigma, 2000, delta=1e-4), inputs=TOY,
                            estimator=estimator)
     assert (cert.radius > 0).sum() > 300
     for k, a in enumerate(alphas):
@@ -412,36 +419,47 @@ def test_no_flips_inside_certified_radii(estimator):
         assert (mix.argmax(1) == cert.top_class)[ok].all()
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    (dict(sigma=0.0), ConfigError, "sigma"),
-    (dict(sigma=-1.0), ConfigError, "sigma"),
-    (dict(delta=0.0), ConfigError, "delta"),
-    (dict(delta=1.0), ConfigError, "delta"),
-    (dict(n0=0), ConfigError, "n0"),
-    (dict(num_samples=50, n0=100), ConfigError, "num_samples"),
+@pytest.mark.parametrize("case, error, words", [
+    (dict(smoothing=dict(sigma=0.0)), ConfigError, "sigma"),
+    (dict(smoothing=dict(sigma=-1.0)), ConfigError, "sigma"),
+    (dict(smoothing=dict(sigma=None)), ConfigError, "needs a noise level"),
+    (dict(smoothing=dict(delta=0.0)), ConfigError, "delta"),
+    (dict(smoothing=dict(delta=1.0)), ConfigError, "delta"),
+    (dict(smoothing=dict(n0=0)), ConfigError, "n0"),
+    (dict(smoothing=dict(num_samples=50, n0=100)), ConfigError, "num_samples"),
     (dict(alphas=[0.5, 1.2]), ConfigError, "alpha"),
     (dict(alphas=-0.1), ConfigError, "alpha"),
     (dict(estimator="wilson"), ConfigError, "estimator"),
-    (dict(tolerance=-1.0), ConfigError, "tolerance"),
-    (dict(radii=[0.5, -1.0]), ConfigError, "radii"),
-    (dict(radii=[]), ConfigError, "radii"),
-    (dict(radii="0.5"), ConfigError, "radii"),
-    (dict(radii=[math.nan]), ConfigError, "radii"),
-    (dict(radii=[0.5]), ConfigError, "sequential=True"),
-    (dict(sequential=True, tolerance=math.inf), ConfigError, "give radii"),
-    (dict(sequential=True, tolerance=math.nan), ConfigError, "tolerance"),
-    (dict(indices=[1, 2]), InputError, "indices"),
+    (dict(sequential=dict(tolerance=-1.0)), ConfigError, "tolerance"),
+    (dict(sequential=dict(radii=[0.5, -1.0])), ConfigError, "radii"),
+    (dict(sequential=dict(radii=[])), ConfigError, "radii"),
+    (dict(sequential=dict(radii="0.5")), ConfigError, "radii"),
+    (dict(sequential=dict(radii=[math.nan])), ConfigError, "radii"),
+    (dict(sequential=dict(tolerance=math.inf)), ConfigError, "give radii"),
+    (dict(sequential=dict(tolerance=math.nan)), ConfigError, "tolerance"),
+    (dict(sequential=dict(rule="wilson")), ConfigError, "unknown sequential rule"),
+    (dict(sequential=dict(first_look=0)), ConfigError, "first_look"),
+    (dict(sequential=dict(growth=1.0)), ConfigError, "growth"),
+    (dict(sequential=dict(futility=1.5)), ConfigError, "futility"),
+    (dict(sequential=dict(optimism=-1.0)), ConfigError, "optimism"),
+    (dict(sequential=dict(), estimator="bernstein"), ConfigError, "fixed sample size"),
+    (dict(inputs=dict(indices=[1, 2])), InputError, "indices"),
+    (dict(inputs=dict(indices=["a"] * 5)), ConfigError, "indices"),
+    (dict(inputs=dict(seed=1.5)), ConfigError, "seed"),
 ])
-def test_bad_arguments_name_the_argument_and_the_fix(kwargs, error, words):
+def test_bad_arguments_name_the_argument_and_the_fix(case, error, words):
     g, h, x = _tiny()
-    opts = dict(input_range=None, sigma=0.3, alphas=[0.8], num_samples=200, n0=10)
     with pytest.raises(error, match=words):
-        certify_mixture(g, h, x, **{**opts, **kwargs})
+        smoothing = Smoothing(**{**dict(sigma=0.3, num_samples=200, n0=10), **case.get("smoothing", {})})
+        sequential = Sequential(**case["sequential"]) if "sequential" in case else None
+        inputs = Inputs(**{"input_range": None, **case.get("inputs", {})})
+        certify_mixture(g, h, x, alphas=case.get("alphas", [0.8]), smoothing=smoothing, estimator=case.get("estimator"),
+                        sequential=sequential, inputs=inputs)
 
 
 def test_models_with_the_wrong_output_are_refused():
     g, h, x = _tiny()
-    opts = dict(input_range=None, sigma=0.3, alphas=[0.8], num_samples=200, n0=10)
+    opts = dict(alphas=[0.8], smoothing=Smoothing(0.3, 200, 10), inputs=TOY)
     with pytest.raises(ModelError, match=r"model h returns .*\(n, classes\) logits"):   # the probe, before any noise
         certify_mixture(g, torch.nn.Flatten(0), x, **opts)
     with pytest.raises(ModelError, match=r"model h returns tuple.*\(n, classes\) logits"):

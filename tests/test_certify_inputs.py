@@ -6,7 +6,8 @@ import re
 import pytest
 import torch
 
-from robustmix.certify import SmoothedClassifier, certify_mixture, certify_selection
+from robustmix import Smoothing
+from robustmix.certify import Inputs, SmoothedClassifier, certify_mixture, certify_selection
 from robustmix.certify import mixture as mixture_module
 from robustmix.errors import ConfigError, InputError, ModelError
 
@@ -30,11 +31,12 @@ def _images(n=3):
     return torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(0))
 
 
-ENTRY_POINTS = {
-    "certify_mixture": lambda h, x, **kw: certify_mixture(Counting(seed=1), h, x, sigma=0.5, alphas=[0.8, 1.0],
-                                                          num_samples=50, n0=10, **kw),
-    "certify_selection": lambda h, x, **kw: certify_selection(Counting(seed=1), h, x, sigma=0.5, thresholds=[0.5],
-                                                              num_samples=50, n0=10, **kw),
+SMALL = Smoothing(0.5, 50, 10)
+ENTRY_POINTS = {   # ``input_range`` goes into Inputs for the certify functions, to the constructor for the classifier
+    "certify_mixture": lambda h, x, **kw: certify_mixture(Counting(seed=1), h, x, alphas=[0.8, 1.0], smoothing=SMALL,
+                                                          inputs=Inputs(**kw)),
+    "certify_selection": lambda h, x, **kw: certify_selection(Counting(seed=1), h, x, thresholds=[0.5],
+                                                              smoothing=SMALL, inputs=Inputs(**kw)),
     "SmoothedClassifier": lambda h, x, **kw: SmoothedClassifier(h, 0.5, num_samples=50, **kw).sample(x),
 }
 
@@ -73,7 +75,7 @@ def test_a_model_with_nan_outputs_is_refused_before_any_noise(entry):
     assert "model h returns NaN" in str(info.value) and "\n" not in str(info.value)
     assert h.calls == 1                                  # the probe on the first inputs, nothing more
     with pytest.raises(ModelError, match="model g returns NaN"):
-        certify_mixture(Counting(nan=True), Counting(), _images(), sigma=0.5, alphas=[1.0], num_samples=50, n0=10)
+        certify_mixture(Counting(nan=True), Counting(), _images(), alphas=[1.0], smoothing=SMALL)
 
 
 def test_clean_prediction_is_the_certified_mixtures_output():
@@ -83,12 +85,12 @@ def test_clean_prediction_is_the_certified_mixtures_output():
     with torch.no_grad():
         h.net[1].weight.mul_(20)                          # a confident h, so that some inputs are certified
     x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(3))
-    cert = certify_mixture(g, h, x, sigma=0.1, alphas=[0.0, 0.8, 1.0], num_samples=200, n0=20)
+    cert = certify_mixture(g, h, x, alphas=[0.0, 0.8, 1.0], smoothing=Smoothing(0.1, 200, 20))
     certified = cert.prediction >= 0
     assert certified.any() and (~certified).any()
     assert torch.equal(cert.clean_prediction[certified], cert.prediction[certified])
     assert torch.equal(cert.clean_prediction[0], g(x).argmax(1))
-    assert certify_mixture(None, h, x[:2], sigma=0.1, alphas=[1.0], num_samples=50, n0=10).clean_prediction is None
+    assert certify_mixture(None, h, x[:2], alphas=[1.0], smoothing=Smoothing(0.1, 50, 10)).clean_prediction is None
 
 
 def test_the_docstring_states_the_sequential_rules_constants_of_the_code():

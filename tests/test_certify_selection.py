@@ -8,9 +8,10 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from robustmix.certify import ABSTAIN, certify_selection
+from robustmix import Smoothing
+from robustmix.certify import ABSTAIN, Inputs, certify_selection
 from robustmix.certify.selection import entropy
-from robustmix.errors import ConfigError, ModelError
+from robustmix.errors import ConfigError, InputError, ModelError
 
 from .test_certify_bounds import Linear, _max_violations
 
@@ -29,7 +30,7 @@ def _select_probability(h, margin, sigma, threshold):
 
 
 THRESHOLDS = [0.1, 0.3, 0.5]
-TOY = dict(input_range=None)     # the toys' inputs are Gaussian, on all of R^d (not images in [0, 1])
+TOY = dict(inputs=Inputs(input_range=None))     # the toys' inputs are Gaussian, on all of R^d (not images in [0, 1])
 
 
 def test_all_bounds_hold_together_at_the_stated_rate():
@@ -39,8 +40,7 @@ def test_all_bounds_hold_together_at_the_stated_rate():
     g = torch.nn.Linear(2, 2)
     x = torch.randn(1500, 2, generator=torch.Generator().manual_seed(2)) * 0.8
     sigma, delta = 0.4, 0.2
-    cert = certify_selection(g, h, x, sigma=sigma, thresholds=THRESHOLDS, num_samples=800, n0=30, delta=delta,
-                             **TOY)
+    cert = certify_selection(g, h, x, thresholds=THRESHOLDS, smoothing=Smoothing(sigma, 800, 30, delta), **TOY)
     m = h.margin(x)
     p1 = h.smoothed(m, sigma, "hard")
     p_top = torch.where(cert.top_class == 1, p1, 1 - p1)
@@ -59,7 +59,7 @@ def test_no_flips_inside_certified_radii_exact_worst_case():
     g = torch.nn.Linear(2, 2)
     x = torch.randn(400, 2, generator=torch.Generator().manual_seed(4)) * 0.8
     sigma = 0.4
-    cert = certify_selection(g, h, x, sigma=sigma, thresholds=THRESHOLDS, num_samples=3000, delta=1e-4, **TOY)
+    cert = certify_selection(g, h, x, thresholds=THRESHOLDS, smoothing=Smoothing(sigma, 3000, delta=1e-4), **TOY)
     assert (cert.radius > 0).sum() > 300
     m = h.margin(x)
     sign = torch.where(cert.top_class == 1, 1.0, -1.0).double()
@@ -88,9 +88,9 @@ def test_a_selector_module_decides_who_answers():
     torch.manual_seed(5)
     g = torch.nn.Linear(2, 2)
     x = torch.randn(50, 2, generator=torch.Generator().manual_seed(6))
-    always = certify_selection(g, h, x, sigma=0.4, thresholds=[0.5], num_samples=500, selector=Constant(1.0),
+    always = certify_selection(g, h, x, thresholds=[0.5], smoothing=Smoothing(0.4, 500), selector=Constant(1.0),
                                **TOY)
-    never = certify_selection(g, h, x, sigma=0.4, thresholds=[0.5], num_samples=500,
+    never = certify_selection(g, h, x, thresholds=[0.5], smoothing=Smoothing(0.4, 500),
                               selector=Constant(0.0, (1, 1)), **TOY)
     assert always.selected.all() and not never.selected.any()
     assert (never.radius == 0).all() and torch.equal(never.clean_prediction[0], g(x).argmax(1))
@@ -105,8 +105,8 @@ def test_results_do_not_depend_on_the_batch_size():
     h = Linear([0.8, -0.6], b=0.1)
     g = torch.nn.Linear(2, 2)
     x = torch.randn(20, 2, generator=torch.Generator().manual_seed(7))
-    a = certify_selection(g, h, x, sigma=0.4, thresholds=THRESHOLDS, num_samples=700, n0=20, batch_size=1000, **TOY)
-    b = certify_selection(g, h, x, sigma=0.4, thresholds=THRESHOLDS, num_samples=700, n0=20, batch_size=33, **TOY)
+    a = certify_selection(g, h, x, thresholds=THRESHOLDS, smoothing=Smoothing(0.4, 700, 20, batch_size=1000), **TOY)
+    b = certify_selection(g, h, x, thresholds=THRESHOLDS, smoothing=Smoothing(0.4, 700, 20, batch_size=33), **TOY)
     assert torch.equal(a.radius, b.radius) and torch.equal(a.clean_prediction, b.clean_prediction)
 
 
@@ -130,18 +130,22 @@ class Counting(torch.nn.Module):
     (dict(selector=Constant(0.5, (1, 2))), ModelError, "one value per input"),
     (dict(selector=Constant(3.0)), ModelError, "[0, 1]"),
     (dict(selector=Constant(0.5), thresholds=[1.5]), ConfigError, "range [0, 1]"),
-    (dict(sigma=0.0), ConfigError, "sigma"),
-    (dict(sigma=-1.0), ConfigError, "sigma"),
-    (dict(num_samples=50, n0=100), ConfigError, "num_samples must be an integer >= n0"),
-    (dict(delta=1.5), ConfigError, "delta"),
+    (dict(smoothing=dict(sigma=0.0)), ConfigError, "sigma"),
+    (dict(smoothing=dict(sigma=-1.0)), ConfigError, "sigma"),
+    (dict(smoothing=dict(sigma=None)), ConfigError, "needs a noise level"),
+    (dict(smoothing=dict(num_samples=50, n0=100)), ConfigError, "num_samples must be an integer >= n0"),
+    (dict(smoothing=dict(delta=1.5)), ConfigError, "delta"),
+    (dict(inputs=dict(indices=[0, 1])), InputError, "indices"),
 ])
 def test_bad_input_is_refused_in_one_line_before_any_sampling(kwargs, error, words):
     h = Counting(Linear([0.8, -0.6]))
     g = torch.nn.Linear(2, 2)
     x = torch.randn(4, 2)
-    args = {**dict(sigma=0.4, thresholds=[0.3], num_samples=200, n0=20, **TOY), **kwargs}
+    smoothing = {**dict(sigma=0.4, num_samples=200, n0=20), **kwargs.pop("smoothing", {})}
+    inputs = {**dict(input_range=None), **kwargs.pop("inputs", {})}
     with pytest.raises(error) as info:
-        certify_selection(g, h, x, **args)
+        certify_selection(g, h, x, **{"thresholds": [0.3], **kwargs}, smoothing=Smoothing(**smoothing),
+                          inputs=Inputs(**inputs))
     assert words in str(info.value) and "\n" not in str(info.value)
     assert h.calls <= 2          # at most the probes on a few clean inputs: no noise was drawn
 
@@ -150,7 +154,7 @@ def test_models_of_different_tasks_are_refused():
     h = Linear([0.8, -0.6])
     g = torch.nn.Linear(2, 3)
     with pytest.raises(ModelError, match="classes"):
-        certify_selection(g, h, torch.randn(4, 2), sigma=0.4, thresholds=[0.3], num_samples=200, n0=20, **TOY)
+        certify_selection(g, h, torch.randn(4, 2), thresholds=[0.3], smoothing=Smoothing(0.4, 200, 20), **TOY)
 
 
 def test_selector_probability_reference_is_right():

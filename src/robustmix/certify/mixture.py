@@ -42,14 +42,14 @@ and the mean enters PhiInv, so hard votes certify larger radii on this model.
 Betting is the tighter of the two soft bounds and the one to use for the soft
 smoothed classifier.
 
-Sequential sampling (``sequential=True``) draws the estimation samples in rounds
-and stops an input once its decision is settled: at every alpha, no radius in
-``radii`` (the radii you will report), nor the step from abstaining to certified,
-lies between the radius it has now and the radius it could still reach, and
-the two differ by at most ``tolerance`` (both counted up to the largest of
-``radii``).  Inputs already certified past the largest reported radius stop,
-inputs that can no longer reach the next one stop, inputs near one keep
-sampling, up to ``num_samples``.  Two rules (``sequential_rule``):
+Sequential sampling (``sequential=Sequential(...)``, :class:`Sequential`) draws the
+estimation samples in rounds and stops an input once its decision is settled: at
+every alpha, no radius in ``radii`` (the radii you will report), nor the step from
+abstaining to certified, lies between the radius it has now and the radius it could
+still reach, and the two differ by at most ``tolerance`` (both counted up to the
+largest of ``radii``).  Inputs already certified past the largest reported radius
+stop, inputs that can no longer reach the next one stop, inputs near one keep
+sampling, up to ``num_samples``.  Two rules (``Sequential.rule``):
 
 * ``"confidence-sequence"`` (default): the bound is a confidence sequence, valid
   at every sample size at once (:func:`~robustmix.certify.stats.binomial_cs_lower`
@@ -98,14 +98,17 @@ import dataclasses
 import enum
 import logging
 import math
+import warnings
 
 import numpy as np
 import torch
 
-from .._validation import check_alpha, check_positive_int, probe_models
-from ..errors import ConfigError, InputError, ModelError
+from .._validation import AlphaLike, check_alpha, check_positive_int, probe_models
+from ..errors import ConfigError, ModelError
+from ..groups import Smoothing, from_keywords
 from .radii import smoothing_radius_from_bounds
-from .smoothing import ABSTAIN, UNIT_RANGE, check_base_logits, check_batch, smoothing_pass
+from .smoothing import (ABSTAIN, Inputs, NoiseSamples, check_base_logits, check_batch, group_or_default, old_keywords,
+                        refuse_unknown, smoothing_pass)
 from .stats import bernstein_lower, betting_lower, binomial_cs_lower, binomial_cs_upper, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -194,41 +197,54 @@ def check_rule(rule, estimator: "Estimator") -> str:
     if rule == "confidence-sequence" and estimator is Estimator.BERNSTEIN:
         raise ConfigError("the empirical Bernstein bound holds at one fixed sample size, not at every one: with the "
                           "confidence-sequence rule use estimator 'betting' or 'clopper-pearson' (hard votes), or "
-                          "choose sequential_rule='doubling-looks'")
+                          "choose Sequential(rule='doubling-looks')")
     return rule
 
 
-def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: float, alphas: torch.Tensor, c: int,
-                       num_samples: int, delta: float, sequential: bool = False, tolerance: float = 0.1,
-                       radii=None, rule: str | None = None, first_look: int | None = None,
-                       growth: float = CS_GROWTH, futility: float = CS_FUTILITY,
-                       optimism: float = OPTIMISM) -> tuple[np.ndarray, np.ndarray]:
+def estimate_top_bound(draw, top: torch.Tensor, est: Estimator, *, smoothing: Smoothing | None = None,
+                       alphas: torch.Tensor, c: int, sequential: Sequential | None = None,
+                       **deprecated) -> tuple[np.ndarray, np.ndarray]:
     """The estimation stage: (p_lower (n,), samples used (n,)) for the selected classes ``top``.
 
     ``draw(active, start, stop)`` returns, for the inputs ``active`` (indices into
     ``top``), the number of votes for their top class among the estimation samples
     ``start <= j < stop`` and, for soft estimators, every sample's top-class score
-    ((len(active), stop - start)).  Fixed budget: one draw and one bound with all of
-    delta.  Sequential: looks at growing sample counts; an input stops once, at
-    every alpha, no radius in ``radii`` (nor the step from abstaining to certified)
-    lies between the radius it has and the radius it could still reach, and the
-    latter exceeds the former by at most ``tolerance`` (both counted up to the
-    largest of ``radii``).  ``rule`` (module docstring) says how the bound is made
+    ((len(active), stop - start)).  ``smoothing`` gives sigma, the estimation budget
+    ``num_samples`` and ``delta`` (its n0 and batch_size are not used here).  Fixed
+    budget (``sequential=None``): one draw and one bound with all of delta.
+    Sequential (a :class:`Sequential`): looks at growing sample counts; an input stops
+    once, at every alpha, no radius in ``radii`` (nor the step from abstaining to
+    certified) lies between the radius it has and the radius it could still reach,
+    and the latter exceeds the former by at most ``tolerance`` (both counted up to
+    the largest of ``radii``).  The rule (module docstring) says how the bound is made
     valid under this optional stopping and how the reachable radius is judged.
+
+    Deprecated for one release (DeprecationWarning): ``sigma=``, ``num_samples=``, ``delta=`` for
+    ``smoothing=Smoothing(...)``; ``sequential=True/False`` with ``tolerance=`` (default 0.1), ``radii=``, ``rule=``,
+    ``first_look=``, ``growth=``, ``futility=``, ``optimism=`` for ``sequential=Sequential(...)`` or None.
     """
+    refuse_unknown("estimate_top_bound", deprecated, {"sigma", "num_samples", "delta", "tolerance", "radii", "rule",
+                                                      "first_look", "growth", "futility", "optimism"})
+    smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "estimate_top_bound")
+    sequential = sequential_from_keywords(sequential, deprecated, "estimate_top_bound", tolerance=0.1)
+    smoothing = group_or_default(smoothing, Smoothing, "smoothing")
+    sigma, num_samples, delta = smoothing.required_sigma(), smoothing.num_samples, smoothing.delta
+    seq = sequential is not None
+    rule = check_rule(sequential.rule, est) if seq else None
     n = len(top)
-    cs = sequential and check_rule(rule, est) == "confidence-sequence"
+    cs = rule == "confidence-sequence"
     if cs:
-        looks = _looks(num_samples, True, CS_FIRST_LOOK if first_look is None else first_look, growth)
+        looks = _looks(num_samples, True, sequential.first_look, sequential.growth)
         step_delta = delta * (1 - CS_CAP_SHARE)       # the sequence; the rest for the fixed-n bound at the end
     else:
-        looks = _looks(num_samples, sequential, FIRST_LOOK if first_look is None else first_look)
+        looks = _looks(num_samples, seq, sequential.first_look if seq else FIRST_LOOK)
         step_delta = delta / len(looks)
     votes_top = np.zeros(n)
     scores = np.zeros((n, num_samples)) if est.smoothing == "soft" else None
     p_lower, used = np.zeros(n), np.zeros(n, dtype=np.int64)
     active, prev = np.arange(n), 0
     best = step_delta ** (1.0 / num_samples)   # Clopper-Pearson's ceiling (every vote for c_A); caps the projection
+    radii = sequential.radii if seq else None
     grid = torch.as_tensor([] if radii is None else radii, dtype=torch.float64)
     cap = float(grid.max()) if len(grid) else math.inf
     for look in looks:
@@ -250,19 +266,19 @@ def estimate_top_bound(draw, top: torch.Tensor, est: "Estimator", *, sigma: floa
         if look == num_samples:
             break
         if cs:
-            reachable = _cs_reachable(est, votes_top[active], sub, look, num_samples, delta * CS_CAP_SHARE, futility,
-                                      p_lower[active])
+            reachable = _cs_reachable(est, votes_top[active], sub, look, num_samples, delta * CS_CAP_SHARE,
+                                      sequential.futility, p_lower[active])
         else:
             point = votes_top[active] / look if scores is None else sub.mean(1)
             width = point - p_lower[active]
             # the bound at the last look if p sat `optimism` widths above the point estimate (a heuristic)
-            reachable = np.clip(point + width * (optimism - math.sqrt(look / num_samples)), 0.0, best)
+            reachable = np.clip(point + width * (sequential.optimism - math.sqrt(look / num_samples)), 0.0, best)
         rows = torch.from_numpy(active)
         now = top_bound_radius(p_lower[active], top[rows], c, sigma, alphas)
         later = top_bound_radius(reachable, top[rows], c, sigma, alphas)
         # crossing a reported radius, or turning an abstention into a certificate, is never left to the tolerance
         crosses = ((now[..., None] < grid) & (grid <= later[..., None])).any(-1) | ((now <= 0) & (later > 0))
-        settled = ((later.clamp(max=cap) - now.clamp(max=cap) <= tolerance) & ~crosses).all(0).numpy()
+        settled = ((later.clamp(max=cap) - now.clamp(max=cap) <= sequential.tolerance) & ~crosses).all(0).numpy()
         active = active[~settled]
         if len(active) == 0:
             break
@@ -317,41 +333,31 @@ def _parse_estimator(estimator) -> Estimator:
         raise ConfigError(f"unknown estimator {estimator!r}: use one of {names} or None (the default)") from None
 
 
-def check_sigma_delta(sigma, delta) -> float:
-    """sigma as a float after checking it (> 0, finite) and delta (a failure probability in (0, 1))."""
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError):
-        raise ConfigError(f"sigma must be a positive number (the smoothing noise level), got {sigma!r}") from None
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ConfigError(f"sigma must be a positive finite number (the smoothing noise level), got {sigma!r}")
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
-        raise ConfigError(f"delta must be a failure probability in (0, 1) such as 0.001, got {delta!r}")
-    return sigma
-
-
-def _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, estimator, input_range):
-    check_batch(x, input_range)
-    sigma = check_sigma_delta(sigma, delta)
-    check_positive_int(n0, name="n0")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < n0:
+def _check_args(x, smoothing: Smoothing, alphas, inputs: Inputs, estimator: Estimator) -> torch.Tensor:
+    """The alphas as a float64 (k,) tensor, after the checks that tie the groups to x and to the estimator (each
+    group has checked its own values)."""
+    check_batch(x, inputs.input_range)
+    smoothing.required_sigma()
+    inputs.dataset_indices(len(x))
+    num_samples, n0 = smoothing.num_samples, smoothing.n0
+    if num_samples < n0:
         raise ConfigError(f"num_samples must be an integer >= n0 = {n0} (Cohen et al. use 100,000 with n0 = 100), "
                           f"got {num_samples!r}")
     if estimator is not Estimator.CLOPPER_PEARSON and num_samples < 2:
         raise ConfigError(f"the {estimator.value} estimator needs num_samples >= 2")
-    check_positive_int(batch_size, name="batch_size")
+    return check_alpha(alphas).reshape(-1)
+
+
+def check_tolerance(tolerance) -> float:
+    """A sequential run's tolerance as a float >= 0 (an l2 radius; inf allowed), ConfigError otherwise."""
     try:
-        tolerance = float(tolerance)
+        value = float(tolerance)
     except (TypeError, ValueError):
         raise ConfigError(f"tolerance must be a number >= 0 (an l2 radius), got {tolerance!r}") from None
-    if not tolerance >= 0:
+    if not value >= 0:
         raise ConfigError(f"tolerance must be a number >= 0 (an l2 radius; inf: only ``radii`` steer stopping), "
                           f"got {tolerance!r}")
-    a = check_alpha(alphas).reshape(-1)
-    idx = list(range(len(x))) if indices is None else [int(i) for i in indices]
-    if len(idx) != len(x):
-        raise InputError(f"{len(idx)} indices for {len(x)} inputs: give one dataset index per input")
-    return sigma, a, idx, tolerance
+    return value
 
 
 def check_radii(radii):
@@ -386,40 +392,146 @@ def check_sequential(sequential: bool, tolerance: float, radii):
     return radii
 
 
-@torch.no_grad()
-def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_samples: int = 10_000, n0: int = 100,
-                    delta: float = 0.001, estimator: str | Estimator | None = None, seed: int = 0, indices=None,
-                    batch_size: int = 1000, sequential: bool = False, tolerance: float | None = None,
-                    radii=None, sequential_rule: str | None = None, input_range=UNIT_RANGE) -> MixtureCertificate:
+@dataclasses.dataclass(frozen=True)
+class Sequential:
+    """Sequential sampling of the estimation samples (module docstring), for ``certify_mixture(sequential=...)``.
+
+    ``rule``: "confidence-sequence" (the default, None too: stop after any sample)
+    or "doubling-looks" (the earlier rule, for comparison).  ``radii``: the l2 radii
+    at which you will report certified accuracy (an input keeps sampling while its
+    radius may still cross one of them; radii beyond the largest are not pursued;
+    None: no such radii).  ``tolerance``: the l2 radius an input may leave on the
+    table (None: inf with ``radii``, only they steer stopping; 0.1 without them).
+    The rule's tuning constants (they decide how long to sample, never the bound, so
+    any values keep the guarantee): ``first_look`` (estimation samples at the first
+    look; None: CS_FIRST_LOOK or FIRST_LOOK), ``growth`` (the confidence-sequence
+    rule's looks grow by this factor; doubling-looks doubles), ``futility``
+    (confidence-sequence rule) and ``optimism`` (doubling-looks rule).  The values are
+    checked here, once; ``tolerance`` and ``first_look`` hold the values in force.
+    """
+
+    rule: str = DEFAULT_RULE
+    tolerance: float | None = None
+    radii: tuple[float, ...] | None = None
+    first_look: int | None = None
+    growth: float = CS_GROWTH
+    futility: float = CS_FUTILITY
+    optimism: float = OPTIMISM
+
+    def __post_init__(self):
+        rule = DEFAULT_RULE if self.rule is None else self.rule
+        if rule not in SEQUENTIAL_RULES:
+            raise ConfigError(f"unknown sequential rule {rule!r}: use one of {', '.join(SEQUENTIAL_RULES)}")
+        radii = check_radii(self.radii)
+        tolerance = default_tolerance(radii) if self.tolerance is None else check_tolerance(self.tolerance)
+        if math.isinf(tolerance) and radii is None:
+            raise ConfigError("tolerance=inf lets only the reported radii steer stopping: give radii=[...] as well "
+                              "(without them every input would stop at the first look)")
+        first = self.first_look
+        if first is None:
+            first = CS_FIRST_LOOK if rule == "confidence-sequence" else FIRST_LOOK
+        check_positive_int(first, name="first_look")
+        if not _number(self.growth) or not (1 < self.growth < math.inf):
+            raise ConfigError(f"growth must be a finite number > 1 (the factor between looks), got {self.growth!r}")
+        if not _number(self.futility) or not 0 < self.futility < 1:
+            raise ConfigError(f"futility must be a level in (0, 1), got {self.futility!r}")
+        if not _number(self.optimism) or not 0 <= self.optimism < math.inf:
+            raise ConfigError(f"optimism must be a finite number >= 0, got {self.optimism!r}")
+        for name, value in (("rule", rule), ("radii", None if radii is None else tuple(radii)),
+                            ("tolerance", tolerance), ("first_look", first)):
+            object.__setattr__(self, name, value)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# the keywords certify_mixture (sequential_rule, ...) and estimate_top_bound (rule, ...) took before Sequential,
+# each with the Sequential field it became
+_OLD_SEQUENTIAL = {"tolerance": "tolerance", "radii": "radii", "sequential_rule": "rule", "rule": "rule",
+                   "first_look": "first_look", "growth": "growth", "futility": "futility", "optimism": "optimism"}
+
+
+def sequential_from_keywords(sequential, deprecated: dict, caller: str, *, tolerance=None) -> Sequential | None:
+    """The Sequential a function was given, or one built from the keywords it used to take (deprecated).
+
+    ``sequential`` True or False (the old flag) and the old keywords in ``deprecated`` (``tolerance``, ``radii``,
+    ``sequential_rule``, ...; removed from it) work for one release with a DeprecationWarning; ``tolerance`` is the
+    old default tolerance.  Without the flag, old keywords are checked as before and dropped (radii refused).
+    Mixing ``Sequential(...)`` with them raises TypeError."""
+    old = {k: deprecated.pop(k) for k in list(deprecated) if k in _OLD_SEQUENTIAL}
+    flag = sequential if isinstance(sequential, bool) else None
+    if flag is None and not old:
+        if sequential is not None and not isinstance(sequential, Sequential):
+            raise ConfigError(f"sequential must be Sequential(...) or None (a fixed budget), got "
+                              f"{type(sequential).__name__}")
+        return sequential
+    if flag is None and sequential is not None:
+        raise TypeError(f"{caller}(): give Sequential(...) or its fields ({', '.join(sorted(old))}), not both")
+    names = (["sequential"] if flag is not None else []) + list(old)
+    warnings.warn(f"{caller}({', '.join(f'{k}=' for k in names)}...) is deprecated and will be removed in the next "
+                  "release; pass sequential=Sequential(rule=..., tolerance=..., radii=...) for sequential sampling, "
+                  "sequential=None for a fixed budget", DeprecationWarning, stacklevel=3)
+    fields = {_OLD_SEQUENTIAL[k]: v for k, v in old.items()}
+    if flag:
+        return Sequential(**{"tolerance": tolerance, **fields})
+    if fields.get("tolerance") is not None:   # a fixed budget: the old keywords were checked, not used
+        check_tolerance(fields["tolerance"])
+    if fields.get("radii") is not None:
+        check_radii(fields["radii"])
+        raise ConfigError("radii steer sequential sampling: pass sequential=Sequential(radii=...) (or drop radii)")
+    return None
+
+
+def certify_mixture(g, h_base, x: torch.Tensor, *, alphas: AlphaLike, smoothing: Smoothing | None = None,
+                    estimator: str | Estimator | None = None, sequential: Sequential | None = None,
+                    inputs: Inputs | None = None, **deprecated) -> MixtureCertificate:
     """Certify the mixture of ``g`` and the Gaussian-smoothed ``h_base`` at every alpha (Theorem 2).
 
     ``g``, ``h_base``: models returning (n, c) logits (``g`` may be None: it does
     not enter the radius); ``x`` (n, ...) on the models' device; ``alphas`` a
-    number or k values in [0, 1]; ``indices`` the dataset index of each input
-    (seeds its noise; default 0..n-1); ``estimator`` one of "clopper-pearson",
-    "bernstein", "betting" or None (Clopper-Pearson); ``tolerance``: l2 radius a
-    sequential run may leave on the table per input; ``radii``: the l2 radii at
-    which you will report certified accuracy (a sequential run keeps sampling an
-    input while its radius may still cross one of them, and does not pursue radii
-    beyond the largest; None: no such radii); ``sequential_rule``: "confidence-sequence"
-    (the default: stop after any sample) or "doubling-looks" (the earlier rule, for
-    comparison); ``tolerance=None``: inf with ``radii``, else 0.1; ``input_range``: the
-    (low, high) range of every input (default [0, 1], images; None: inputs on all of
+    number or k values in [0, 1]; ``smoothing``: :class:`~robustmix.groups.Smoothing`
+    with the noise ``sigma`` (required), ``n0`` selection samples, ``num_samples``
+    (>= n0) estimation samples, ``delta`` and ``batch_size`` noise samples per
+    forward pass; ``estimator`` one of "clopper-pearson", "bernstein", "betting" or
+    None (Clopper-Pearson); ``sequential``: None (a fixed budget) or
+    :class:`Sequential` (sample in rounds, stop each input once its decision is
+    settled; its rule, reported radii and tolerance); ``inputs``: :class:`Inputs`,
+    the dataset index of each input (seeds its noise with ``seed``; default 0..n-1)
+    and the inputs' ``input_range`` (default [0, 1], images; None: inputs on all of
     R^d).  The models are probed once on the first inputs (NaN, wrong shape,
     probabilities) before any noise is drawn.  All certificates hold together with
     probability >= 1 - delta (per input, over the noise).
+
+    Deprecated for one release (DeprecationWarning): ``sigma=``, ``num_samples=``, ``n0=``, ``delta=``,
+    ``batch_size=`` for ``smoothing=Smoothing(...)``; ``sequential=True/False``, ``tolerance=``, ``radii=``,
+    ``sequential_rule=`` for ``sequential=Sequential(...)`` or None; ``seed=``, ``indices=``, ``input_range=`` for
+    ``inputs=Inputs(...)``.  Giving a group and one of its own old keywords raises TypeError.
     """
+    refuse_unknown("certify_mixture", deprecated, {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
+                                                   "indices", "input_range", "tolerance", "radii", "sequential_rule"})
+    smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "certify_mixture")
+    inputs = from_keywords(Inputs, inputs, old_keywords(deprecated, Inputs), "certify_mixture")
+    sequential = sequential_from_keywords(sequential, deprecated, "certify_mixture")
+    smoothing = group_or_default(smoothing, Smoothing, "smoothing")
+    inputs = group_or_default(inputs, Inputs, "inputs")
     est = _parse_estimator(estimator)
-    tolerance = default_tolerance(radii) if tolerance is None else tolerance
-    sigma, a, idx, tolerance = _check_args(x, sigma, alphas, num_samples, n0, delta, indices, batch_size, tolerance, est,
-                                           input_range)
-    radii = check_sequential(sequential, tolerance, radii)
-    rule = check_rule(sequential_rule, est) if sequential else None
-    probe_models({"h": h_base} if g is None else {"g": g, "h": h_base}, x, num_classes=None)
-    n = len(x)
-    opts = dict(seed=seed, stream=ESTIMATION_STREAM, batch_size=batch_size)
-    prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, indices=idx, start=0, stop=n0,
-                                            **{**opts, "stream": SELECTION_STREAM})
+    a = _check_args(x, smoothing, alphas, inputs, est)
+    if sequential is not None:
+        check_rule(sequential.rule, est)
+    with torch.no_grad():
+        probe_models({"h": h_base} if g is None else {"g": g, "h": h_base}, x, num_classes=None)
+        return _certify_mixture(g, h_base, x, smoothing, a, est, sequential, inputs)
+
+
+def _certify_mixture(g, h_base, x: torch.Tensor, smoothing: Smoothing, a: torch.Tensor, est: Estimator,
+                     sequential: Sequential | None, inputs: Inputs) -> MixtureCertificate:
+    """certify_mixture after its checks."""
+    n, idx, seed = len(x), inputs.dataset_indices(len(x)), inputs.seed
+    sigma, n0, num_samples = smoothing.required_sigma(), smoothing.n0, smoothing.num_samples
+    batch_size = smoothing.batch_size
+    prob_sel, votes_sel, _ = smoothing_pass(h_base, x, sigma, NoiseSamples(seed, idx, SELECTION_STREAM, 0, n0),
+                                            batch_size=batch_size)
     c = prob_sel.shape[1]
     g_logits = None if g is None else g(x)
     if g_logits is not None:
@@ -432,16 +544,14 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
 
     def draw(active, start, stop):
         rows = torch.from_numpy(active)
-        prob, votes, tracked = smoothing_pass(h_base, x[rows.to(x.device)], sigma, indices=[idx[i] for i in active],
-                                           start=start, stop=stop,
-                                           track=top[rows] if est.smoothing == "soft" else None, **opts)
+        samples = NoiseSamples(seed, [idx[i] for i in active], ESTIMATION_STREAM, start, stop)
+        prob, votes, tracked = smoothing_pass(h_base, x[rows.to(x.device)], sigma, samples, batch_size=batch_size,
+                                              track=top[rows] if est.smoothing == "soft" else None)
         prob_total[active] += prob.numpy()
         votes_total[active] += votes.numpy()
         return votes.gather(1, top[rows][:, None])[:, 0].numpy(), None if tracked is None else tracked.numpy()
 
-    p_lower, used = estimate_top_bound(draw, top, est, sigma=sigma, alphas=a, c=c, num_samples=num_samples,
-                                       delta=delta, sequential=sequential, tolerance=tolerance,
-                                       radii=radii, rule=rule)
+    p_lower, used = estimate_top_bound(draw, top, est, smoothing=smoothing, alphas=a, c=c, sequential=sequential)
     radius = top_bound_radius(p_lower, top, c, sigma, a)
     prediction = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(radius, ABSTAIN, dtype=torch.long))
     h_point = torch.from_numpy((votes_total if est.smoothing == "hard" else prob_total) / (n0 + used[:, None]))
@@ -449,13 +559,15 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, sigma: float, alphas, num_sam
                                                                    prediction, a)
     log.info("certified %d inputs with %s (%s smoothing): %.0f estimation samples per input on average", n, est.value,
              est.smoothing, used.mean())
+    seq = sequential is not None
     return MixtureCertificate(prediction=prediction, radius=radius, alphas=a, top_class=top,
                               p_lower=torch.from_numpy(p_lower), samples_used=torch.from_numpy(used),
                               h_mean=torch.from_numpy(prob_total / (n0 + used[:, None])),
-                              smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(delta), n0=n0,
-                              num_samples=num_samples, sequential=bool(sequential),
-                              tolerance=tolerance if sequential else None,
-                              radii=radii if sequential else None, sequential_rule=rule, clean_prediction=clean)
+                              smoothing=est.smoothing, estimator=est.value, sigma=sigma, delta=float(smoothing.delta),
+                              n0=n0, num_samples=num_samples, sequential=seq,
+                              tolerance=sequential.tolerance if seq else None,
+                              radii=list(sequential.radii) if seq and sequential.radii is not None else None,
+                              sequential_rule=sequential.rule if seq else None, clean_prediction=clean)
 
 
 def mixture_clean_prediction(g_probs: torch.Tensor, h_point: torch.Tensor, prediction: torch.Tensor,

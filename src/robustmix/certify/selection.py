@@ -58,10 +58,12 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm as normal
 
-from .._validation import check_positive_int, probe_models
-from ..errors import ConfigError, InputError, ModelError
-from .mixture import ESTIMATION_STREAM, SELECTION_STREAM, Certificate, check_sigma_delta
-from .smoothing import ABSTAIN, UNIT_RANGE, check_base_logits, check_batch, smoothing_pass
+from .._validation import probe_models
+from ..errors import ConfigError, ModelError
+from ..groups import Smoothing, from_keywords
+from .mixture import ESTIMATION_STREAM, SELECTION_STREAM, Certificate
+from .smoothing import (ABSTAIN, Inputs, NoiseSamples, check_base_logits, check_batch, group_or_default, old_keywords,
+                        refuse_unknown, smoothing_pass)
 from .stats import clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -133,60 +135,79 @@ def check_selector(selector, thresholds, x: torch.Tensor, c: int):
     return selector, torch.tensor(values, dtype=torch.float64), name
 
 
-def _check_sampling(sigma, num_samples, n0, delta):
-    sigma = check_sigma_delta(sigma, delta)
-    check_positive_int(n0, name="n0")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < n0:
-        raise ConfigError(f"num_samples must be an integer >= n0 = {n0}, got {num_samples!r}")
-    return sigma
-
-
-@torch.no_grad()
-def certify_selection(g, h_base, x: torch.Tensor, *, sigma: float, thresholds, num_samples: int = 10_000,
-                      n0: int = 100, delta: float = 0.001, selector="entropy", seed: int = 0, indices=None,
-                      batch_size: int = 1000, input_range=UNIT_RANGE) -> SelectionCertificate:
+def certify_selection(g, h_base, x: torch.Tensor, *, thresholds, smoothing: Smoothing | None = None,
+                      selector: str | torch.nn.Module = "entropy", inputs: Inputs | None = None,
+                      **deprecated) -> SelectionCertificate:
     """Certify ACES composites of ``g`` and the smoothed ``h_base``, one per selector threshold (module docstring).
 
     ``g``, ``h_base``: models returning (n, c) logits; ``x`` (n, ...) on their
-    device; ``thresholds``: k selector thresholds; ``selector``: "entropy" or a
-    module (values in [0, 1], h answers at or above the threshold); ``indices``:
-    the dataset index of each input (seeds its noise; default 0..n-1); ``input_range``:
-    the (low, high) range of every input (default [0, 1], images; None: inputs on all
-    of R^d).  Returns a :class:`SelectionCertificate`; all its certificates hold
+    device; ``thresholds``: k selector thresholds; ``smoothing``:
+    :class:`~robustmix.groups.Smoothing` with the noise ``sigma`` (required), ``n0``
+    selection samples, ``num_samples`` (>= n0) estimation samples, ``delta`` and
+    ``batch_size``; ``selector``: "entropy" or a module (values in [0, 1], h answers
+    at or above the threshold); ``inputs``: :class:`~robustmix.certify.Inputs`, the
+    dataset index of each input (seeds its noise with ``seed``; default 0..n-1) and
+    the inputs' ``input_range`` (default [0, 1], images; None: inputs on all of
+    R^d).  Returns a :class:`SelectionCertificate`; all its certificates hold
     together with probability >= 1 - delta.  Checks everything, and probes the
     models once on the first inputs, before any sampling.
+
+    Deprecated for one release (DeprecationWarning): ``sigma=``, ``num_samples=``, ``n0=``, ``delta=``,
+    ``batch_size=`` for ``smoothing=Smoothing(...)``; ``seed=``, ``indices=``, ``input_range=`` for
+    ``inputs=Inputs(...)``.  Giving a group and one of its own old keywords raises TypeError.
     """
-    check_batch(x, input_range)
-    sigma = _check_sampling(sigma, num_samples, n0, delta)
-    check_positive_int(batch_size, name="batch_size")
+    refuse_unknown("certify_selection", deprecated, {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
+                                                     "indices", "input_range"})
+    smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "certify_selection")
+    inputs = from_keywords(Inputs, inputs, old_keywords(deprecated, Inputs), "certify_selection")
+    smoothing = group_or_default(smoothing, Smoothing, "smoothing")
+    inputs = group_or_default(inputs, Inputs, "inputs")
+    check_batch(x, inputs.input_range)
+    smoothing.required_sigma()
+    if smoothing.num_samples < smoothing.n0:
+        raise ConfigError(f"num_samples must be an integer >= n0 = {smoothing.n0}, got {smoothing.num_samples!r}")
     n = len(x)
-    idx = list(range(n)) if indices is None else [int(i) for i in indices]
-    if len(idx) != n:
-        raise InputError(f"{len(idx)} indices for {n} inputs: give one dataset index per input")
-    probe_models({"g": g, "h": h_base}, x, num_classes=None)
-    g_logits, h_logits = g(x), h_base(x[:2])
-    check_base_logits(g_logits, n)
-    check_base_logits(h_logits, len(x[:2]))
-    c = h_logits.shape[1]
-    if g_logits.shape[1] != c:
-        raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: compose models of the same task")
-    selector, thr, name = check_selector(selector, thresholds, x, c)
-    votes_sel, votes, chosen = selection_counts(h_base, x, sigma, selector, thr, num_samples=num_samples, n0=n0,
-                                                seed=seed, indices=idx, batch_size=batch_size)
-    cert = selection_from_counts(votes_sel, votes, chosen, g_logits.argmax(1).cpu(), thr, sigma=sigma, delta=delta,
-                                 n0=n0, num_samples=num_samples, selector=name)
+    idx = inputs.dataset_indices(n)
+    with torch.no_grad():
+        probe_models({"g": g, "h": h_base}, x, num_classes=None)
+        g_logits, h_logits = g(x), h_base(x[:2])
+        check_base_logits(g_logits, n)
+        check_base_logits(h_logits, len(x[:2]))
+        c = h_logits.shape[1]
+        if g_logits.shape[1] != c:
+            raise ModelError(f"g has {g_logits.shape[1]} classes but h_base has {c}: compose models of the same task")
+        selector, thr, name = check_selector(selector, thresholds, x, c)
+        votes_sel, votes, chosen = selection_counts(h_base, x, smoothing, selector, thr, seed=inputs.seed,
+                                                    indices=idx)
+        cert = selection_from_counts(votes_sel, votes, chosen, g_logits.argmax(1).cpu(), thr, smoothing=smoothing,
+                                     selector=name)
     k = len(thr)
     log.info("certified %d inputs at %d selector thresholds (%s): %.1f%% sent to h at the middle threshold", n, k,
              name, 100 * float(cert.selected[k // 2].double().mean()))
     return cert
 
 
-def selection_counts(h_base, x, sigma: float, selector, thresholds: torch.Tensor, *, num_samples: int, n0: int,
-                     seed: int, indices, batch_size: int):
+def selection_counts(h_base, x: torch.Tensor, smoothing: Smoothing, selector, thresholds: torch.Tensor, *,
+                     seed: int = 0, indices=None, **deprecated) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sampling stage: (selection votes (n, c), estimation votes (n, c), selector hits (n, k)), float64 CPU.
 
-    ``selector`` and ``thresholds`` as returned by :func:`check_selector`; the selector
-    sees the estimation samples (the same noise as h's votes)."""
+    ``smoothing`` gives sigma, the ``n0`` selection and ``num_samples`` estimation
+    samples and ``batch_size``; ``seed`` and ``indices`` (the dataset index of each
+    input, default 0..n-1) name each input's noise.  ``selector`` and ``thresholds``
+    as returned by :func:`check_selector`; the selector sees the estimation samples
+    (the same noise as h's votes).
+
+    Deprecated for one release (DeprecationWarning): a number in place of ``smoothing`` (the old positional
+    ``sigma``) with ``num_samples=``, ``n0=``, ``batch_size=`` for ``Smoothing(...)``."""
+    refuse_unknown("selection_counts", deprecated, {"sigma", "num_samples", "n0", "batch_size"})
+    old = old_keywords(deprecated, Smoothing)
+    if smoothing is not None and not isinstance(smoothing, Smoothing):
+        old = {"sigma": smoothing, **old}     # the old positional sigma
+        smoothing = None
+    smoothing = from_keywords(Smoothing, smoothing, old, "selection_counts")
+    smoothing = group_or_default(smoothing, Smoothing, "smoothing")
+    sigma = smoothing.required_sigma()
+    idx = range(len(x)) if indices is None else indices      # NoiseSamples and smoothing_pass check them
     below = selector == "entropy"      # entropy: h answers at or below the threshold; a module: at or above
     device_thr = thresholds.to(x.device)
     chosen = torch.zeros((len(x), len(thresholds)), dtype=torch.float64, device=x.device)
@@ -196,16 +217,25 @@ def selection_counts(h_base, x, sigma: float, selector, thresholds: torch.Tensor
         hit = (score[:, None] <= device_thr) if below else (score[:, None] >= device_thr)
         chosen.index_add_(0, rows, hit.double())
 
-    opts = dict(seed=seed, indices=indices, batch_size=batch_size, start=0)
-    _, votes_sel, _ = smoothing_pass(h_base, x, sigma, stream=SELECTION_STREAM, stop=n0, **opts)
-    _, votes, _ = smoothing_pass(h_base, x, sigma, stream=ESTIMATION_STREAM, stop=num_samples, observe=observe,
-                                 **opts)
+    _, votes_sel, _ = smoothing_pass(h_base, x, sigma, NoiseSamples(seed, idx, SELECTION_STREAM, 0, smoothing.n0),
+                                     batch_size=smoothing.batch_size)
+    _, votes, _ = smoothing_pass(h_base, x, sigma, NoiseSamples(seed, idx, ESTIMATION_STREAM, 0, smoothing.num_samples),
+                                 batch_size=smoothing.batch_size, observe=observe)
     return votes_sel, votes, chosen.cpu()
 
 
-def selection_from_counts(votes_sel, votes, chosen, g_class, thresholds, *, sigma: float, delta: float, n0: int,
-                          num_samples: int, selector: str) -> SelectionCertificate:
-    """The certificates of :func:`certify_selection` from its counts (module docstring for the proof)."""
+def selection_from_counts(votes_sel, votes, chosen, g_class, thresholds, *, smoothing: Smoothing | None = None,
+                          selector: str, **deprecated) -> SelectionCertificate:
+    """The certificates of :func:`certify_selection` from its counts (module docstring for the proof).
+
+    ``smoothing`` gives sigma, ``delta``, ``n0`` and the ``num_samples`` estimation samples the counts come from.
+
+    Deprecated for one release (DeprecationWarning): ``sigma=``, ``delta=``, ``n0=``, ``num_samples=`` for
+    ``smoothing=Smoothing(...)``."""
+    refuse_unknown("selection_from_counts", deprecated, {"sigma", "delta", "n0", "num_samples"})
+    smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "selection_from_counts")
+    smoothing = group_or_default(smoothing, Smoothing, "smoothing")
+    sigma, delta, n0, num_samples = smoothing.required_sigma(), smoothing.delta, smoothing.n0, smoothing.num_samples
     votes_sel, votes = torch.as_tensor(votes_sel, dtype=torch.float64), torch.as_tensor(votes, dtype=torch.float64)
     thr = torch.as_tensor(thresholds, dtype=torch.float64)
     k, n = len(thr), len(votes)

@@ -5,8 +5,11 @@ Noise for input ``index`` is drawn on the input's device in chunks of
 :func:`chunk_rows` samples, each from a generator seeded by (seed, index, stream,
 chunk) alone (:func:`noise_chunk`), so the samples do not depend on the batch
 size, on how the data is sharded or on sequential rounds; the noise of several
-inputs shares each forward pass (:func:`smoothing_pass`).  One sampling pass
-yields every class's mean and bounds, which serve every alpha of a sweep.
+inputs shares each forward pass (:func:`smoothing_pass`, which draws the samples a
+:class:`NoiseSamples` names).  One sampling pass yields every class's mean and
+bounds, which serve every alpha of a sweep.  :class:`Inputs` says which inputs a
+batch holds (their dataset indices and the run's seed, which name their noise) and
+the range they lie in.
 
 Modes:
 
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +38,7 @@ from scipy.stats import norm as normal
 from .._validation import check_eps, check_input, check_positive_int
 from .._seeding import example_seed
 from ..errors import ConfigError, InputError, ModelError
+from ..groups import from_keywords
 from .stats import binomial_pvalue, clopper_pearson_lower, clopper_pearson_upper, hoeffding_halfwidth
 
 ABSTAIN = -1
@@ -124,10 +130,104 @@ def check_base_logits(logits, n: int) -> None:
                          "inputs: wrap it so that forward returns one logits tensor per input")
 
 
-@torch.no_grad()
-def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, stream: int, start: int, stop: int,
-                   batch_size: int, track=None, observe=None):
-    """Classify ``x_i + sigma * noise_ij`` for the sample numbers ``start <= j < stop`` of every input i.
+def _seed(value, name: str) -> int:
+    """An integer seed or stream number (Python or numpy integer; not a bool), ConfigError otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _index_tuple(indices) -> tuple[int, ...]:
+    """Dataset indices (a list, tensor or array of integers) as a tuple of ints, ConfigError otherwise."""
+    values = indices.tolist() if hasattr(indices, "tolist") else indices
+    try:
+        return tuple(int(i) for i in ([values] if isinstance(values, (int, float)) else values))
+    except (TypeError, ValueError):
+        raise ConfigError(f"indices must be the dataset index (an integer) of each input, got {indices!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Which inputs a batch ``x`` holds, and where inputs live.
+
+    ``indices``: the dataset index of each input (None: 0..n-1).  With ``seed`` it
+    names each input's noise: sample j of input i comes from a generator seeded by
+    (seed, indices[i], stream, chunk) alone (:func:`noise_seed`), so a certificate
+    does not depend on the batch, its order or the sharding.  ``input_range``: the
+    (low, high) range every input lies in (default [0, 1], images; None: inputs on
+    all of R^d), checked once on x before any noise is drawn.
+    """
+
+    indices: tuple[int, ...] | None = None
+    seed: int = 0
+    input_range: tuple[float, float] | None = UNIT_RANGE
+
+    def __post_init__(self):
+        if self.indices is not None:
+            object.__setattr__(self, "indices", _index_tuple(self.indices))
+        object.__setattr__(self, "seed", _seed(self.seed, "seed"))
+        object.__setattr__(self, "input_range", check_input_range(self.input_range))
+
+    def dataset_indices(self, n: int) -> list[int]:
+        """The dataset index of each of ``n`` inputs (0..n-1 without ``indices``); InputError on a count mismatch."""
+        if self.indices is None:
+            return list(range(n))
+        if len(self.indices) != n:
+            raise InputError(f"{len(self.indices)} indices for {n} inputs: give one dataset index per input")
+        return list(self.indices)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSamples:
+    """The noise samples one :func:`smoothing_pass` draws: sample numbers ``start <= j < stop`` of stream ``stream``
+    for the inputs with dataset indices ``indices`` (one per row of x), in the run seeded by ``seed``."""
+
+    seed: int
+    indices: tuple[int, ...]
+    stream: int
+    start: int
+    stop: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "seed", _seed(self.seed, "seed"))
+        object.__setattr__(self, "indices", _index_tuple(self.indices))
+        object.__setattr__(self, "stream", _seed(self.stream, "stream"))
+        start, stop = _seed(self.start, "start"), _seed(self.stop, "stop")
+        if start < 0 or stop <= start:
+            raise ConfigError(f"no samples to draw (start={self.start}, stop={self.stop}): ask for at least one sample")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "stop", stop)
+
+
+def old_keywords(deprecated: dict, group: type) -> dict:
+    """The deprecated keywords (removed from ``deprecated``) that are fields of the option group ``group``."""
+    names = {f.name for f in dataclasses.fields(group)}
+    return {k: deprecated.pop(k) for k in list(deprecated) if k in names}
+
+
+def refuse_unknown(caller: str, deprecated: dict, known) -> None:
+    """TypeError, as Python raises it, for keywords that ``caller`` never took (``known``: its old keywords)."""
+    unknown = sorted(set(deprecated) - set(known))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+
+
+def group_or_default(value, group: type, name: str):
+    """``value`` if it is a ``group``, ``group()`` (its defaults) for None; ConfigError for anything else."""
+    if value is None:
+        return group()
+    if not isinstance(value, group):
+        raise ConfigError(f"{name} must be {group.__name__}(...) or None, got {type(value).__name__}")
+    return value
+
+
+def smoothing_pass(base, x: torch.Tensor, sigma: float, samples: NoiseSamples | None = None, *, batch_size: int,
+                   track=None, observe: Callable | None = None, **deprecated) -> tuple:
+    """Classify ``x_i + sigma * noise_ij`` for the noise samples ``samples`` names (sample numbers
+    ``samples.start <= j < samples.stop`` of every input i).
 
     The noise of several inputs shares one forward pass of at most ``batch_size``
     samples; noise is drawn and statistics are accumulated on x's device, with one
@@ -136,10 +236,23 @@ def smoothing_pass(base, x: torch.Tensor, sigma: float, *, seed: int, indices, s
     softmax score of class ``track[i]`` (None when ``track`` is None).  ``observe(rows,
     noisy, logits)``, if given, sees every forward pass (``rows``: the input of each
     noisy sample), for statistics of other functions of the same samples.
+
+    Deprecated for one release: ``seed=``, ``indices=``, ``stream=``, ``start=``, ``stop=`` instead of
+    ``samples=NoiseSamples(...)`` (DeprecationWarning).
     """
+    samples = from_keywords(NoiseSamples, samples, deprecated, "smoothing_pass")
+    if not isinstance(samples, NoiseSamples):
+        raise ConfigError("smoothing_pass needs samples=NoiseSamples(seed, indices, stream, start, stop)")
+    if len(samples.indices) != len(x):
+        raise InputError(f"{len(samples.indices)} indices for {len(x)} inputs: give one dataset index per input")
+    with torch.no_grad():
+        return _smoothing_pass(base, x, sigma, samples, batch_size, track, observe)
+
+
+def _smoothing_pass(base, x: torch.Tensor, sigma: float, samples: NoiseSamples, batch_size: int, track,
+                    observe) -> tuple:
+    seed, indices, stream, start, stop = samples.seed, samples.indices, samples.stream, samples.start, samples.stop
     device, n = x.device, len(x)
-    if stop <= start:
-        raise ConfigError(f"no samples to draw (start={start}, stop={stop}): ask for at least one sample")
     gen = torch.Generator(device=device)
     track = None if track is None else torch.as_tensor(track, device=device).long()
     prob_sum = votes = tracked = None
@@ -227,8 +340,8 @@ class SmoothedClassifier:
         indices = list(range(len(x))) if indices is None else [int(i) for i in indices]
         if len(indices) != len(x):
             raise InputError(f"{len(indices)} indices for {len(x)} inputs: give one dataset index per input")
-        prob_sum, votes, _ = smoothing_pass(self.base, x, self.sigma, seed=self.seed, indices=indices, stream=stream,
-                                            start=0, stop=n_samp, batch_size=self.batch_size)
+        prob_sum, votes, _ = smoothing_pass(self.base, x, self.sigma, NoiseSamples(self.seed, indices, stream, 0, n_samp),
+                                            batch_size=self.batch_size)
         if progress is not None:
             progress.update(len(x))
         return SmoothingEstimate(prob_sum / n_samp, votes, n_samp)
