@@ -8,11 +8,13 @@ import pytest
 import torch
 from scipy.special import erf, logsumexp
 
+from robustmix import ThreatModel
 from robustmix.errors import CheckpointError, ConfigError, ModelError
-from robustmix.fitting import NonlinearCalibration, calibrate_nonlinear, collect_logits, train_mixing_net
-from robustmix.mixing import (AdaptiveMixedClassifier, FeatureMaps, MixedClassifier, MixingNet,
-                              NonlinearMixedClassifier, ResidualMixingNet, build_mixing_net, feature_layer_names,
-                              mixing_net_from_config)
+from robustmix.fitting import (AdaptiveTraining, MapSearch, NonlinearCalibration, ValidationAttack, calibrate_nonlinear,
+                               collect_logits, train_mixing_net)
+from robustmix.mixing import (AdaptiveMixedClassifier, FeatureMaps, MixedClassifier, MixingArchitecture, MixingNet,
+                              NonlinearMap, NonlinearMixedClassifier, ResidualMixingNet, build_mixing_net,
+                              feature_layer_names, mixing_net_from_config)
 from robustmix.mixing.nonlinear import nonlinear_map, nonlinear_mix
 
 from .conftest import Linear2Logits
@@ -67,8 +69,7 @@ def test_nonlinear_mix_matches_float64_reference(alpha, scale, power, bias, k, o
     gen = torch.Generator().manual_seed(3)
     zg, zh = torch.randn(6, 7, generator=gen, dtype=torch.float64) * 3, torch.randn(6, 7, generator=gen,
                                                                                     dtype=torch.float64) * 3
-    out = nonlinear_mix(zg, zh, alpha, scale=scale, power=power, bias=bias, top_k=k,
-                        std_map="onehot" if onehot else "softmax")
+    out = nonlinear_mix(zg, zh, alpha, NonlinearMap(scale, power, bias, k, "onehot" if onehot else "softmax"))
     ref = ref_mix(zg.numpy(), zh.numpy(), alpha, scale, power, bias, k, onehot)
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(nonlinear_map(zh, scale, power, bias, k)[0].numpy(),
@@ -78,16 +79,16 @@ def test_nonlinear_mix_matches_float64_reference(alpha, scale, power, bias, k, o
 def test_module_alpha_edges_and_config(pair):
     g, h = pair
     x = torch.rand(5, 12)
-    m1 = NonlinearMixedClassifier(g, h, alpha=1.0, scale=2.0, power=1.5, bias=-0.5, top_k=3)
+    m1 = NonlinearMixedClassifier(g, h, alpha=1.0, logit_map=NonlinearMap(scale=2.0, power=1.5, bias=-0.5, top_k=3))
     mapped = torch.log_softmax(nonlinear_map(h(x), 2.0, 1.5, -0.5, 3), 1).float()
     torch.testing.assert_close(m1(x), mapped)
-    m0 = NonlinearMixedClassifier(g, h, alpha=0.0, scale=2.0, power=1.5, bias=-0.5)
+    m0 = NonlinearMixedClassifier(g, h, 0.0, NonlinearMap(scale=2.0, power=1.5, bias=-0.5))
     torch.testing.assert_close(m0(x), torch.log_softmax(g(x), 1), atol=1e-6, rtol=0)
     cfg = m1.config()
     assert cfg == {"mixer": "nonlinear", "alpha": 1.0, "scale": 2.0, "power": 1.5, "bias": -0.5, "top_k": 3,
                    "std_map": "softmax"}
-    rebuilt = NonlinearMixedClassifier(Linear2Logits(seed=0), Linear2Logits(seed=1),
-                                       **{k: v for k, v in cfg.items() if k != "mixer"})
+    assert m1.logit_map == NonlinearMap(2.0, 1.5, -0.5, 3, "softmax")
+    rebuilt = NonlinearMixedClassifier.from_config(Linear2Logits(seed=0), Linear2Logits(seed=1), cfg)
     rebuilt.load_state_dict(m1.state_dict())
     torch.testing.assert_close(rebuilt(x), m1(x))
     assert not any(p.requires_grad for p in m1.parameters())
@@ -102,7 +103,7 @@ def test_finite_values_and_gradients(alpha, power, std_map):
                       requires_grad=True)
     zh = torch.tensor([[-1e4, 1e4, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [5.0, -1e4, 1e4, 3.0]], dtype=torch.float64,
                       requires_grad=True)
-    out = nonlinear_mix(zg, zh, alpha, scale=3.0, power=power, bias=0.0, std_map=std_map)
+    out = nonlinear_mix(zg, zh, alpha, NonlinearMap(scale=3.0, power=power, bias=0.0, std_map=std_map))
     assert not torch.isnan(out).any()
     if alpha > 0 or std_map == "softmax":
         assert torch.isfinite(out).all()
@@ -134,10 +135,10 @@ def test_top_k_uses_the_k_largest_logits():
 def test_nonlinear_surrogates(pair):
     g, h = pair
     x = torch.rand(4, 12)
-    hot = NonlinearMixedClassifier(g, h, alpha=0.4, power=0.5, std_map="onehot")
+    hot = NonlinearMixedClassifier(g, h, 0.4, NonlinearMap(power=0.5, std_map="onehot"))
     sur = hot.attack_surrogates()
     assert set(sur) == {"mix-T1", "mix-T0.25", "mix-T4", "mix-smooth-power", "h"}
-    soft = NonlinearMixedClassifier(g, h, alpha=0.4, power=0.5, std_map="softmax")
+    soft = NonlinearMixedClassifier(g, h, 0.4, NonlinearMap(power=0.5, std_map="softmax"))
     torch.testing.assert_close(sur["mix-T1"](x), soft(x))
     torch.testing.assert_close(sur["h"](x), h(x))
     xg = x.clone().requires_grad_(True)
@@ -149,11 +150,15 @@ def test_nonlinear_surrogates(pair):
 def test_nonlinear_bad_input(pair):
     g, h = pair
     for kwargs, word in [({"scale": 0}, "scale"), ({"scale": -1}, "scale"), ({"power": 0}, "power"),
-                         ({"top_k": 1}, "top_k"), ({"top_k": 5}, "top_k"), ({"alpha": 1.5}, "alpha"),
-                         ({"alpha": -0.1}, "alpha"), ({"std_map": "hardmax"}, "std_map"),
+                         ({"top_k": 1}, "top_k"), ({"std_map": "hardmax"}, "std_map"),
                          ({"bias": float("nan")}, "bias")]:
         with pytest.raises(ConfigError, match=word):
-            NonlinearMixedClassifier(g, h, **kwargs)
+            NonlinearMap(**kwargs)
+    with pytest.raises(ConfigError, match="top_k=5 exceeds the number of classes"):   # the models have 4
+        NonlinearMixedClassifier(g, h, 0.5, NonlinearMap(top_k=5))
+    for alpha in (1.5, -0.1):
+        with pytest.raises(ConfigError, match="alpha"):
+            NonlinearMixedClassifier(g, h, alpha)
 
 
 def test_adaptive_equals_linear_mixture_for_constant_net(pair):
@@ -229,16 +234,16 @@ def test_feature_layers_are_read_from_the_models():
     with pytest.raises(ConfigError, match="no layer with an"):
         feature_layer_names(Linear2Logits(d=784), x)
     with pytest.raises(ConfigError, match="unknown feature set 'g'"):
-        build_mixing_net(g, h, x, features="g")
+        MixingArchitecture(features="g")
     with pytest.raises(ConfigError, match="unknown mixing network 'cnn'"):
-        build_mixing_net(g, h, x, net="cnn")
+        MixingArchitecture(net="cnn")
 
 
 @pytest.mark.parametrize("features,channels", [("logits", []), ("h", [8, 8]), ("both", [8, 8, 8, 8])])
 def test_residual_mixing_net_reads_the_maps_of_each_feature_set(features, channels):
     g, h = _tiny_cnns()
     x = torch.rand(3, 1, 28, 28)
-    net, layers = build_mixing_net(g, h, x, features=features, net="residual", width=4)
+    net, layers = build_mixing_net(g, h, x, MixingArchitecture(features=features, net="residual", width=4))
     assert isinstance(net, ResidualMixingNet) and net.map_channels == channels
     assert bool(layers["std"]) == (features == "both") and bool(layers["rob"]) == (features != "logits")
     am = AdaptiveMixedClassifier(g, h, net, feature_layers=layers)
@@ -261,7 +266,7 @@ def test_residual_mixing_net_reads_the_maps_of_each_feature_set(features, channe
 def test_mismatched_mixing_networks_and_layers_fail_in_one_line():
     g, h = _tiny_cnns()
     x = torch.rand(2, 1, 28, 28)
-    net, layers = build_mixing_net(g, h, x, features="h", net="residual", width=4)
+    net, layers = build_mixing_net(g, h, x, MixingArchitecture(features="h", net="residual", width=4))
     with pytest.raises(ModelError, match=r"channels \[8, 8\], got 20 logits and channels \[8, 8, 8, 8\]"):
         AdaptiveMixedClassifier(g, h, net, feature_layers={"std": layers["rob"], "rob": layers["rob"]})(x)
     with pytest.raises(ModelError, match="reads 20 features per input but got"):
@@ -297,44 +302,49 @@ def _saturated_gate_case():
 
 
 def test_a_saturated_gate_is_attacked_through_the_softened_gate(monkeypatch):
-    from robustmix.attacks import evaluate
+    from robustmix.attacks import Ensemble, evaluate
 
     mixer, x, y = _saturated_gate_case()
     assert (mixer.alpha(x) > 1 - 1e-12).all() and (mixer(x).argmax(1) == 0).all()
     # the composite's gradient only shows h's slope (the gate's is ~e^-40), so attacks on it go the wrong way;
     # through sigmoid(s / 8) they shut the gate and g's error shows
-    res = evaluate(mixer, x, y, eps=0.2, attacks=["apgd-ce@mix-T1", "apgd-ce@mix-gate-T8"], steps=20)
+    res = evaluate(mixer, x, y, threat=ThreatModel("inf", 0.2),
+                   ensemble=Ensemble(attacks=("apgd-ce@mix-T1", "apgd-ce@mix-gate-T8"), steps=20))
     broke = {a.name: a.broke for a in res.per_attack}
     assert broke == {"apgd-ce@mix-T1": 0, "apgd-ce@mix-gate-T8": 8} and res.accuracy == 0.0
-    kw = dict(eps=0.2, attack_steps=10, epochs=1, batch_size=8, lr=1e-12, progress=False)
-    plain = train_mixing_net(mixer, x, y, train_attack="composite", **kw)
-    gated = train_mixing_net(mixer, x, y, train_attack="composite+gate", **kw)
+    threat = ThreatModel("inf", 0.2)
+
+    def recipe(**changes):
+        return AdaptiveTraining(attack_steps=10, epochs=1, batch_size=8, lr=1e-12, progress=False, **changes)
+
+    plain = train_mixing_net(mixer, x, y, threat, recipe(train_attack="composite"))
+    gated = train_mixing_net(mixer, x, y, threat, recipe(train_attack="composite+gate"))
     assert plain[0]["acc_adv"] == 1.0 and gated[0]["acc_adv"] == 0.0   # training now sees the shut-gate inputs
     assert gated[0]["alpha_adv"] < 1e-6
-    clean_only = train_mixing_net(mixer, x, y, train_attack="none", **kw)
+    clean_only = train_mixing_net(mixer, x, y, threat, recipe(train_attack="none"))
     assert clean_only[0]["acc_adv"] is None and clean_only[0]["alpha_adv"] is None
     with pytest.raises(ConfigError, match="unknown train_attack"):
-        train_mixing_net(mixer, x, y, train_attack="fgsm", **kw)
+        recipe(train_attack="fgsm")
     # APGD-CE as the training attack: the same shut-gate inputs through the softened gate, none without it
     import robustmix.fitting.adaptive as fitting
 
     calls = []
 
     def spy(source, *args, **kwargs):
-        calls.append((type(source).__name__, kwargs["steps"]))
+        calls.append((type(source).__name__, kwargs["settings"].steps))
         return apgd(source, *args, **kwargs)
 
     apgd = fitting.apgd
     monkeypatch.setattr(fitting, "apgd", spy)
-    apgd_plain = train_mixing_net(mixer, x, y, train_attack="composite", attack_method="apgd", **kw)
+    apgd_plain = train_mixing_net(mixer, x, y, threat, recipe(train_attack="composite", attack_method="apgd"))
     assert calls == [("AdaptiveMixedClassifier", 11)]    # 10 gradient steps after the random start, like PGD's
-    apgd_gated = train_mixing_net(mixer, x, y, train_attack="composite+gate", attack_method="apgd", **kw)
+    apgd_gated = train_mixing_net(mixer, x, y, threat, recipe(train_attack="composite+gate", attack_method="apgd"))
     assert [c[0] for c in calls[1:]] == ["AdaptiveMixedClassifier", "Surrogate"]
     assert apgd_plain[0]["acc_adv"] == 1.0 and apgd_gated[0]["acc_adv"] == 0.0
-    train_mixing_net(mixer, x, y, train_attack="none", attack_method="apgd", **kw)
+    train_mixing_net(mixer, x, y, threat, recipe(train_attack="none", attack_method="apgd"))
     assert len(calls) == 3                                # standard training attacks nothing
     with pytest.raises(ConfigError, match="unknown attack_method 'fgsm': use one of pgd, apgd"):
-        train_mixing_net(mixer, x, y, attack_method="fgsm", **kw)
+        recipe(attack_method="fgsm")
 
 
 def test_a_mixing_net_file_without_recipe_is_read_only_as_the_first_recipe(tmp_path):
@@ -347,14 +357,18 @@ def test_a_mixing_net_file_without_recipe_is_read_only_as_the_first_recipe(tmp_p
     g, h = _tiny_cnns()
     gen = torch.Generator().manual_seed(0)
     x, y = torch.rand(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)
-    kw = dict(eps=0.1, epochs=1, attack_steps=1, batch_size=8, features="logits", net="mlp", progress=False)
-    first = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite", **kw)
+    threat, arch = ThreatModel("inf", 0.1), MixingArchitecture(features="logits", net="mlp")
+
+    def recipe(train_attack):
+        return AdaptiveTraining(epochs=1, attack_steps=1, batch_size=8, train_attack=train_attack, progress=False)
+
+    first = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, threat, recipe("composite"), arch)
     path = tmp_path / "ad.mixing-net.safetensors"
     save_file(load_file(path), path)                                     # the same tensors, no metadata
-    torch.testing.assert_close(trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite",
-                                                      **kw)(x), first(x))
+    torch.testing.assert_close(trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, threat, recipe("composite"),
+                                                      arch)(x), first(x))
     with pytest.raises(CheckpointError, match="--mixing-net mlp --train-attack composite"):
-        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, threat, recipe("composite+gate"), arch)
 
 
 def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
@@ -364,24 +378,33 @@ def test_trained_mixer_is_kept_and_refused_for_other_settings(tmp_path):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(8, 1, 28, 28, generator=gen)
     y = torch.randint(0, 10, (8,), generator=gen)
-    kw = dict(eps=0.1, epochs=1, attack_steps=1, batch_size=8, features="h", net="residual", progress=False)
-    first = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+    threat, arch = ThreatModel("inf", 0.1), MixingArchitecture(features="h", net="residual")
+
+    def recipe(**changes):
+        return AdaptiveTraining(epochs=1, attack_steps=1, batch_size=8, progress=False, **changes)
+
+    def trained(folder, training, gate=arch):
+        return trained_adaptive_mixer(tmp_path / folder, g, h, x, y, threat, training, gate)
+
+    first = trained("ad", recipe(train_attack="composite+gate"))
     assert first.config()["mixing_net"]["class"] == "ResidualMixingNet"
-    again = trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **kw)
+    again = trained("ad", recipe(train_attack="composite+gate"))
     torch.testing.assert_close(again(x), first(x))
     with pytest.raises(CheckpointError, match=r"other training settings.*'train_attack': \('composite\+gate', 'none'\)"):
-        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="none", **kw)
+        trained("ad", recipe(train_attack="none"))
     with pytest.raises(CheckpointError, match="other mixer settings.*feature_layers"):
-        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", **{**kw, "features": "both"})
+        trained("ad", recipe(train_attack="composite+gate"), MixingArchitecture(features="both", net="residual"))
     with pytest.raises(CheckpointError, match=r"other training settings.*'attack_method': \(None, 'apgd'\)"):
-        trained_adaptive_mixer(tmp_path / "ad", g, h, x, y, train_attack="composite+gate", attack_method="apgd", **kw)
-    stronger = trained_adaptive_mixer(tmp_path / "apgd", g, h, x, y, train_attack="composite+gate",
-                                      attack_method="apgd", **kw)
+        trained("ad", recipe(train_attack="composite+gate", attack_method="apgd"))
+    # loss weights other than 1 are recorded too (files written before they could be chosen hold 1)
+    with pytest.raises(CheckpointError, match=r"other training settings.*'bce_weight': \(None, 0.5\)"):
+        trained("ad", recipe(train_attack="composite+gate", bce_weight=0.5))
+    stronger = trained("apgd", recipe(train_attack="composite+gate", attack_method="apgd"))
     state = torch.load(tmp_path / "apgd.train-state.pt", weights_only=True)
     assert state["settings"]["attack_method"] == "apgd" and torch.isfinite(stronger(x)).all()
     # standard training attacks nothing: its files are the same whatever attack_method says
-    trained_adaptive_mixer(tmp_path / "std", g, h, x, y, train_attack="none", **kw)
-    trained_adaptive_mixer(tmp_path / "std", g, h, x, y, train_attack="none", attack_method="apgd", **kw)
+    trained("std", recipe(train_attack="none"))
+    trained("std", recipe(train_attack="none", attack_method="apgd"))
 
 
 def test_adaptive_bad_input(pair):
@@ -405,25 +428,29 @@ def test_training_recipe_runs_and_resumes(tmp_path, pair):
         torch.manual_seed(1)
         return AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=8))
 
-    kw = dict(eps=0.1, norm="inf", attack_steps=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+    threat = ThreatModel("inf", 0.1)
+
+    def recipe(epochs, lr=1e-2):
+        return AdaptiveTraining(epochs=epochs, attack_steps=2, batch_size=16, lr=lr, seed=0, progress=False)
+
     state = tmp_path / "mix.pt"
     m = fresh()
     before = [p.detach().clone() for p in m.mixing_net.parameters()]
     g_before = [p.detach().clone() for p in g.parameters()]
-    hist = train_mixing_net(m, x, y, epochs=1, state_path=state, **kw)
+    hist = train_mixing_net(m, x, y, threat, recipe(1), state_path=state)
     assert len(hist) == 1 and state.is_file() and math.isfinite(hist[0]["loss"])
     assert 0 <= hist[0]["alpha_clean"] <= 1 and 0 <= hist[0]["alpha_adv"] <= 1
     assert any(not torch.equal(a, b) for a, b in zip(before, m.mixing_net.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(g_before, g.parameters()))
-    hist2 = train_mixing_net(m, x, y, epochs=2, state_path=state, **kw)  # resumes at epoch 1
+    hist2 = train_mixing_net(m, x, y, threat, recipe(2), state_path=state)  # resumes at epoch 1
     assert [e["epoch"] for e in hist2] == [1, 2] and hist2[0] == hist[0]
     straight = fresh()
-    hist_straight = train_mixing_net(straight, x, y, epochs=2, **kw)
+    hist_straight = train_mixing_net(straight, x, y, threat, recipe(2))
     for a, b in zip(straight.mixing_net.parameters(), m.mixing_net.parameters()):
         torch.testing.assert_close(a, b)
     assert hist_straight[1]["loss"] == pytest.approx(hist2[1]["loss"])
     with pytest.raises(CheckpointError, match="other settings"):
-        train_mixing_net(fresh(), x, y, epochs=3, state_path=state, **{**kw, "lr": 0.5})
+        train_mixing_net(fresh(), x, y, threat, recipe(3, lr=0.5), state_path=state)
 
 
 def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_path, pair, monkeypatch):
@@ -438,9 +465,13 @@ def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_pa
         torch.manual_seed(1)
         return AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=8))
 
-    kw = dict(eps=0.1, norm="inf", attack_steps=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+    threat = ThreatModel("inf", 0.1)
+
+    def recipe(epochs):
+        return AdaptiveTraining(epochs=epochs, attack_steps=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+
     straight = fresh()
-    hist_straight = train_mixing_net(straight, x, y, epochs=2, **kw)
+    hist_straight = train_mixing_net(straight, x, y, threat, recipe(2))
     monkeypatch.setattr(fa, "CHECKPOINT_SECONDS", 0.0)          # save after every batch
     real, calls = fa._attacked, []
 
@@ -453,12 +484,12 @@ def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_pa
     monkeypatch.setattr(fa, "_attacked", stop_at_the_fifth_batch)
     state = tmp_path / "s.pt"
     with pytest.raises(KeyboardInterrupt):
-        train_mixing_net(fresh(), x, y, epochs=2, state_path=state, **kw)
+        train_mixing_net(fresh(), x, y, threat, recipe(2), state_path=state)
     saved = torch.load(state, weights_only=True)
     assert saved["epoch"] == 1 and saved["partial"]["batch"] == 1
     monkeypatch.setattr(fa, "_attacked", real)
     resumed = fresh()
-    hist = train_mixing_net(resumed, x, y, epochs=2, state_path=state, **kw)
+    hist = train_mixing_net(resumed, x, y, threat, recipe(2), state_path=state)
     for a, b in zip(straight.mixing_net.parameters(), resumed.mixing_net.parameters()):
         assert torch.equal(a, b)
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in hist] == \
@@ -467,9 +498,9 @@ def test_training_interrupted_inside_an_epoch_resumes_to_the_same_network(tmp_pa
     monkeypatch.setattr(fa, "_attacked", stop_at_the_fifth_batch)
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
-        train_mixing_net(fresh(), x, y, epochs=2, state_path=tmp_path / "t.pt", **kw)
+        train_mixing_net(fresh(), x, y, threat, recipe(2), state_path=tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match="inside epoch 2, more than the 1 asked for"):
-        train_mixing_net(fresh(), x, y, epochs=1, state_path=tmp_path / "t.pt", **kw)   # never half an epoch
+        train_mixing_net(fresh(), x, y, threat, recipe(1), state_path=tmp_path / "t.pt")   # never half an epoch
 
 
 def test_training_learns_to_separate_clean_from_attacked(pair):
@@ -479,8 +510,9 @@ def test_training_learns_to_separate_clean_from_attacked(pair):
     y = h(x).argmax(1)
     torch.manual_seed(0)
     m = AdaptiveMixedClassifier(g, h, MixingNet(8, hidden=16))
-    hist = train_mixing_net(m, x, y, eps=0.3, attack_steps=3, epochs=8, batch_size=32, lr=1e-2, ce_weight=0.0,
-                            progress=False)
+    hist = train_mixing_net(m, x, y, ThreatModel("inf", 0.3),
+                            AdaptiveTraining(attack_steps=3, epochs=8, batch_size=32, lr=1e-2, ce_weight=0.0,
+                                             progress=False))
     assert hist[-1]["alpha_adv"] - hist[-1]["alpha_clean"] > hist[0]["alpha_adv"] - hist[0]["alpha_clean"]
     assert hist[-1]["bce"] < hist[0]["bce"]
 
@@ -499,7 +531,7 @@ def _case():
 def test_calibration_picks_the_hand_computed_alpha():
     g, hc, ha, y = _case()
     grid = {"scale": [1.0], "power": [1.0], "bias": [0.0]}
-    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, grid=grid, refine=False)
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, search=MapSearch(grid=grid, refine=False))
     q = torch.softmax(nonlinear_map(ha, 1.0, 1.0, 0.0), 1)
     margins = np.sort((q[:, 0] - q[:, 1:].amax(1)).numpy())
     # keep >= 80% of 10 examples: quantile 0.2 with method 'lower' is index floor(0.2 * 9) = 1, the 2nd smallest
@@ -514,7 +546,7 @@ def test_calibration_picks_the_hand_computed_alpha():
     again = NonlinearCalibration.from_dict(cal.to_dict())
     assert again == cal
     with pytest.raises(ConfigError, match="percentile"):
-        calibrate_nonlinear(g, hc, ha, y, percentile=0, grid=grid)
+        calibrate_nonlinear(g, hc, ha, y, percentile=0, search=MapSearch(grid=grid))
 
 
 def test_calibration_prefers_the_map_with_better_clean_accuracy():
@@ -526,11 +558,11 @@ def test_calibration_prefers_the_map_with_better_clean_accuracy():
     hc = torch.tensor([[2.5, 3.0, 0.0]] * n, dtype=torch.float64)
     ha = torch.tensor([[3.0 + 0.1 * i, 0.0, 0.0] for i in range(n)], dtype=torch.float64)
     grid = {"scale": [0.5, 8.0], "power": [1.0], "bias": [0.0]}
-    cal = calibrate_nonlinear(g, hc, ha, y, percentile=90, grid=grid, refine=False)
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=90, search=MapSearch(grid=grid, refine=False))
     assert cal.scale == 0.5 and cal.clean_acc == 1.0
     by_scale = {r["scale"]: r for r in cal.searched}
     assert by_scale[8.0]["clean_acc"] < 1.0
-    refined = calibrate_nonlinear(g, hc, ha, y, percentile=90, grid=grid, refine=True)
+    refined = calibrate_nonlinear(g, hc, ha, y, percentile=90, search=MapSearch(grid=grid, refine=True))
     assert len(refined.searched) > len(cal.searched) and refined.clean_acc >= cal.clean_acc
 
 
@@ -539,23 +571,23 @@ def test_calibration_skips_maps_that_break_h():
     # attacked-correct examples become wrong, so that map cannot keep them and bias 0 must be chosen
     g, hc, ha, y = _case()
     assert (torch.softmax(nonlinear_map(ha, 1.0, 1.0, -3.0), 1).argmax(1) != 0).all()
-    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, grid={"scale": [1.0], "power": [1.0], "bias": [-3.0, 0.0]},
-                              refine=False)
+    grid = {"scale": [1.0], "power": [1.0], "bias": [-3.0, 0.0]}
+    cal = calibrate_nonlinear(g, hc, ha, y, percentile=80, search=MapSearch(grid=grid, refine=False))
     assert cal.bias == 0.0 and cal.robust_proxy >= 0.8
     assert {r["bias"] for r in cal.searched} == {0.0}
     with pytest.raises(ConfigError, match="no map"):
-        calibrate_nonlinear(g, hc, ha, y, grid={"scale": [1.0], "power": [1.0], "bias": [-3.0]})
+        calibrate_nonlinear(g, hc, ha, y, search=MapSearch(grid={"scale": [1.0], "power": [1.0], "bias": [-3.0]}))
 
 
 def test_collect_logits_attacks_h_only(pair):
     g, h = pair
     x = torch.rand(10, 12)
     y = h(x).argmax(1)
-    out = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=4)
+    out = collect_logits(g, h, x, y, ThreatModel("inf", 0.5), ValidationAttack(steps=5, seed=0, batch_size=4))
     torch.testing.assert_close(out.std_clean, g(x).detach())
     torch.testing.assert_close(out.rob_clean, h(x).detach())
     assert (out.rob_adv.argmax(1) == y).float().mean() < 1.0
-    again = collect_logits(g, h, x, y, eps=0.5, steps=5, seed=0, batch_size=10)
+    again = collect_logits(g, h, x, y, ThreatModel("inf", 0.5), ValidationAttack(steps=5, seed=0, batch_size=10))
     torch.testing.assert_close(again.rob_adv, out.rob_adv)  # per-example seeds: batching does not matter
 
 
@@ -594,7 +626,8 @@ def test_gate_training_leaves_the_base_models_batchnorm_alone(tmp_path):
     gen = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 12, generator=gen), torch.randint(0, 4, (16,), generator=gen)
     am = AdaptiveMixedClassifier(g, h, MixingNet(4 + 4 + 8), feature_layers={"rob": ["body.0"]})
-    train_mixing_net(am, x, y, eps=0.1, epochs=1, attack_steps=1, batch_size=8, progress=False,
+    threat = ThreatModel("inf", 0.1)
+    train_mixing_net(am, x, y, threat, AdaptiveTraining(epochs=1, attack_steps=1, batch_size=8, progress=False),
                      state_path=tmp_path / "s.pt")
     assert (weights_digest(g), weights_digest(h)) == before and not g.training and not h.training
     # the digest tells apart two mixers that read different layers with the same weights
@@ -602,7 +635,7 @@ def test_gate_training_leaves_the_base_models_batchnorm_alone(tmp_path):
     assert weights_digest(other) != weights_digest(am)
     # a training state of another mixer (other layers) is refused in one line, not resumed
     with pytest.raises(CheckpointError, match="other settings"):
-        train_mixing_net(other, x, y, eps=0.1, epochs=2, attack_steps=1, batch_size=8, progress=False,
+        train_mixing_net(other, x, y, threat, AdaptiveTraining(epochs=2, attack_steps=1, batch_size=8, progress=False),
                          state_path=tmp_path / "s.pt")
 
 
@@ -617,7 +650,7 @@ def test_an_exported_hooked_adaptive_mixer_keeps_its_digest_and_cost(tmp_path):
 
     g, h = _tiny_cnns()
     x = torch.rand(3, 1, 28, 28)
-    net, layers = build_mixing_net(g, h, x, features="both", net="residual")
+    net, layers = build_mixing_net(g, h, x, MixingArchitecture(features="both", net="residual"))
     for am in (AdaptiveMixedClassifier(g, h, MixingNet(10 + 10 + 8), feature_layers={"rob": ["features.9"]}),
                AdaptiveMixedClassifier(g, h, net, (0.1, 0.9), feature_layers=layers)):
         back = resolve_model(str(export_program(am.eval(), x, tmp_path / "am.pt2")))

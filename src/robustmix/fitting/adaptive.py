@@ -42,13 +42,19 @@ train; g and h stay frozen.  Training is seeded and resumable: the state
 (network, optimiser, epoch, history, settings) is written atomically after each
 epoch and picked up again when the settings match.  :func:`trained_adaptive_mixer`
 builds the mixer, trains its network once and keeps the weights on disk.
+
+The settings travel as option groups, each checked once when it is made: the attack's budget
+(:class:`~robustmix.groups.ThreatModel`), the training recipe (:class:`AdaptiveTraining`) and the gate's
+architecture (:class:`~robustmix.mixing.MixingArchitecture`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -57,12 +63,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_bytes
-from .._validation import check_eps, check_input, check_p, check_positive_int
+from .._validation import check_input, check_positive_int
 from .._seeding import example_keys
-from ..attacks.apgd import apgd
+from ..attacks.apgd import APGDSettings, apgd
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError, ModelError
-from ..mixing import AdaptiveMixedClassifier, build_mixing_net
+from ..groups import ThreatModel, from_keywords
+from ..mixing import AdaptiveMixedClassifier, MixingArchitecture, build_mixing_net
 from ..mixing.adaptive import GATE_SURROGATE_TEMPERATURE
 from ..mixing.nonlinear import Surrogate
 
@@ -73,35 +80,112 @@ CHECKPOINT_SECONDS = 60.0   # inside an epoch, the training state is saved at mo
 ATTACK_METHODS = ("pgd", "apgd")
 
 
-def _settings(mixer, x, *, eps, norm, attack_steps, batch_size, lr, seed, bce_weight, ce_weight,
-              train_attack, attack_method) -> dict:
-    out = {"eps": eps, "norm": str(norm), "attack_steps": attack_steps, "batch_size": batch_size, "lr": lr,
-           "seed": seed, "bce_weight": bce_weight, "ce_weight": ce_weight, "n": len(x),
+def _number(value, name: str, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            not (value > 0 if positive else value >= 0):
+        raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveTraining:
+    """How the mixing network trains (an option group; see the module docstring for the recipe).
+
+    ``epochs`` (the total: a resumed run goes on to it), ``attack_steps`` gradient steps per training attack,
+    ``batch_size``, Adam's ``lr``, ``seed`` (batch order and attack starts), ``train_attack`` ("composite+gate",
+    "composite" or "none"), ``attack_method`` ("pgd" or "apgd"), the loss weights ``bce_weight`` and
+    ``ce_weight``, and ``progress`` (a progress bar; changes nothing else).  Each value is checked once, here;
+    numbers are kept as given (they are recorded with the trained weights).  The defaults are
+    :func:`train_mixing_net`'s; :data:`FIRST_RECIPE` those of :func:`trained_adaptive_mixer`.
+    """
+
+    epochs: int = 1
+    attack_steps: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    train_attack: str = "composite+gate"
+    attack_method: str = "pgd"
+    bce_weight: float = 1.0
+    ce_weight: float = 1.0
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("epochs", "attack_steps", "batch_size"):
+            check_positive_int(getattr(self, name), name=name)
+        _number(self.lr, "lr", positive=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.train_attack not in TRAIN_ATTACKS:
+            raise ConfigError(f"unknown train_attack {self.train_attack!r}: use one of {', '.join(TRAIN_ATTACKS)}")
+        if self.attack_method not in ATTACK_METHODS:
+            raise ConfigError(f"unknown attack_method {self.attack_method!r}: use one of {', '.join(ATTACK_METHODS)}")
+        _number(self.bce_weight, "bce_weight", positive=False)
+        _number(self.ce_weight, "ce_weight", positive=False)
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be True or False, got {self.progress!r}")
+
+
+# trained_adaptive_mixer's defaults: the first recipe (RESULTS.md's pareto adaptive rows)
+FIRST_RECIPE = AdaptiveTraining(epochs=4, attack_steps=10, batch_size=256, train_attack="composite")
+
+# the keywords the functions took before the groups (still accepted for one release, deprecated)
+THREAT_KEYWORDS = ("eps", "norm")
+TRAINING_KEYWORDS = ("epochs", "attack_steps", "batch_size", "lr", "seed", "bce_weight", "ce_weight", "train_attack",
+                     "attack_method", "progress")
+RECIPE_KEYWORDS = ("epochs", "attack_steps", "batch_size", "seed", "train_attack", "attack_method", "lr", "progress")
+ARCH_KEYWORDS = ("features", "net", "alpha_range")
+
+
+def _old_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
+    """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
+    keyword names of each); TypeError for a keyword the function never took."""
+    unknown = sorted(set(deprecated) - set().union(*groups))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
+
+
+def _needs_eps(threat, old: dict, caller: str) -> None:
+    if threat is None and "eps" not in old:
+        raise TypeError(f"{caller}() needs the attack's budget: give threat=ThreatModel(norm, eps)")
+
+
+def _group(value, group: type, caller: str, name: str):
+    if not isinstance(value, group):
+        raise TypeError(f"{caller}(): {name} must be a {group.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _settings(mixer, x, threat: ThreatModel, training: AdaptiveTraining) -> dict:
+    t = training
+    out = {"eps": threat.eps, "norm": threat.norm, "attack_steps": t.attack_steps, "batch_size": t.batch_size,
+           "lr": t.lr, "seed": t.seed, "bce_weight": t.bce_weight, "ce_weight": t.ce_weight, "n": len(x),
            "alpha_range": list(mixer.alpha_bounds()),
            "mixer": json.dumps(mixer.config(), sort_keys=True)}
-    if train_attack != "composite":   # states written before the option existed resume unchanged
-        out["train_attack"] = train_attack
-    if attack_method != "pgd" and train_attack != "none":   # standard training attacks nothing
-        out["attack_method"] = attack_method
+    if t.train_attack != "composite":   # states written before the option existed resume unchanged
+        out["train_attack"] = t.train_attack
+    if t.attack_method != "pgd" and t.train_attack != "none":   # standard training attacks nothing
+        out["attack_method"] = t.attack_method
     return out
 
 
-def _attack(source, xb, yb, *, eps, p, steps, seed, method) -> torch.Tensor:
-    if method == "apgd":   # step size adapted per example, random start keyed by (seed, position)
+def _attack(source, xb, yb, *, threat: ThreatModel, training: AdaptiveTraining, seed: int) -> torch.Tensor:
+    steps = training.attack_steps
+    if training.attack_method == "apgd":   # step size adapted per example, random start keyed by (seed, position)
         keys = example_keys(seed, torch.arange(len(xb), device=xb.device), stream=0)
         # apgd's steps count forward-backward passes, the random start's included: steps + 1 of them make
         # ``steps`` updates, as many as PGD's
-        return apgd(source, xb, yb, eps, p, steps=steps + 1, loss="ce", keys=keys)
-    return PGD(source, eps, p, steps=steps, seed=seed)(xb, yb)
+        return apgd(source, xb, yb, threat, settings=APGDSettings(steps=steps + 1, loss="ce"), keys=keys)
+    return PGD(source, threat.eps, threat.p, steps=steps, seed=seed)(xb, yb)
 
 
-def _attacked(mixer, xb, yb, *, eps, p, steps, train_attack, seed, method="pgd") -> torch.Tensor:
+def _attacked(mixer, xb, yb, *, threat: ThreatModel, training: AdaptiveTraining, seed: int) -> torch.Tensor:
     """The training attack's points for the batch (see the module docstring)."""
-    x_adv = _attack(mixer, xb, yb, eps=eps, p=p, steps=steps, seed=seed, method=method)
-    if train_attack != "composite+gate":
+    x_adv = _attack(mixer, xb, yb, threat=threat, training=training, seed=seed)
+    if training.train_attack != "composite+gate":
         return x_adv
-    x_gate = _attack(Surrogate(mixer, gate_temperature=GATE_SURROGATE_TEMPERATURE), xb, yb, eps=eps, p=p,
-                     steps=steps, seed=seed + 1, method=method)
+    x_gate = _attack(Surrogate(mixer, gate_temperature=GATE_SURROGATE_TEMPERATURE), xb, yb, threat=threat,
+                     training=training, seed=seed + 1)
     with torch.no_grad():
         scores = []
         for cand in (x_adv, x_gate):
@@ -132,45 +216,41 @@ def _load_state(path: Path, net, opt, settings: dict):
     return int(state["epoch"]), list(state["history"]), partial
 
 
-def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf", epochs: int = 1,
-                     attack_steps: int = 5, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-                     bce_weight: float = 1.0, ce_weight: float = 1.0, state_path=None,
-                     train_attack: str = "composite+gate", attack_method: str = "pgd",
-                     progress: bool = True) -> list[dict]:
-    """Train ``mixer.mixing_net`` in place on (x, y); returns the per-epoch history.
+def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None,
+                     training: AdaptiveTraining | None = None, *, state_path=None, **deprecated) -> list[dict]:
+    """Train ``mixer.mixing_net`` in place on (x, y) against ``threat``; returns the per-epoch history.
 
-    Each history entry has the epoch's mean ``loss``, ``bce``, ``ce``, the mean
-    alpha on clean and on attacked inputs (``alpha_clean``, ``alpha_adv``), the
-    mixture's accuracy on both (``acc_clean``, ``acc_adv``, attacked with the
-    network as it was at that batch; None with ``train_attack="none"``), and
-    ``seconds``.  ``epochs`` is the total: resuming a finished run with a larger
-    ``epochs`` continues it.  ``train_attack``: see the module docstring.
-    ``attack_method``: "pgd" (fixed step) or "apgd" (APGD-CE's adaptive step
-    size and momentum), each making ``attack_steps`` gradient steps.
+    ``threat``: the training attack's budget (:class:`~robustmix.groups.ThreatModel`, required); ``training``:
+    the recipe (:class:`AdaptiveTraining`, default ``AdaptiveTraining()``).  Each history entry has the epoch's
+    mean ``loss``, ``bce``, ``ce``, the mean alpha on clean and on attacked inputs (``alpha_clean``,
+    ``alpha_adv``), the mixture's accuracy on both (``acc_clean``, ``acc_adv``, attacked with the network as it
+    was at that batch; None with ``train_attack="none"``), and ``seconds``.  ``training.epochs`` is the total:
+    resuming a finished run with a larger ``epochs`` continues it.  ``training.train_attack``: see the module
+    docstring; ``training.attack_method``: "pgd" (fixed step) or "apgd" (APGD-CE's adaptive step size and
+    momentum), each making ``attack_steps`` gradient steps.  ``state_path``: where the training state is kept
+    (resumed when its settings match).  The keywords ``eps``, ``norm``, ``epochs``, ``attack_steps``,
+    ``batch_size``, ``lr``, ``seed``, ``bce_weight``, ``ce_weight``, ``train_attack``, ``attack_method`` and
+    ``progress`` still work for one release (deprecated).
     """
+    caller = "train_mixing_net"
+    old_threat, old_training = _old_keywords(deprecated, caller, THREAT_KEYWORDS, TRAINING_KEYWORDS)
+    _needs_eps(threat, old_threat, caller)
+    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    training = _group(from_keywords(AdaptiveTraining, training, old_training, caller) or AdaptiveTraining(),
+                      AdaptiveTraining, caller, "training")
     if not hasattr(mixer, "mixing_net") or not hasattr(mixer, "forward_with_alpha"):
         raise ModelError("train_mixing_net needs an AdaptiveMixedClassifier (with a mixing_net)")
     check_input(x)
     if y.shape != (len(x),) or y.is_floating_point():
         raise ConfigError(f"y must be an integer tensor of shape ({len(x)},), got {tuple(y.shape)} {y.dtype}")
-    eps, p = check_eps(eps), check_p(norm)
-    epochs = check_positive_int(epochs, name="epochs")
-    attack_steps = check_positive_int(attack_steps, name="attack_steps")
-    batch_size = check_positive_int(batch_size, name="batch_size")
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got {lr!r}")
-    if train_attack not in TRAIN_ATTACKS:
-        raise ConfigError(f"unknown train_attack {train_attack!r}: use one of {', '.join(TRAIN_ATTACKS)}")
-    if attack_method not in ATTACK_METHODS:
-        raise ConfigError(f"unknown attack_method {attack_method!r}: use one of {', '.join(ATTACK_METHODS)}")
+    epochs, batch_size, seed = training.epochs, training.batch_size, training.seed
+    train_attack, bce_weight, ce_weight = training.train_attack, training.bce_weight, training.ce_weight
     net = mixer.mixing_net
     params = [q for q in net.parameters() if q.requires_grad]
     if not params:
         raise ModelError("the mixing network has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=lr)
-    settings = _settings(mixer, x, eps=eps, norm=norm, attack_steps=attack_steps, batch_size=batch_size, lr=lr,
-                         seed=seed, bce_weight=bce_weight, ce_weight=ce_weight, train_attack=train_attack,
-                         attack_method=attack_method)
+    opt = torch.optim.Adam(params, lr=training.lr)
+    settings = _settings(mixer, x, threat, training)
     state_path = Path(state_path) if state_path is not None else None
     start, history, partial = 0, [], None
     if state_path is not None and state_path.is_file():
@@ -202,16 +282,15 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
             for _ in range(first):
                 torch.randint(0, 2**31 - 1, (1,), generator=gen)
         t0 = last_save = time.perf_counter()
-        bar = tqdm(range(first, steps), desc=f"mixing net epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, initial=first, total=steps)
+        bar = tqdm(range(first, steps), desc=f"mixing net epoch {epoch + 1}/{epochs}",
+                   disable=not training.progress, leave=False, initial=first, total=steps)
         for b in bar:
             idx = perm[b * batch_size:(b + 1) * batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
             mixer.eval()
             attack_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-            x_adv = None if train_attack == "none" else _attacked(
-                mixer, xb, yb, eps=eps, p=p, steps=attack_steps, train_attack=train_attack, seed=attack_seed,
-                method=attack_method)
+            x_adv = None if train_attack == "none" else _attacked(mixer, xb, yb, threat=threat, training=training,
+                                                                  seed=attack_seed)
             mixer.mixing_net.train()   # g and h stay in eval mode: their BatchNorm statistics are not touched
             clean = mixer.forward_with_alpha(xb)
             bce = F.binary_cross_entropy_with_logits(clean.alpha_logit, torch.zeros_like(clean.alpha_logit))
@@ -250,18 +329,21 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     return history
 
 
-def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: int = 4, attack_steps: int = 10,
-                           batch_size: int = 256, seed: int = 0, alpha_range: tuple = (0.0, 1.0),
-                           features: str = "logits", net: str = "mlp", train_attack: str = "composite",
-                           attack_method: str = "pgd", lr: float = 1e-3,
-                           progress: bool = True) -> AdaptiveMixedClassifier:
+def trained_adaptive_mixer(path, g, h, x, y, threat: ThreatModel | None = None,
+                           training: AdaptiveTraining | None = None, arch: MixingArchitecture | None = None,
+                           **deprecated) -> AdaptiveMixedClassifier:
     """An :class:`AdaptiveMixedClassifier` of (g, h) with its mixing network trained once on (x, y).
 
-    ``features`` ("logits", "h", "both") and ``net`` ("mlp", "residual") choose the mixing network
-    (:func:`robustmix.mixing.build_mixing_net`); ``train_attack`` and ``attack_method`` the training
-    attack (:func:`train_mixing_net`, which gets the other arguments).  The defaults are the first recipe (logits
-    only, an MLP, PGD on the composite: RESULTS.md's pareto adaptive rows); ``robustmix calibrate`` and
-    ``robustmix pareto`` pass their own flags (by default the residual head, PGD through the gate too).
+    ``threat``: the training attack's budget (:class:`~robustmix.groups.ThreatModel`, required).  ``arch``
+    (:class:`~robustmix.mixing.MixingArchitecture`: features "logits", "h", "both"; net "mlp", "residual"; sizes;
+    alpha_range) chooses the mixing network (:func:`robustmix.mixing.build_mixing_net`) and the range of alpha;
+    ``training`` (:class:`AdaptiveTraining`, default :data:`FIRST_RECIPE`) the training (:func:`train_mixing_net`).
+    The defaults are the first recipe (logits only, an MLP, PGD-10 on the composite, 4 epochs of batches of 256:
+    RESULTS.md's pareto adaptive rows); ``robustmix calibrate`` and ``robustmix pareto`` pass their own flags (by
+    default the residual head, PGD through the gate too).  The keywords ``eps``, ``norm``, ``epochs``,
+    ``attack_steps``, ``batch_size``, ``seed``, ``alpha_range``, ``features``, ``net``, ``train_attack``,
+    ``attack_method``, ``lr`` and ``progress`` still work for one release (deprecated; the recipe's fields they
+    leave out keep :data:`FIRST_RECIPE`'s values).
 
     The trained weights are kept at ``path`` + ``.mixing-net.safetensors`` with the network's config and
     the training settings in its metadata, and read back when they match (a file of other settings is
@@ -273,16 +355,34 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file, save
 
+    caller = "trained_adaptive_mixer"
+    old_threat, old_training, old_arch = _old_keywords(deprecated, caller, THREAT_KEYWORDS, RECIPE_KEYWORDS,
+                                                       ARCH_KEYWORDS)
+    _needs_eps(threat, old_threat, caller)
+    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    if old_training and training is None:   # the first recipe's values stay, and the warning names them
+        defaults = AdaptiveTraining()
+        old_training = {**{f.name: getattr(FIRST_RECIPE, f.name) for f in dataclasses.fields(AdaptiveTraining)
+                           if getattr(FIRST_RECIPE, f.name) != getattr(defaults, f.name)}, **old_training}
+    training = _group(from_keywords(AdaptiveTraining, training, old_training, caller) or FIRST_RECIPE,
+                      AdaptiveTraining, caller, "training")
+    arch = _group(from_keywords(MixingArchitecture, arch, old_arch, caller) or MixingArchitecture(),
+                  MixingArchitecture, caller, "arch")
     path = Path(path)
     example = x[:2].to(next(g.parameters()).device)
-    mixing_net, layers = build_mixing_net(g, h, example, features=features, net=net)
-    mixer = AdaptiveMixedClassifier(g, h, mixing_net, alpha_range=alpha_range, feature_layers=layers)
+    mixing_net, layers = build_mixing_net(g, h, example, arch)
+    mixer = AdaptiveMixedClassifier(g, h, mixing_net, alpha_range=arch.alpha_range, feature_layers=layers)
     mixer.to(example.device)
-    training = {"epochs": epochs, "attack_steps": attack_steps, "batch_size": batch_size, "seed": seed, "lr": lr,
-                "train_attack": train_attack, "eps": float(eps), "norm": str(norm), "n": len(x)}
-    if attack_method != "pgd" and train_attack != "none":   # files written before the option existed read unchanged
-        training["attack_method"] = attack_method
-    wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True), "training": json.dumps(training, sort_keys=True)}
+    t = training
+    recorded = {"epochs": t.epochs, "attack_steps": t.attack_steps, "batch_size": t.batch_size, "seed": t.seed,
+                "lr": t.lr, "train_attack": t.train_attack, "eps": threat.eps, "norm": threat.norm, "n": len(x)}
+    # files written before these options existed read unchanged: recorded only where they differ from then
+    if t.attack_method != "pgd" and t.train_attack != "none":
+        recorded["attack_method"] = t.attack_method
+    for name in ("bce_weight", "ce_weight"):
+        if getattr(t, name) != 1.0:
+            recorded[name] = getattr(t, name)
+    wanted = {"mixer": json.dumps(mixer.config(), sort_keys=True), "training": json.dumps(recorded, sort_keys=True)}
     net_path = path.with_suffix(".mixing-net.safetensors")
     if net_path.is_file():
         try:
@@ -291,7 +391,8 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
             state = load_file(str(net_path))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"cannot read {net_path}: {exc}; delete it to train again") from exc
-        first = (features, net, train_attack, attack_method) == ("logits", "mlp", "composite", "pgd")
+        first = (arch.features, arch.net, t.train_attack, t.attack_method, t.bce_weight, t.ce_weight) == (
+            "logits", "mlp", "composite", "pgd", 1.0, 1.0)
         if not set(wanted) & set(meta) and not first:
             raise CheckpointError(f"{net_path} was written before mixing-network files recorded their recipe: it holds "
                                   "the first recipe (features logits, an MLP, PGD on the composite); rerun with "
@@ -312,9 +413,7 @@ def trained_adaptive_mixer(path, g, h, x, y, *, eps: float, norm="inf", epochs: 
             raise CheckpointError(f"{net_path} does not fit this mixing network ({first}); delete it or use "
                                   "another output folder") from exc
         return mixer
-    train_mixing_net(mixer, x, y, eps=eps, norm=norm, epochs=epochs, attack_steps=attack_steps,
-                     batch_size=batch_size, seed=seed, lr=lr, state_path=path.with_suffix(".train-state.pt"),
-                     train_attack=train_attack, attack_method=attack_method, progress=progress)
+    train_mixing_net(mixer, x, y, threat, training, state_path=path.with_suffix(".train-state.pt"))
     tensors = {k: v.detach().cpu().contiguous() for k, v in mixer.mixing_net.state_dict().items()}
     atomic_write_bytes(net_path, save(tensors, metadata=wanted))
     return mixer

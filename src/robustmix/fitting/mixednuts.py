@@ -44,6 +44,10 @@ smallest share of h's clean mistakes whose mapped top-1 minus top-2 margin is
 correct g); ties go to higher clean accuracy, then lower alpha.  A local
 refinement then searches a finer grid around the best point (``refine``
 rounds, each halving the spacing).
+
+The settings travel as option groups, each checked once when it is made: the attack's budget
+(:class:`~robustmix.groups.ThreatModel`), the attack on h (:class:`ValidationAttack`) and the search
+(:class:`MapSearch`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -60,10 +65,11 @@ import torch.nn.functional as F
 
 from .._io import read_json, write_json
 from .._seeding import example_seed
-from .._validation import check_eps, check_input, check_p, check_positive_int
+from .._validation import check_input, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError
-from ..mixing.nonlinear import NonlinearMixedClassifier, check_map_params, nonlinear_map
+from ..groups import ThreatModel, from_keywords
+from ..mixing.nonlinear import NonlinearMap, NonlinearMixedClassifier, map_checked
 
 logger = logging.getLogger(__name__)
 
@@ -88,58 +94,137 @@ class ValidationLogits:
     seconds: float            # wall time of the forward passes and the attack
 
 
-def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm="inf",
-                   steps: int = 20, seed: int = 0, batch_size: int = 500, restarts: int = 1,
-                   loss: str = "ce") -> ValidationLogits:
-    """g's and h's clean logits and h's logits on PGD-attacked-h inputs, batch by batch (device from h)."""
+ATTACK_LOSSES = ("ce", "margin")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationAttack:
+    """The attack on h whose logits calibration reads (an option group): PGD with ``steps`` gradient steps
+    (0: h's logits on the random start) and ``restarts`` runs per input, the ``loss`` it ascends ("ce",
+    "margin" or a callable ``(outputs, y) -> per-sample loss``), per-example random starts from ``seed``, and
+    ``batch_size`` inputs per forward pass (the results do not depend on it).  Each value is checked once, here.
+    """
+
+    steps: int = 20
+    restarts: int = 1
+    seed: int = 0
+    batch_size: int = 500
+    loss: str | Callable = "ce"
+
+    def __post_init__(self):
+        check_positive_int(self.steps, name="steps", minimum=0)
+        check_positive_int(self.restarts, name="restarts")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_positive_int(self.batch_size, name="batch_size")
+        if not callable(self.loss) and self.loss not in ATTACK_LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}: use 'ce', 'margin' or a callable (outputs, y) -> "
+                              "per-sample loss")
+
+
+# the keywords the functions took before the groups (still accepted for one release, deprecated)
+THREAT_KEYWORDS = ("eps", "norm")
+COLLECT_KEYWORDS = ("steps", "seed", "batch_size", "restarts", "loss")
+CACHED_KEYWORDS = ("steps", "seed", "batch_size")
+SEARCH_KEYWORDS = ("grid", "refine", "std_map", "top_k", "objective")
+
+
+def _old_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
+    """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
+    keyword names of each); TypeError for a keyword the function never took."""
+    unknown = sorted(set(deprecated) - set().union(*groups))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
+
+
+def _threat_and_attack(threat, attack, deprecated: dict, caller: str, attack_keywords: tuple):
+    old_threat, old_attack = _old_keywords(deprecated, caller, THREAT_KEYWORDS, attack_keywords)
+    if threat is None and "eps" not in old_threat:
+        raise TypeError(f"{caller}() needs the attack's budget: give threat=ThreatModel(norm, eps)")
+    return old_threat, old_attack
+
+
+def _group(value, group: type, caller: str, name: str):
+    if not isinstance(value, group):
+        raise TypeError(f"{caller}(): {name} must be a {group.__name__}, got {type(value).__name__}")
+    return value
+
+
+def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None,
+                   attack: ValidationAttack | None = None, **deprecated) -> ValidationLogits:
+    """g's and h's clean logits and h's logits on PGD-attacked-h inputs, batch by batch (device from h).
+
+    ``threat``: the attack's budget (:class:`~robustmix.groups.ThreatModel`, required); ``attack``: the PGD run
+    (:class:`ValidationAttack`, default ``ValidationAttack()``).  The keywords ``eps``, ``norm``, ``steps``,
+    ``seed``, ``batch_size``, ``restarts`` and ``loss`` still work for one release (deprecated).
+    """
+    caller = "collect_logits"
+    old_threat, old_attack = _threat_and_attack(threat, attack, deprecated, caller, COLLECT_KEYWORDS)
+    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    attack = _group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
+                    ValidationAttack, caller, "attack")
     check_input(x)
     if y.shape != (len(x),) or y.is_floating_point():
         raise ConfigError(f"y must be an integer tensor of shape ({len(x)},), got {tuple(y.shape)} {y.dtype}")
-    eps, p = check_eps(eps), check_p(norm)
-    batch_size = check_positive_int(batch_size, name="batch_size")
+    batch_size, seed = attack.batch_size, attack.seed
     param = next(iter(rob_model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
-    attack = PGD(rob_model, eps, p, steps=steps, restarts=restarts, loss=loss, seed=None)
+    pgd = PGD(rob_model, threat.eps, threat.p, steps=attack.steps, restarts=attack.restarts, loss=attack.loss,
+              seed=None)
     t0 = time.perf_counter()
     parts: dict[str, list] = {"g": [], "h": [], "adv": []}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         seeds = [example_seed(seed, j, stream=2) for j in range(i, i + len(xb))]
-        xa = attack(xb, yb, seeds=seeds)
+        xa = pgd(xb, yb, seeds=seeds)
         with torch.no_grad():
             parts["g"].append(std_model(xb).float().cpu())
             parts["h"].append(rob_model(xb).float().cpu())
             parts["adv"].append(rob_model(xa).float().cpu())
     seconds = time.perf_counter() - t0
-    desc = f"PGD-{steps} ({loss}, {restarts} restart(s)) on h, eps={eps:g}, norm={norm}, seed={seed}"
+    desc = (f"PGD-{attack.steps} ({attack.loss}, {attack.restarts} restart(s)) on h, eps={threat.eps:g}, "
+            f"norm={threat.norm}, seed={seed}")
     logger.info("collected validation logits of %d examples in %.1f s (%s)", len(x), seconds, desc)
     return ValidationLogits(torch.cat(parts["g"]), torch.cat(parts["h"]), torch.cat(parts["adv"]), y.cpu(), desc,
                             seconds)
 
 
-
-def cached_validation_logits(path, g, h, x, y, *, eps: float, norm="inf", steps: int = 20, seed: int = 0,
-                             batch_size: int = 500) -> ValidationLogits:
+def cached_validation_logits(path, g, h, x, y, threat: ThreatModel | None = None,
+                             attack: ValidationAttack | None = None, **deprecated) -> ValidationLogits:
     """:func:`collect_logits` computed once and kept at ``path`` (safetensors, settings in ``path``'s ``.json``).
 
-    A file written with the same eps, norm, steps and number of inputs is read back instead of attacking
-    again (``robustmix pareto`` and ``robustmix calibrate`` keep it beside their records).
+    A file written with the same eps, norm, steps (restarts and loss, where not 1 and "ce") and number of inputs
+    is read back instead of attacking again (``robustmix pareto`` and ``robustmix calibrate`` keep it beside their
+    records).  The keywords ``eps``, ``norm``, ``steps``, ``seed`` and ``batch_size`` still work for one release
+    (deprecated).
     """
     from safetensors.torch import load_file, save_file
 
+    caller = "cached_validation_logits"
+    old_threat, old_attack = _threat_and_attack(threat, attack, deprecated, caller, CACHED_KEYWORDS)
+    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    attack = _group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
+                    ValidationAttack, caller, "attack")
+    if callable(attack.loss):
+        raise ConfigError("cached_validation_logits cannot record a callable loss with its file; use collect_logits "
+                          "for a loss of your own")
+    settings = {"eps": threat.eps, "norm": threat.norm, "steps": attack.steps, "n": len(x)}
+    # files written before restarts and loss could be chosen hold 1 and "ce": recorded only where they differ
+    settings.update({k: v for k, v, default in (("restarts", attack.restarts, 1), ("loss", attack.loss, "ce"))
+                     if v != default})
     path = Path(path)
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file():
         meta = read_json(meta_path)
-        if meta.get("settings") == {"eps": eps, "norm": norm, "steps": steps, "n": len(x)}:
+        if meta.get("settings") == settings:
             t = load_file(str(path))
             return ValidationLogits(t["std_clean"], t["rob_clean"], t["rob_adv"], t["y"], meta["attack"],
                                     meta["seconds"])
-    v = collect_logits(g, h, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size)
+    v = collect_logits(g, h, x, y, threat, attack)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"std_clean": v.std_clean, "rob_clean": v.rob_clean, "rob_adv": v.rob_adv, "y": v.y}, str(path))
-    write_json(meta_path, {"settings": {"eps": eps, "norm": norm, "steps": steps, "n": len(x)},
-                           "attack": v.attack, "seconds": v.seconds})
+    write_json(meta_path, {"settings": settings, "attack": v.attack, "seconds": v.seconds})
     return v
 
 
@@ -175,14 +260,19 @@ class NonlinearCalibration:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    @property
+    def logit_map(self) -> NonlinearMap:
+        """The calibrated map as a :class:`~robustmix.mixing.NonlinearMap`."""
+        return NonlinearMap(self.scale, self.power, self.bias, self.top_k, self.std_map)
+
     def mixer(self, std_model, rob_model) -> NonlinearMixedClassifier:
         """The calibrated :class:`NonlinearMixedClassifier` for (g, h)."""
-        return NonlinearMixedClassifier(std_model, rob_model, alpha=self.alpha, scale=self.scale, power=self.power,
-                                        bias=self.bias, top_k=self.top_k, std_map=self.std_map)
+        return NonlinearMixedClassifier(std_model, rob_model, self.alpha, self.logit_map)
 
 
 def _probs(logits, scale, power, bias, top_k):
-    return F.softmax(nonlinear_map(logits, scale, power, bias, top_k), dim=-1)
+    """softmax(M(logits)) for settings checked beforehand (the search's grid, a checked top_k)."""
+    return F.softmax(map_checked(logits, scale, power, bias, top_k), dim=-1)
 
 
 def _true_margin(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -232,23 +322,63 @@ def _key(objective: str):
     return lambda r: (r["mistakes_kept"], -r["clean_acc"], r["alpha"])
 
 
-def _check_grid(grid) -> dict[str, list[float]]:
+def _check_grid(grid) -> dict[str, tuple[float, ...]]:
     grid = dict(DEFAULT_GRID if grid is None else grid)
     if set(grid) != {"scale", "power", "bias"}:
         raise ConfigError(f"grid must have exactly the keys 'scale', 'power', 'bias', got {sorted(grid)}")
     out = {}
     for name, values in grid.items():
-        vals = sorted(float(v) for v in np.atleast_1d(np.asarray(values, dtype=float)))
+        try:
+            vals = sorted(float(v) for v in np.atleast_1d(np.asarray(values, dtype=float)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"grid[{name!r}] must be numbers, got {values!r}") from exc
         if not vals:
             raise ConfigError(f"grid[{name!r}] is empty: give at least one value")
-        out[name] = vals
-    for s in out["scale"]:
-        check_map_params(s, 1.0, 0.0)
-    for p in out["power"]:
-        check_map_params(1.0, p, 0.0)
-    for b in out["bias"]:
-        check_map_params(1.0, 1.0, b)
-    return out
+        for v in vals:   # NonlinearMap checks each value (scale and power > 0, bias finite)
+            NonlinearMap(**{name: v})
+        out[name] = tuple(vals)
+    return {k: out[k] for k in ("scale", "power", "bias")}
+
+
+@dataclasses.dataclass(frozen=True)
+class MapSearch:
+    """How :func:`calibrate_nonlinear` searches the map (an option group).
+
+    ``grid``: ``{"scale": [...], "power": [...], "bias": [...]}`` (default :data:`DEFAULT_GRID`, 512 maps; kept
+    sorted, as tuples of floats); ``refine``: True (2 rounds), False or a number of rounds of local refinement;
+    ``objective``: "clean_accuracy" or "mixednuts" (see the module notes); ``top_k`` and ``std_map``: the map's
+    fixed settings, as in :class:`~robustmix.mixing.NonlinearMap`.  Each value is checked once, here.
+    """
+
+    grid: dict | None = None
+    refine: bool | int = True
+    objective: str = "clean_accuracy"
+    top_k: int | None = None
+    std_map: str = "softmax"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
+        fixed = NonlinearMap(top_k=self.top_k, std_map=self.std_map)
+        object.__setattr__(self, "top_k", fixed.top_k)
+        object.__setattr__(self, "std_map", fixed.std_map)
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "grid", _check_grid(self.grid))
+        if not isinstance(self.refine, bool):
+            check_positive_int(self.refine, name="refine", minimum=0)
+
+    def __hash__(self):
+        return hash((tuple(self.grid.items()), self.refine, self.objective, self.top_k, self.std_map))
+
+    def check_classes(self, num_classes: int) -> "MapSearch":
+        """This search, refused in one line when ``top_k`` exceeds the logits' number of classes."""
+        self._fixed.check_classes(num_classes)
+        return self
+
+    @property
+    def rounds(self) -> int:
+        """The number of refinement rounds."""
+        return (2 if self.refine else 0) if isinstance(self.refine, bool) else self.refine
 
 
 def _neighbours(values: list[float], best: float, log: bool, points: int = 5) -> list[float]:
@@ -263,22 +393,22 @@ def _neighbours(values: list[float], best: float, log: bool, points: int = 5) ->
 
 def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Tensor,
                         h_logits_adv_val: torch.Tensor, y_val: torch.Tensor, *, percentile: float = 95.0,
-                        grid: dict | None = None, refine: bool | int = True, std_map: str = "softmax",
-                        top_k: int | None = None, objective: str = "clean_accuracy") -> NonlinearCalibration:
+                        search: MapSearch | None = None, **deprecated) -> NonlinearCalibration:
     """Choose (scale, power, bias, alpha) of the nonlinear mixer from validation logits (see the module notes).
 
     ``percentile``: the share (%) of h's attacked-correct validation examples the
     mixture must keep correct in the worst case (MixedNUTS's beta), in (0, 100].
-    ``grid``: {"scale": [...], "power": [...], "bias": [...]} (default
-    :data:`DEFAULT_GRID`, 512 maps).  ``refine``: True (2 rounds), False or a
-    number of rounds of local refinement.  The returned ``path`` lists, for each
+    ``search``: how to search (:class:`MapSearch`: the grid, refinement rounds, objective and the map's fixed
+    ``top_k`` and ``std_map``; default ``MapSearch()``).  The returned ``path`` lists, for each
     of :data:`PATH_PERCENTILES` and ``percentile`` (ascending) where some grid map
     is feasible, the best grid map's alpha, clean accuracy and robust proxy: the
-    calibration's accuracy-robustness curve.
+    calibration's accuracy-robustness curve.  The keywords ``grid``, ``refine``, ``std_map``, ``top_k`` and
+    ``objective`` still work for one release (deprecated).
     """
     t0 = time.perf_counter()
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    caller = "calibrate_nonlinear"
+    (old_search,) = _old_keywords(deprecated, caller, SEARCH_KEYWORDS)
+    search = _group(from_keywords(MapSearch, search, old_search, caller) or MapSearch(), MapSearch, caller, "search")
     try:
         percentile = float(percentile)
     except (TypeError, ValueError) as exc:
@@ -294,9 +424,8 @@ def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Te
             len(h_logits_adv_val) != len(y_val):
         raise ConfigError("h_logits_adv_val must be (n, c): h's logits on the attacked versions of the same n "
                           "validation examples")
-    _, _, _, top_k, std_map = check_map_params(1.0, 1.0, 0.0, top_k, std_map, g_logits_val.shape[1])
-    grid = _check_grid(grid)
-    rounds = (2 if refine else 0) if isinstance(refine, bool) else check_positive_int(refine, name="refine", minimum=0)
+    search.check_classes(g_logits_val.shape[1])
+    top_k, std_map, objective, grid, rounds = search.top_k, search.std_map, search.objective, search.grid, search.rounds
     y = y_val.cpu().long()
     g = g_logits_val.detach().cpu().double()
     p_std = F.one_hot(g.argmax(1), g.shape[1]).double() if std_map == "onehot" else F.softmax(g, dim=1)

@@ -21,15 +21,17 @@ the duration of a forward pass).  Two kinds of mixing network read them:
 :func:`build_mixing_net` picks the layers for a feature set ("logits", "h":
 h's features + logits, "both": g's and h's features + logits) and reads the
 channel counts from the models with one probe forward, so nothing about the
-architectures is hard-coded.  Both log-weights are formed from ``logsigmoid``
-in float64, so the output and its gradients are finite for any s(x),
-including alpha exactly 0 or 1.
+architectures is hard-coded; what it builds is one option group,
+:class:`MixingArchitecture` (checked once, when it is made).  Both log-weights
+are formed from ``logsigmoid`` in float64, so the output and its gradients are
+finite for any s(x), including alpha exactly 0 or 1.
 
 The mixing network is part of the model: attacks differentiate through alpha(x).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import logging
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ModelError
+from ..groups import from_keywords
 from .modules import BasePair
 from .nonlinear import Surrogate, mix_log_weights, safe_logaddexp
 
@@ -190,6 +193,42 @@ class ResidualMixingNet(nn.Module):
 
 
 NETS = {"mlp": MixingNet, "residual": ResidualMixingNet}
+
+
+@dataclasses.dataclass(frozen=True)
+class MixingArchitecture:
+    """The adaptive mixer's gate (an option group): what its mixing network reads, its kind and size, and the range
+    of alpha it gives.
+
+    ``features``: "logits" (both models' logits only), "h" (h's feature maps + logits) or "both" (g's and h's);
+    ``count``: feature layers per model (the deepest resolutions, :func:`feature_layer_names`).  ``net``: "mlp"
+    (:class:`MixingNet` on pooled features, ``hidden`` units, ``depth`` layers) or "residual"
+    (:class:`ResidualMixingNet` on the maps: ``width`` channels, ``blocks`` residual blocks, a ``hidden``-unit
+    head).  ``alpha_range``: (lo, hi) with 0 <= lo <= hi <= 1, alpha = lo + (hi - lo) sigmoid(s(x)) (used by the
+    mixer, not by :func:`build_mixing_net`).  Each value is checked once, here::
+
+        net, layers = build_mixing_net(g, h, x[:2], MixingArchitecture(features="h", net="residual"))
+    """
+
+    features: str = "logits"
+    net: str = "mlp"
+    count: int = 2
+    hidden: int = 64
+    depth: int = 2
+    width: int = 16
+    blocks: int = 1
+    alpha_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self):
+        if self.features not in FEATURE_SETS:
+            raise ConfigError(f"unknown feature set {self.features!r}: use logits (both models' logits only), h (h's "
+                              "features + logits) or both (g's and h's features + logits)")
+        if self.net not in NETS:
+            raise ConfigError(f"unknown mixing network {self.net!r}: use mlp (an MLP on pooled features) or residual "
+                              "(residual conv branches on the feature maps)")
+        for name, low in (("count", 1), ("hidden", 1), ("depth", 0), ("width", 1), ("blocks", 0)):
+            _check_int("MixingArchitecture", name, getattr(self, name), low)
+        object.__setattr__(self, "alpha_range", check_alpha_range(self.alpha_range))
 
 
 def mixing_net_from_config(cfg: dict) -> nn.Module:
@@ -432,41 +471,47 @@ def feature_layer_names(model: nn.Module, example: torch.Tensor, count: int = 2)
     return list(last.values())[-count:]
 
 
-def feature_layers_for(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor, features: str,
-                       count: int = 2) -> dict:
-    """``feature_layers`` for a feature set: "logits" (none), "h" (h's layers) or "both" (g's and h's)."""
-    if features not in FEATURE_SETS:
-        raise ConfigError(f"unknown feature set {features!r}: use logits (both models' logits only), h (h's "
-                          "features + logits) or both (g's and h's features + logits)")
+def feature_layers_for(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor,
+                       arch: MixingArchitecture) -> dict:
+    """``feature_layers`` for ``arch``'s feature set: "logits" (none), "h" (h's layers) or "both" (g's and h's)."""
     out = {}
-    if features == "both":
-        out["std"] = feature_layer_names(std_model, example, count)
-    if features in ("h", "both"):
-        out["rob"] = feature_layer_names(rob_model, example, count)
+    if arch.features == "both":
+        out["std"] = feature_layer_names(std_model, example, arch.count)
+    if arch.features in ("h", "both"):
+        out["rob"] = feature_layer_names(rob_model, example, arch.count)
     return out
 
 
+BUILD_KEYWORDS = ("features", "net", "count", "hidden", "depth", "width", "blocks")   # build_mixing_net's old ones
+
+
 @torch.no_grad()
-def build_mixing_net(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor, *, features: str = "logits",
-                     net: str = "mlp", feature_layers: dict | None = None, count: int = 2, hidden: int = 64,
-                     depth: int = 2, width: int = 16, blocks: int = 1) -> tuple[nn.Module, dict]:
+def build_mixing_net(std_model: nn.Module, rob_model: nn.Module, example: torch.Tensor,
+                     arch: MixingArchitecture | None = None, *, feature_layers: dict | None = None,
+                     **deprecated) -> tuple[nn.Module, dict]:
     """A mixing network for (g, h) and the ``feature_layers`` it reads, sized by a probe forward on ``example[:1]``.
 
-    ``features``: "logits", "h" or "both" (layers picked by :func:`feature_layer_names`,
-    ``count`` per model), unless ``feature_layers`` names them.  ``net``: "mlp"
-    (:class:`MixingNet` on pooled features; ``hidden``, ``depth``) or "residual"
-    (:class:`ResidualMixingNet` on the maps; ``width``, ``blocks``, ``hidden``).
-    Returns ``(network, feature_layers)`` for :class:`AdaptiveMixedClassifier`.
+    ``arch`` (:class:`MixingArchitecture`, default ``MixingArchitecture()``: an MLP on both models' logits): the
+    feature set (layers picked by :func:`feature_layer_names`, ``count`` per model, unless ``feature_layers``
+    names them) and the network ("mlp": :class:`MixingNet` on pooled features; "residual":
+    :class:`ResidualMixingNet` on the maps).  Returns ``(network, feature_layers)`` for
+    :class:`AdaptiveMixedClassifier` (whose ``alpha_range`` is ``arch.alpha_range``).  The keywords ``features``,
+    ``net``, ``count``, ``hidden``, ``depth``, ``width`` and ``blocks`` still work for one release (deprecated).
     """
-    if net not in NETS:
-        raise ConfigError(f"unknown mixing network {net!r}: use mlp (an MLP on pooled features) or residual "
-                          "(residual conv branches on the feature maps)")
-    layers = feature_layers if feature_layers is not None else feature_layers_for(std_model, rob_model, example,
-                                                                                   features, count)
+    unknown = sorted(set(deprecated) - set(BUILD_KEYWORDS))
+    if unknown:
+        raise TypeError(f"build_mixing_net() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    arch = from_keywords(MixingArchitecture, arch, deprecated, "build_mixing_net")
+    if arch is None:
+        arch = MixingArchitecture()
+    elif not isinstance(arch, MixingArchitecture):
+        raise TypeError(f"build_mixing_net(): arch must be a MixingArchitecture, got {type(arch).__name__}")
+    layers = feature_layers if feature_layers is not None else feature_layers_for(std_model, rob_model, example, arch)
     probe = AdaptiveMixedClassifier(std_model, rob_model, nn.Identity(), feature_layers=layers)
-    std_logits, rob_logits, feats = probe.features(example[:1], maps=net == "residual")
-    if net == "mlp":
-        module: nn.Module = MixingNet(feats.shape[1], hidden, depth)
+    std_logits, rob_logits, feats = probe.features(example[:1], maps=arch.net == "residual")
+    if arch.net == "mlp":
+        module: nn.Module = MixingNet(feats.shape[1], arch.hidden, arch.depth)
     else:
-        module = ResidualMixingNet(feats.logits.shape[1], [int(m.shape[1]) for m in feats.maps], width, blocks, hidden)
+        module = ResidualMixingNet(feats.logits.shape[1], [int(m.shape[1]) for m in feats.maps], arch.width,
+                                   arch.blocks, arch.hidden)
     return module.to(device=example.device), probe.feature_layers

@@ -29,8 +29,7 @@ def linear_from_specs(std: dict, rob: dict, alpha: float = 0.5) -> MixedClassifi
 
 @register_architecture("mixed-nonlinear", (0, 0, 0), "a saved nonlinear (MixedNUTS-style) mixer")
 def nonlinear_from_specs(std: dict, rob: dict, **config) -> NonlinearMixedClassifier:
-    config.pop("mixer", None)
-    return NonlinearMixedClassifier(*_bases(std, rob), **config)
+    return NonlinearMixedClassifier.from_config(*_bases(std, rob), config)
 
 
 @register_architecture("mixed-adaptive", (0, 0, 0), "a saved adaptive mixer with its mixing network")
