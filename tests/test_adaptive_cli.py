@@ -110,13 +110,15 @@ def test_calibrate_help_does_not_claim_the_adaptive_mixer_helps(capsys):
 
 
 def test_flag_vocabularies_match_the_library():
-    from robustmix.experiments.calibrate import CalibrateSettings
+    import typing
+
+    from robustmix.experiments.calibrate import AdaptiveRecipe
     from robustmix.fitting.adaptive import TRAIN_ATTACKS
     from robustmix.mixing import FEATURE_SETS
     from robustmix.mixing.adaptive import NETS
 
-    fields = CalibrateSettings.__dataclass_fields__
-    choices = {name: fields[name].metadata["option"]["choices"] for name in ("adaptive_features", "mixing_net",
-                                                                       "train_attack")}
+    hints = typing.get_type_hints(AdaptiveRecipe)
+    choices = {name: list(typing.get_args(hints[name])) for name in ("adaptive_features", "mixing_net",
+                                                                     "train_attack")}
     assert choices == {"adaptive_features": list(FEATURE_SETS), "mixing_net": list(NETS),
                        "train_attack": list(TRAIN_ATTACKS)}

@@ -260,7 +260,7 @@ def test_certify_sequential_rules_both_run(tmp_path):
     (["--thresholds", "-0.1"], "outside"),
     (["--sigmas", "0.25"], "1 --sigmas"),
     (["--sigmas", "0.25", "0", "0.5"], "sigmas must be positive"),
-    (["--samples", "50", "--n0", "100"], "at least n0"),
+    (["--samples", "50", "--n0", "100"], "at least --n0"),
     (["--radii", "-0.5"], "radii must be positive"),
     (["--delta", "2"], "delta"),
     (["--alphas", "1.5"], "alpha"),

@@ -1,6 +1,8 @@
 import json
 
 import pytest
+
+from robustmix.experiments.runner import Records
 import torch
 
 from robustmix.errors import ConfigError
@@ -35,7 +37,7 @@ def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkey
     g, h = pair
     x, y = data
     cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.1, steps=3, batch_size=5)
-    ref = run_sweep(g, h, x, y, cfg, records_path=tmp_path / "ref.jsonl", progress=False)
+    ref = run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "ref.jsonl", progress=False))
 
     real = sweep_module.sweep_batch
     calls = {"n": 0}
@@ -48,12 +50,12 @@ def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkey
 
     monkeypatch.setattr(sweep_module, "sweep_batch", crashing)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(g, h, x, y, cfg, records_path=tmp_path / "run.jsonl", progress=False)
+        run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "run.jsonl", progress=False))
     # simulate a torn write of a partial line as well
     with open(tmp_path / "run.jsonl", "a") as fh:
         fh.write('{"index": 99, "lab')
     monkeypatch.setattr(sweep_module, "sweep_batch", real)
-    resumed = run_sweep(g, h, x, y, cfg, records_path=tmp_path / "run.jsonl", progress=False)
+    resumed = run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "run.jsonl", progress=False))
     assert resumed == ref
     _, a = read_records(tmp_path / "ref.jsonl")
     _, b = read_records(tmp_path / "run.jsonl")
@@ -75,12 +77,12 @@ def test_tradeoff_endpoints_are_the_base_models(pair, data, tmp_path):
     g, h = pair
     x, y = data
     cfg = TradeoffConfig(trusts=["one", "grad_std"], gammas=[0.0, 1.0, float("inf")], steps=2, batch_size=10)
-    res = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
+    res = run_tradeoff(g, h, x, y, cfg, records=Records(tmp_path / "t.jsonl", progress=False))
     acc_g = float((g(x).argmax(1) == y).float().mean())
     acc_h = float((h(x).argmax(1) == y).float().mean())
     for curve in res.curves.values():
         assert curve["clean"][0] == pytest.approx(acc_g) and curve["clean"][-1] == pytest.approx(acc_h)
-    again = run_tradeoff(g, h, x, y, cfg, records_path=tmp_path / "t.jsonl", progress=False)
+    again = run_tradeoff(g, h, x, y, cfg, records=Records(tmp_path / "t.jsonl", progress=False))
     assert again == res
 
 
@@ -89,8 +91,8 @@ def test_certify_records_and_curves(pair, tmp_path):
     x = torch.rand(12, 1, 3, 4)
     y = torch.randint(0, 4, (12,))
     cfg = CertifyConfig(sigma=0.25, num_samples=200, batch_size=200)
-    recs = run_certify(g, h, x, y, cfg, records_path=tmp_path / "c.jsonl", progress=False)
-    again = run_certify(g, h, x, y, cfg, records_path=tmp_path / "c.jsonl", progress=False)
+    recs = run_certify(g, h, x, y, cfg, records=Records(tmp_path / "c.jsonl", progress=False))
+    again = run_certify(g, h, x, y, cfg, records=Records(tmp_path / "c.jsonl", progress=False))
     assert recs == again and len(recs) == 12
     curve = certified_curve(recs, [0.5, 1.0], [0.0, 0.1, 0.2], theorem=2, sigma=0.25)
     assert len(curve["certified"]) == 2 and all(0 <= v <= 1 for row in curve["certified"] for v in row)
@@ -240,6 +242,10 @@ def test_norm_spellings_are_one_run_and_one_report_name():
     from robustmix.experiments.attack_eval import AttackConfig
     from robustmix.experiments.evaluate_run import EvaluateConfig
 
+    from robustmix import ThreatModel
+
     for cls in (SweepConfig, TradeoffConfig, AttackConfig, EvaluateConfig):
-        assert cls(norm="linf").norm == cls(norm="inf").norm == "inf"
-        assert cls(norm="L2", eps=0.5).norm == cls(norm=2, eps=0.5).norm == "2"
+        assert cls(threat=ThreatModel("linf")).threat == cls(threat=ThreatModel("inf")).threat
+        assert cls(threat=ThreatModel("L2", 0.5)).to_dict()["norm"] == cls(threat=ThreatModel(2, 0.5)).to_dict()["norm"] == "2"
+        with pytest.deprecated_call():   # the old keywords, for one release
+            assert cls(norm="linf", eps=0.1).threat == ThreatModel("inf", 0.1)

@@ -13,6 +13,7 @@ from torch import nn
 from robustmix._io import exclusive_lock, weights_digest
 from robustmix.errors import ConfigError, InputError
 from robustmix.experiments import SweepConfig, read_records, run_records, run_sweep
+from robustmix.experiments.runner import Records
 
 
 def _compute(calls=None):
@@ -29,9 +30,10 @@ def xy():
     return torch.rand(20, 3, generator=gen), torch.randint(0, 4, (20,), generator=gen)
 
 
-def _run(path, x, y, calls=None, settings=None, model=None, **kw):
-    return run_records(path, _compute(calls), x, y, kind="toy", settings=settings or {"eps": 0.1},
-                       models={"m": model or nn.Linear(3, 4)}, batch_size=6, progress=False, **kw)
+def _run(path, x, y, calls=None, settings=None, model=None, fresh=False, **kw):
+    records = Records(path, settings or {"eps": 0.1}, fresh, progress=False)
+    return run_records(records, _compute(calls), x, y, kind="toy", models={"m": model or nn.Linear(3, 4)},
+                       batch_size=6, **kw)
 
 
 def test_records_have_index_label_and_resume_skips_done(xy, tmp_path):
@@ -55,8 +57,8 @@ def test_smaller_rerun_reports_exactly_the_requested_n(xy, tmp_path):
     assert calls == [] and len(few) == 5
     cfg = SweepConfig(alphas=[0.0, 1.0], steps=1, batch_size=4)
     g, h = nn.Sequential(nn.Flatten(), nn.Linear(3, 4)), nn.Sequential(nn.Flatten(), nn.Linear(3, 4))
-    assert run_sweep(g, h, x, y, cfg, records_path=tmp_path / "s.jsonl", progress=False).n == 20
-    assert run_sweep(g, h, x[:7], y[:7], cfg, records_path=tmp_path / "s.jsonl", progress=False).n == 7
+    assert run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "s.jsonl", progress=False)).n == 20
+    assert run_sweep(g, h, x[:7], y[:7], cfg, records=Records(tmp_path / "s.jsonl", progress=False)).n == 7
 
 
 def test_changed_weights_are_refused_and_nothing_changes(xy, tmp_path):
@@ -152,6 +154,7 @@ KILL_SCRIPT = """
 import sys, torch
 from torch import nn
 from robustmix.experiments import run_records
+from robustmix.experiments.runner import Records
 gen = torch.Generator().manual_seed(0)
 x, y = torch.rand(40, 3, generator=gen), torch.randint(0, 4, (40,), generator=gen)
 torch.manual_seed(1)
@@ -160,7 +163,7 @@ def compute(xb, yb, idx):
     import time; time.sleep(0.02)
     with torch.no_grad():
         return [{"logits": v} for v in model(xb).tolist()]
-run_records(sys.argv[1], compute, x, y, kind="toy", settings={}, models={"m": model}, batch_size=3, progress=False)
+run_records(Records(sys.argv[1], progress=False), compute, x, y, kind="toy", models={"m": model}, batch_size=3)
 """
 
 
@@ -224,7 +227,7 @@ def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(
     runs = {}
     for b in (2, 7):
         cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=b)
-        run_sweep(g, h, x, y, cfg, records_path=tmp_path / f"b{b}.jsonl", progress=False)
+        run_sweep(g, h, x, y, cfg, records=Records(tmp_path / f"b{b}.jsonl", progress=False))
         runs[b] = read_records(tmp_path / f"b{b}.jsonl")[1]
     real = sweep_module.sweep_batch
 
@@ -236,7 +239,7 @@ def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(
     monkeypatch.setattr(sweep_module, "sweep_batch", small_device)
     cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=16)
     with caplog.at_level(logging.WARNING):
-        run_sweep(g, h, x, y, cfg, records_path=tmp_path / "oom.jsonl", progress=False)
+        run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "oom.jsonl", progress=False))
     assert "batch of 16 did not fit in memory" in caplog.text and "batches of 8" in caplog.text
     assert "batches of 4" in caplog.text
     runs["oom"] = read_records(tmp_path / "oom.jsonl")[1]
@@ -250,8 +253,8 @@ def test_one_example_that_does_not_fit_is_a_clear_error(tmp_path):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory")
 
     with pytest.raises(RunError, match="one example does not fit in memory"):
-        run_records(tmp_path / "r.jsonl", compute, torch.rand(3, 2), torch.zeros(3, dtype=torch.long), kind="toy",
-                    settings={}, batch_size=2, progress=False)
+        run_records(Records(tmp_path / "r.jsonl", progress=False), compute, torch.rand(3, 2),
+                    torch.zeros(3, dtype=torch.long), kind="toy", batch_size=2)
 
 
 def test_ctrl_c_says_whether_anything_was_saved(tmp_path, monkeypatch, capsys):

@@ -1,47 +1,115 @@
-"""Options of a config dataclass: one place for a setting's default, type, help text and command-line flag.
+"""Settings of a config dataclass: one place for a setting's default, type, help text and command-line flag.
 
-A field made with :func:`option` is a setting a user may give (on the command line or in a YAML file);
-its metadata says how.  The command line (``robustmix.cli``) is generated from these fields, so a
-default is written once, here, and every ``--help`` shows it.  Fields made with plain
-``dataclasses.field`` (or a bare default) are internal knobs: they keep their defaults on the CLI.
+A field made with :func:`option` is a setting a user may give (on the command line or in a YAML file); its
+metadata says how.  A field made with :func:`group` holds an option group (a dataclass such as
+:class:`robustmix.groups.ThreatModel`) whose own options become flags of their own name, as tyro flattens nested
+dataclasses: ``--norm``, ``--eps``.  The command line (``robustmix.cli``) is generated from these fields, so a
+default is written once and every ``--help`` shows it.  Fields made with plain ``dataclasses.field`` (or a bare
+default) are internal knobs: they keep their defaults on the command line.
+
+A group checks its own values in its ``__post_init__``; a command or config checks only what ties groups
+together, in its own ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
+import warnings
+
+HOW = frozenset({"factory", "flags", "of", "choices", "positional", "metavar", "shown", "required"})
 
 
-def option(default=None, help: str = "", *, factory=None, flags: tuple = (), of=None, choices=None,
-           positional: bool = False, metavar: str | None = None, shown: str | None = None, required: bool = False):
+def option(default=None, help: str = "", **how):
     """A user-facing setting.
 
-    ``help`` says what it does (the default is appended by the CLI; ``shown`` replaces how the default
-    is printed); ``flags`` are the command-line spellings (default ``--name-with-dashes``); ``of`` is the
-    element type of a list; ``choices`` the allowed values; ``positional`` makes it a positional argument;
-    ``required`` makes the command line insist on it (the field's own default stays None for the API).
+    ``help`` says what it does (the default is appended by the CLI).  ``how`` may give: ``flags``, the command-line
+    spellings (default ``--name-with-dashes``); ``of``, the element type of a list; ``choices``, the allowed values
+    (default: a ``Literal`` type's); ``positional``; ``metavar``; ``shown``, how the default is printed; ``required``
+    (the command line insists; the field's own default stays for the API); ``factory`` for a mutable default.
     """
     if not help:
         raise TypeError("an option needs a help text")
-    meta = {"help": help, "flags": tuple(flags), "of": of, "choices": choices, "positional": positional,
-            "metavar": metavar, "shown": shown, "required": required}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"option": meta})
+    unknown = set(how) - HOW
+    if unknown:
+        raise TypeError(f"option() got unknown setting(s) {sorted(unknown)}; use {sorted(HOW)}")
+    meta = {"help": help, "flags": tuple(how.get("flags", ())), "of": how.get("of"), "choices": how.get("choices"),
+            "positional": how.get("positional", False), "metavar": how.get("metavar"), "shown": how.get("shown"),
+            "required": how.get("required", False)}
+    if how.get("factory") is not None:
+        return dataclasses.field(default_factory=how["factory"], metadata={"option": meta})
     return dataclasses.field(default=default, metadata={"option": meta})
 
 
-def option_of(cls, name: str):
-    """The option ``name`` of the config dataclass ``cls`` again, for another config (one default, one help)."""
-    f = cls.__dataclass_fields__[name]
-    if f.default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
-    return dataclasses.field(default=f.default, metadata=f.metadata)
+def group(cls, *, help: dict | None = None, only: tuple | None = None, **defaults):
+    """A field holding the option group ``cls`` (a dataclass), with this config's own ``defaults`` and ``help``
+    texts for some of its options; ``only`` keeps just these of its options as flags (the others keep defaults)."""
+    meta = {"group": {"help": dict(help or {}), "only": tuple(only) if only else None, "defaults": dict(defaults)}}
+    return dataclasses.field(default_factory=functools.partial(cls, **defaults), metadata=meta)
 
 
-def options(cls) -> list[tuple[dataclasses.Field, dict, type]]:
-    """The user-facing fields of a config dataclass: (field, option metadata, resolved type), in field order."""
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One flag of a command: ``path`` of field names from the command to the option (a group's options sit one
+    level down), the dataclass field, its option metadata (help possibly overridden), its type and default."""
+
+    path: tuple
+    field: dataclasses.Field
+    meta: dict
+    type: object
+    default: object
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+def is_group(f: dataclasses.Field) -> bool:
+    return "group" in f.metadata
+
+
+def leaves(cls, path: tuple = (), overrides: dict | None = None) -> list[Leaf]:
+    """Every user-facing option of the config dataclass ``cls``, groups flattened, in field order."""
     hints = typing.get_type_hints(cls)
-    return [(f, f.metadata["option"], hints[f.name]) for f in dataclasses.fields(cls) if "option" in f.metadata]
+    overrides = overrides or {"help": {}, "only": None, "defaults": {}}
+    out = []
+    for f in dataclasses.fields(cls):
+        if overrides["only"] is not None and f.name not in overrides["only"] and not is_group(f):
+            continue
+        if is_group(f):
+            inner = f.metadata["group"]
+            out += leaves(group_type(hints[f.name]), path + (f.name,), inner)
+        elif "option" in f.metadata:
+            meta = dict(f.metadata["option"])
+            meta["help"] = overrides["help"].get(f.name, meta["help"])
+            default = overrides["defaults"].get(f.name, default_of(f))
+            out.append(Leaf(path + (f.name,), f, meta, hints[f.name], default))
+    return out
+
+
+def group_type(hint):
+    """The dataclass of a group field's annotation (``ThreatModel`` or ``ThreatModel | None``)."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    if len(args) != 1:
+        raise TypeError(f"a group field must be annotated with one dataclass, got {hint!r}")
+    return args[0]
+
+
+def check_literals(config) -> None:
+    """Refuse a value outside its field's ``Literal[...]`` choices, naming the flag and the choices."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal] or \
+            ([hint] if typing.get_origin(hint) is typing.Literal else [])
+        if args and getattr(config, f.name) not in typing.get_args(args[0]) and getattr(config, f.name) is not None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be one of "
+                              f"{', '.join(map(str, typing.get_args(args[0])))}, got {getattr(config, f.name)!r}")
 
 
 def default_of(f: dataclasses.Field):
@@ -50,22 +118,73 @@ def default_of(f: dataclasses.Field):
     return None if f.default is dataclasses.MISSING else f.default
 
 
-def subset(config, cls, **overrides):
-    """An instance of the dataclass ``cls`` built from the same-named fields of ``config`` (plus ``overrides``)."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    return cls(**{**{k: getattr(config, k) for k in names if hasattr(config, k)}, **overrides})
+def build(cls, given: dict, defaults: dict | None = None, only: tuple | None = None):
+    """An instance of the config dataclass ``cls`` from ``given`` option values (by name; names are unique within a
+    command): each group is made once, from its defaults in this config and the values given for it, so it checks
+    itself once."""
+    hints, defaults, kwargs = typing.get_type_hints(cls), defaults or {}, {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if is_group(f):
+            inner = f.metadata["group"]
+            kwargs[f.name] = build(group_type(hints[f.name]), given, inner["defaults"], inner["only"])
+        elif "option" in f.metadata and f.name in given and (only is None or f.name in only):
+            kwargs[f.name] = given[f.name]
+        elif f.name in defaults:
+            kwargs[f.name] = defaults[f.name]
+    return cls(**kwargs)
 
 
-class Checked:
-    """Mixin for config dataclasses built from several groups: ``__post_init__`` runs every group's ``check``.
+def flat(config, only: tuple | None = None) -> dict:
+    """A config's values by name, groups flattened (the settings a records header and settings.json hold); a group
+    field's options left out with ``group(only=...)`` are left out here too."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if is_group(f) and dataclasses.is_dataclass(value):
+            out.update(flat(value, f.metadata["group"]["only"]))
+        elif not f.name.startswith("_") and (only is None or f.name in only):
+            out[f.name] = value
+    return out
 
-    Each class in the MRO may define ``check(self)`` (or, for a plain config dataclass used as a group,
-    ``__post_init__``); they run base first, each once, and may normalise values in place.
+
+def accepts_old_keywords(cls):
+    """Class decorator: a config whose settings moved into groups still takes them as keywords (``eps=0.1`` for
+    ``threat=ThreatModel(eps=0.1)``) for one release, with a DeprecationWarning (:func:`robustmix.groups.from_keywords`)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: group_type(hints[f.name]) for f in dataclasses.fields(cls) if is_group(f)}
+    own = {f.name for f in dataclasses.fields(cls)}
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        for name, sub in fields.items():
+            old = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in own and
+                                              k in {g.name for g in dataclasses.fields(sub)}]}
+            if old:
+                kwargs[name] = from_keywords(sub, kwargs.get(name), old, cls.__name__)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def from_keywords(group: type, given, old: dict, caller: str):
+    """The group a function was given, or one built from the keywords it used to take (deprecated).
+
+    ``old``: the deprecated keywords the caller received (``{}`` when none).  Mixing a group with its own old
+    keywords is refused; old keywords alone still work for one release with a DeprecationWarning.
     """
-
-    def __post_init__(self):
-        for cls in reversed(type(self).__mro__):
-            for name in ("__post_init__", "check"):
-                method = vars(cls).get(name)
-                if method is not None and cls is not Checked:
-                    method(self)
+    if not old:
+        return given
+    names = {f.name for f in dataclasses.fields(group)}
+    unknown = sorted(set(old) - names)
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    if given is not None:
+        raise TypeError(f"{caller}(): give {group.__name__}(...) or its fields ({', '.join(sorted(old))}), not both")
+    warnings.warn(f"{caller}({', '.join(f'{k}=' for k in old)}...) is deprecated and will be removed in the next "
+                  f"release; pass {group.__name__}({', '.join(f'{k}=...' for k in old)}) instead",
+                  DeprecationWarning, stacklevel=3)
+    return group(**old)

@@ -11,7 +11,6 @@ place that reads argv, configures logging and picks exit codes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import os
@@ -20,7 +19,7 @@ import types
 import typing
 from pathlib import Path
 
-from ._config import default_of, options
+from ._config import build, flat, leaves
 from ._io import all_or_nothing, folder_written_as, write_json
 from .commands import COMMANDS, Context
 from .errors import ConfigError, RobustMixError, VerificationError
@@ -52,10 +51,11 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def shown_default(f, meta) -> str:
+def shown_default(leaf) -> str:
+    meta = leaf.meta
     if meta["shown"] is not None or meta["required"]:
         return meta["shown"] or "required"
-    value = default_of(f)
+    value = leaf.default
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
@@ -63,26 +63,48 @@ def shown_default(f, meta) -> str:
     return "none" if value is None else str(value)
 
 
-def add_option(p: argparse.ArgumentParser, f, meta: dict, typ) -> None:
-    base = typ
+def base_type(typ):
+    """(the type a flag converts to, its Literal choices or None) for an annotation such as ``float | None``."""
     if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-        base = next(a for a in typing.get_args(typ) if a is not type(None))
-    kw = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {shown_default(f, meta)})".replace("%",
-                                                                                                              "%%")}
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+    if typing.get_origin(typ) is typing.Literal:
+        values = typing.get_args(typ)
+        return type(values[0]), list(values)
+    return typ, None
+
+
+def flags_of(leaf) -> tuple:
+    return leaf.meta["flags"] or ("--" + leaf.name.replace("_", "-"),)
+
+
+def add_option(p: argparse.ArgumentParser, leaf) -> None:
+    meta, (base, literal) = leaf.meta, base_type(leaf.type)
+    kw = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {shown_default(leaf)})".replace("%", "%%")}
     if base is bool:
-        kw["action"] = "store_true"
+        kw["action"] = argparse.BooleanOptionalAction if leaf.default else "store_true"
     elif base is list or typing.get_origin(base) is list:
         kw.update(nargs="+", type=meta["of"] or str)
     else:
         kw["type"] = base
-    if meta["choices"]:
-        kw["choices"] = meta["choices"]
+    if meta["choices"] or literal:
+        kw["choices"] = meta["choices"] or literal
     if meta["positional"]:
-        p.add_argument(f.name, nargs="?", metavar=meta["metavar"] or f.name.upper(), **kw)
+        p.add_argument(leaf.name, nargs="?", metavar=meta["metavar"] or leaf.name.upper(), **kw)
         return
     if meta["metavar"]:
         kw["metavar"] = meta["metavar"]
-    p.add_argument(*(meta["flags"] or ("--" + f.name.replace("_", "-"),)), dest=f.name, **kw)
+    p.add_argument(*flags_of(leaf), dest=leaf.name, **kw)
+
+
+def command_leaves(cls) -> list:
+    """A command's flags (groups flattened); two options of one name in one command are a programming error."""
+    out, seen = leaves(cls), {}
+    for leaf in out:
+        if leaf.name in seen:
+            raise TypeError(f"{cls.__name__}: option {leaf.name!r} is in {'.'.join(seen[leaf.name])} and "
+                            f"{'.'.join(leaf.path)}; give one of them another name or leave it out with group(only=)")
+        seen[leaf.name] = leaf.path
+    return out
 
 
 def build_parser() -> Parser:
@@ -97,15 +119,14 @@ def build_parser() -> Parser:
                            epilog="examples:\n  " + cls.EXAMPLES.replace("\n", "\n  "))
         p.add_argument("--config", default=argparse.SUPPRESS, help="YAML file of settings (keys as the long option "
                        "names); flags typed on the command line win over it")
-        for f, meta, typ in sorted(options(cls), key=lambda o: ORDER.get(o[0].name, 2)):
-            add_option(p, f, meta, typ)
+        for leaf in sorted(command_leaves(cls), key=lambda o: ORDER.get(o.name, 2)):
+            add_option(p, leaf)
         for flags, kw in GLOBAL:
             p.add_argument(*flags, default=argparse.SUPPRESS, **{**kw, "help": argparse.SUPPRESS})
     return ap
 
 
-def yaml_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[str]:
-    """A YAML settings file as command-line tokens, so argparse checks its values like typed flags."""
+def read_yaml(path: Path) -> dict:
     import yaml
 
     if not path.is_file():
@@ -117,52 +138,72 @@ def yaml_tokens(path: Path, sub: argparse.ArgumentParser, command: str) -> list[
                           "'option: value' per line") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option names to values, e.g. 'eps: 0.1'")
-    actions, tokens, seen = {a.dest: a for a in sub._actions if a.option_strings}, [], {}
-    actions.update({o.lstrip("-").replace("-", "_"): a for a in sub._actions for o in a.option_strings
-                    if o.startswith("--")})   # a key may be the long option's name (samples) or the setting's
+    return data
+
+
+def convert(leaf, value, key, path: Path):
+    """A YAML value as the option's type, refused as a typed flag would be."""
+    meta, (base, literal) = leaf.meta, base_type(leaf.type)
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {key!r} in {path} must be true or false, got {value!r}")
+        return value
+    many = base is list or typing.get_origin(base) is list
+    if isinstance(value, list) and not many:
+        raise ConfigError(f"setting {key!r} in {path} takes one value, got a list")
+    if isinstance(value, (dict, bool)) or value is None:
+        raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix COMMAND --help'")
+    typ, choices = (meta["of"] or str) if many else base, meta["choices"] or literal
+
+    def one(v):
+        if isinstance(v, (dict, list, bool)) or v is None:
+            raise ConfigError(f"setting {key!r} in {path} has the wrong type ({v!r})")
+        try:
+            out = typ(str(v)) if typ in (int, float) else typ(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {key!r} in {path}: invalid {typ.__name__} value: {v!r}") from None
+        if choices and out not in choices:
+            raise ConfigError(f"setting {key!r} in {path}: invalid choice: {out!r} (choose from "
+                              f"{', '.join(map(repr, choices))})")
+        return out
+
+    return [one(v) for v in (value if isinstance(value, list) else [value])] if many else one(value)
+
+
+def yaml_settings(path: Path, cls, command: str) -> dict:
+    """A YAML settings file merged as data: {option name: value}, each value converted and checked as its flag."""
+    data, by_key, out, seen = read_yaml(path), {}, {}, {}
+    for leaf in command_leaves(cls):
+        for key in (leaf.name, *(f.lstrip("-").replace("-", "_") for f in flags_of(leaf) if f.startswith("--"))):
+            by_key[key] = leaf   # a key may be the long option's name (samples) or the setting's (num_samples)
     for key, value in data.items():
-        action = actions.get(str(key).replace("-", "_"))
-        if action is None or action.dest in ("config", "help") + GLOBAL_DESTS:
+        leaf = by_key.get(str(key).replace("-", "_"))
+        if leaf is None or leaf.meta["positional"]:
             raise ConfigError(f"unknown setting {key!r} in {path}; see 'robustmix {command} --help'")
-        flag = max(action.option_strings, key=len)
-        if action.dest in seen:
-            raise ConfigError(f"{path} gives {seen[action.dest]!r} and {key!r}, two names of one setting "
-                              f"({'/'.join(action.option_strings)}); keep one")
-        seen[action.dest] = key
-        if isinstance(action, argparse._StoreTrueAction):
-            if not isinstance(value, bool):
-                raise ConfigError(f"setting {key!r} in {path} must be true or false, got {value!r}")
-            tokens += [flag] if value else []
-        elif isinstance(value, list):
-            if action.nargs not in ("+", "*"):
-                raise ConfigError(f"setting {key!r} in {path} takes one value, got a list")
-            tokens += [flag] + [str(v) for v in value]
-        elif isinstance(value, (dict, bool)) or value is None:
-            raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix {command} "
-                              "--help'")
-        else:
-            tokens += [flag, str(value)]
-    return tokens
+        if leaf.name in seen:
+            raise ConfigError(f"{path} gives {seen[leaf.name]!r} and {key!r}, two names of one setting "
+                              f"({'/'.join(flags_of(leaf))}); keep one")
+        seen[leaf.name] = key
+        out[leaf.name] = convert(leaf, value, key, path)
+    return out
 
 
 def parse_args(argv) -> argparse.Namespace:
     """The given settings only (defaults < YAML (--config) < flags typed on the command line)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if getattr(args, "config", None):
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
-        at = argv.index(args.command)
-        args = parser.parse_args(argv[:at + 1] + yaml_tokens(Path(args.config), sub, args.command) + argv[at + 1:])
+        merged = {**yaml_settings(Path(args.config), TABLE[args.command], args.command), **vars(args)}
+        args = argparse.Namespace(**merged)
     return args
 
 
 def make_config(args: argparse.Namespace):
-    """The command's config from the given settings (it checks itself) and the run context."""
+    """The command's config from the given settings (each group checks itself once) and the run context."""
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config") + GLOBAL_DESTS}
     cls = TABLE[args.command]
-    for f, meta, _ in options(cls):   # required: checked on the merged settings (a typed flag or the YAML file)
-        if meta["required"] and f.name not in given:
-            flag = max(meta["flags"] or ("--" + f.name.replace("_", "-"),), key=len)
+    for leaf in command_leaves(cls):   # required: checked on the merged settings (a typed flag or the YAML file)
+        if leaf.meta["required"] and leaf.name not in given:
+            flag = max(flags_of(leaf), key=len)
             raise UsageError(f"{flag} is required: type it, or put '{flag.lstrip('-')}: ...' in the --config YAML file")
     for a, b in getattr(cls, "EXCLUSIVE", ()):
         if a in given and b in given:
@@ -174,7 +215,7 @@ def make_config(args: argparse.Namespace):
     if ctx.threads is not None and ctx.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {ctx.threads}")
     ctx.torch_device()
-    return cls(**given), ctx
+    return build(cls, given), ctx
 
 
 DESCRIBE = ("file", "model", "std", "rob", "mixer", "alpha", "scale", "power", "bias", "top_k", "std_map", "dataset",
@@ -185,13 +226,20 @@ NONLINEAR_ONLY = {"scale", "power", "bias", "top_k", "std_map"}
 
 def describe(cfg) -> str:
     """The console's first line: which models, data and threat model this run uses, and where it writes."""
-    skip = ({"std", "rob", "alpha"} if getattr(cfg, "model", None) else set()) | \
-        ({"n"} if getattr(cfg, "indices", None) else set()) | \
-        ({"mixer"} if getattr(cfg, "mixer", "linear") == "linear" else set()) | \
-        (NONLINEAR_ONLY if getattr(cfg, "mixer", None) != "nonlinear" else set())
-    parts = [f"{k}={getattr(cfg, k)}" for k in DESCRIBE if k not in skip and getattr(cfg, k, None) is not None]
-    outputs = [str(getattr(cfg, k)) for k in OUTPUTS if getattr(cfg, k, None)]
+    values = {leaf.name: leaf_value(cfg, leaf) for leaf in command_leaves(type(cfg))}
+    skip = ({"std", "rob", "alpha"} if values.get("model") else set()) | \
+        ({"n"} if values.get("indices") else set()) | \
+        ({"mixer"} if values.get("mixer", "linear") == "linear" else set()) | \
+        (NONLINEAR_ONLY if values.get("mixer") != "nonlinear" else set())
+    parts = [f"{k}={values[k]}" for k in DESCRIBE if k not in skip and values.get(k) is not None]
+    outputs = [str(values[k]) for k in OUTPUTS if values.get(k)]
     return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {', '.join(outputs)}" if parts and outputs else ""
+
+
+def leaf_value(cfg, leaf):
+    for name in leaf.path:
+        cfg = getattr(cfg, name)
+    return cfg
 
 
 def finish(result, cfg, ctx: Context) -> None:
@@ -203,15 +251,15 @@ def finish(result, cfg, ctx: Context) -> None:
     from .reports import terminal_summary, write_report
 
     result.command = ctx.command_line
-    result.data = getattr(cfg, "data_used", None) or result.data
-    out = cfg.out_path
+    result.data = getattr(getattr(cfg, "inputs", None), "data_used", None) or result.data
+    out = cfg.output.out_path
     with all_or_nothing():
         result.save(out / "summary.json")
-        write_json(out / "settings.json", {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fresh"})
+        write_json(out / "settings.json", {k: v for k, v in flat(cfg).items() if k != "fresh"})
         with folder_written_as(out) as tmp:
             paths = {k: out / Path(v).relative_to(tmp) for k, v in write_report(result, tmp).items()}
     print(terminal_summary(result))
-    print(f"\nwrote {cfg.out_path}/summary.json; report: {paths['html']}")
+    print(f"\nwrote {out}/summary.json; report: {paths['html']}")
 
 
 def main(argv=None) -> int:
@@ -265,8 +313,9 @@ def run_cli(argv: list[str]) -> int:
             torch.set_num_threads(ctx.threads)
         if describe(cfg):
             print(describe(cfg), flush=True)
-        if getattr(cfg, "fresh", False):
-            cfg.move_aside_outputs()
+        output = getattr(cfg, "output", None)
+        if output is not None and output.fresh:
+            output.move_aside_outputs()
         result = cfg.run(ctx)
         if result is not None:   # None: a worker process of a distributed run (rank 0 reports)
             finish(result, cfg, ctx)
@@ -283,9 +332,10 @@ def run_cli(argv: list[str]) -> int:
               "(or write elsewhere) and rerun the same command, which resumes from its records", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = recorded_examples(getattr(cfg, "out_path", None))
+        out = getattr(getattr(cfg, "output", None), "out_path", None)
+        kept = recorded_examples(out)
         print(f"robustmix {args.command}: interrupted; " + (
-            f"{kept} example record(s) are kept in {cfg.out_path}: rerun the same command to resume" if kept else
+            f"{kept} example record(s) are kept in {out}: rerun the same command to resume" if kept else
             "no example was finished yet, so nothing was saved (a rerun starts from the beginning)"), file=sys.stderr)
         return 130
     finally:

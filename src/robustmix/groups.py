@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Literal
 
-from ._config import option
+from ._config import from_keywords, option
 from ._validation import check_eps, check_p, check_positive_int, norm_name
 from .errors import ConfigError
 
@@ -32,7 +31,7 @@ class ThreatModel:
     ``eps`` must be a finite number > 0.
     """
 
-    norm: Norm = option("inf", "attack norm: inf (l_inf) or 2 (l_2)", choices=["inf", "2", "linf", "l2"])
+    norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")   # also 'linf', 'L2', 2, math.inf
     eps: float = option(0.1, "attack radius")
 
     def __post_init__(self):
@@ -80,24 +79,10 @@ class Smoothing:
         return float(self.sigma)
 
 
-def from_keywords(group: type, given, old: dict, caller: str):
-    """The group a function was given, or one built from the keywords it used to take (deprecated).
-
-    ``old``: the deprecated keywords the caller received (``{}`` when none).  Mixing a group with its own old
-    keywords is refused; old keywords alone still work for one release with a DeprecationWarning.
-    """
-    if not old:
-        return given
-    names = {f.name for f in dataclasses.fields(group)}
-    unknown = sorted(set(old) - names)
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-    if given is not None:
-        raise TypeError(f"{caller}(): give {group.__name__}(...) or its fields ({', '.join(sorted(old))}), not both")
-    warnings.warn(f"{caller}({', '.join(f'{k}=' for k in old)}...) is deprecated and will be removed in the next "
-                  f"release; pass {group.__name__}({', '.join(f'{k}=...' for k in old)}) instead",
-                  DeprecationWarning, stacklevel=3)
-    return group(**old)
+def seed_option(default: int = 0):
+    """The seed option every experiment config has (one help text)."""
+    return option(default, "seed of every random draw (attack starts, noise); each example's draws depend only on "
+                           "(seed, its index)")
 
 
-__all__ = ["Norm", "Smoothing", "ThreatModel", "from_keywords"]
+__all__ = ["Norm", "Smoothing", "ThreatModel", "from_keywords", "seed_option"]

@@ -5,34 +5,36 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .._config import Checked, option, option_of
+from .._config import group, option
 from ..errors import ConfigError
 from ..results import Summary
 from ..training import TrainConfig
-from .common import Context, Data, Output, check_out_folder, check_writable, command
+from .common import Command, Context, Data, Output, check_out_folder, check_writable, command
 from .mixers import check_export_path
 
 
 @command("demo", "run the offline end-to-end demo on the shipped Fashion-MNIST zoo and write a report",
          "robustmix demo                       # the paper on the shipped zoo\n"
          "robustmix demo --quick --out /tmp/rm   # a smaller run", out="robustmix-demo")
-class DemoCommand(Output):
+class DemoCommand(Command):
     quick: bool = option(False, "smaller settings (fewer images, steps and noise samples)")
+    output: Output = group(Output)
 
     def run(self, ctx: Context) -> Summary:
         from ..experiments.demo import DemoSettings, run_demo
 
-        return run_demo(self.out_path, DemoSettings.quick() if self.quick else DemoSettings(), progress=ctx.progress,
-                        fresh=self.fresh)
+        return run_demo(self.output.out_path, DemoSettings.quick() if self.quick else DemoSettings(),
+                        progress=ctx.progress, fresh=self.output.fresh)
 
 
 @command("train", "train a model with a recipe (or rerun a zoo model's recipe)",
          "robustmix train --zoo fmnist-at-linf-cnn --out my-zoo\n"
          "robustmix train --arch cnn-small --recipe trades --eps 0.1 --epochs 6 --out ckpt/trades.safetensors")
-class TrainCommand(Checked, TrainConfig):
+class TrainCommand(Command):
     zoo: str | None = option(None, "rerun the recipe of this zoo model (other training flags are ignored)")
     arch: str = option("cnn-small", "architecture (robustmix list shows them)")
-    dataset: str = option_of(Data, "dataset")
+    inputs: Data = group(Data, only=("dataset",))
+    training: TrainConfig = group(TrainConfig)
     out: str | None = option(None, "checkpoint path (.safetensors), or with --zoo the output folder", required=True)
     force: bool = option(False, "overwrite an existing checkpoint (and its card)")
 
@@ -46,25 +48,24 @@ class TrainCommand(Checked, TrainConfig):
             raise ConfigError(f"--out {out} is a folder; give a checkpoint file such as {out / 'model.safetensors'}")
         else:
             check_export_path(self.out, "--out", {"--out": ".safetensors"}, self.force)
-        if self.recipe == "lipschitz":
-            self.optimizer = "adam"
+        if self.training.recipe == "lipschitz":
+            self.training = dataclasses.replace(self.training, optimizer="adam")
 
     def run(self, ctx: Context) -> str:
         from ..training import train_checkpoint, train_zoo_model
 
         if self.zoo:
             return f"wrote {train_zoo_model(self.zoo, self.out)}"
-        cfg = TrainConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)})
-        path, card = train_checkpoint(self.arch, cfg, self.dataset, self.out)
+        path, card = train_checkpoint(self.arch, self.training, self.inputs.dataset, self.out)
         return f"wrote {path} (validation accuracy {100 * card.metrics['clean']['accuracy']:.2f}%)"
 
 
 @command("report", "rebuild report.html and report.md from a results folder's summary.json (any command's)",
          "robustmix report runs/sweep      # then open runs/sweep/report.html")
-class ReportCommand:
+class ReportCommand(Command):
     folder: str = option(".", "a folder written by a robustmix command (it holds summary.json)", positional=True)
 
-    def __post_init__(self):
+    def check(self):
         folder = Path(self.folder)
         if not folder.is_dir():
             raise ConfigError(f"{folder} {'is a file, not a folder' if folder.exists() else 'not found'}: give the "
@@ -84,7 +85,7 @@ class ReportCommand:
 
 
 @command("list", "list zoo models (with their clean accuracy) and architectures", "robustmix list 'fmnist-*'")
-class ListCommand:
+class ListCommand(Command):
     pattern: str = option("*", "shell-style pattern of names", positional=True)
 
     def run(self, ctx: Context) -> str:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from .._config import Checked, option
+from .._config import option
 from ..errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -67,25 +67,46 @@ def command(name: str, help: str, examples: str, out: str | None = None):
     return wrap
 
 
+class Command:
+    """What every command config does once its groups are made (each checked itself): claim its --out folder
+    (when it has an :class:`Output` group) and check what ties its groups together (``check``)."""
+
+    NAME: ClassVar[str] = ""
+    DEFAULT_OUT: ClassVar[str] = "runs/out"
+
+    def __post_init__(self):
+        if isinstance(getattr(self, "output", None), Output):
+            self.output.claim(self.NAME, self.DEFAULT_OUT)
+        self.check()
+
+    def check(self) -> None:
+        """Checks across the command's groups and options (each group checks its own values)."""
+
+
 @dataclasses.dataclass
-class Output(Checked):
+class Output:
     """The results folder: records, summary.json, settings.json, report and plots."""
 
-    DEFAULT_OUT: ClassVar[str] = "runs/out"
     out: str | None = option(None, "output folder (records, summary.json, report.html, plots)", shown="runs/<command>")
     fresh: bool = option(False, "move the earlier records and outputs in --out aside and start over (instead of "
                                 "resuming)")
 
-    def check(self):
-        self.out = str(check_out_folder(Path(self.out or self.DEFAULT_OUT)))
+    def claim(self, command: str, default: str) -> None:
+        """Resolve --out (``default`` when not given) for ``command``: a writable folder that holds no other
+        command's results (unless --fresh moves them aside)."""
+        self.out = str(check_out_folder(Path(self.out or default)))
         owner = results_owner(self.out_path)
-        if owner and owner != getattr(self, "NAME", owner) and not self.fresh:
+        if owner and owner != command and not self.fresh:
             raise ConfigError(f"--out {self.out} holds the results of 'robustmix {owner}'; give another folder for "
-                              f"this {self.NAME} run (or add --fresh to move those results aside)")
+                              f"this {command} run (or add --fresh to move those results aside)")
 
     @property
     def out_path(self) -> Path:
         return Path(self.out)
+
+    @property
+    def records_path(self) -> Path:
+        return self.out_path / "records.jsonl"
 
     def move_aside_outputs(self) -> Path | None:
         """With --fresh: move what an earlier run wrote (summary, settings, report, plots, saved models and inputs)
@@ -106,13 +127,27 @@ class Output(Checked):
 
 @dataclasses.dataclass
 class Models:
+    """The two models of a mixture: the accurate g (--std) and the robust h (--rob)."""
+
     std: str = option("fmnist-std-cnn", f"standard (accurate) model g: {MODEL_FORMS}")
     rob: str = option("fmnist-at-linf-cnn", "robust model h (same forms as --std)")
 
+    def load(self, data: "Data", ctx: Context, probe=None):
+        """g and h, each checked on ``probe`` inputs of ``data``; the console names them."""
+        g = load_model(self.std, data, ctx, probe)
+        h = load_model(self.rob, data, ctx, probe)
+        logger.debug("g = %s, h = %s on %s (%s)", self.std, self.rob, data.dataset, ctx.torch_device())
+        return g, h
+
+
+DATASET_NAMES = ["fashion-mnist", "mnist", "cifar10", "cifar100"]
+
 
 @dataclasses.dataclass
-class Data(Checked):
-    dataset: str = option("fashion-mnist", "data set", choices=["fashion-mnist", "mnist", "cifar10", "cifar100"])
+class Data:
+    """Which examples: a named data set or the user's own files (--data), a split and the first n."""
+
+    dataset: str = option("fashion-mnist", "data set", choices=DATASET_NAMES)
     data: str | None = option(None, "your own images instead of --dataset's: a folder with one sub-folder of PNG/JPEG "
                                     "images per class (class order: sorted folder names; train/ val/ test/ "
                                     "sub-folders are the splits) or a .npz/.pt file with arrays x (uint8 0-255 or "
@@ -124,25 +159,24 @@ class Data(Checked):
     data_root: str | None = option(None, "folder with the data set's files", shown="$ROBUSTMIX_DATA or known places")
     split: str = option("test", "split to evaluate on", choices=["train", "val", "test"])
     n: int = option(1000, "number of examples, from the start of the split", flags=("-n", "--num-examples"))
-    seed: int = option(0, "seed of every random draw (attack starts, noise); each example's draws depend only on "
-                          "(seed, its index)")
 
-    def check(self):
-        if self.n <= 0:
+    def __post_init__(self):
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n <= 0:
             raise ConfigError(f"--num-examples must be positive, got {self.n}")
         if self.data is not None:
             from ..data.user import check_path
 
             check_path(self.data)
 
-    def data_settings(self) -> dict:
-        return {"std": getattr(self, "std", None), "rob": getattr(self, "rob", None), "dataset": self.dataset,
+    def settings(self, models: Models | None = None) -> dict:
+        """The data's part of a records header: the models' names, data set, split and --data's fingerprint."""
+        return {"std": getattr(models, "std", None), "rob": getattr(models, "rob", None), "dataset": self.dataset,
                 "split": self.split, **self.data_id()}
 
     def data_id(self) -> dict:
         """--data's fingerprint for the records' header, so a resumed run refuses changed data ({} without --data:
         the named sets' headers stay as they were)."""
-        if not getattr(self, "data", None):
+        if not self.data:
             return {}
         from ..data.user import digest
 
@@ -151,18 +185,19 @@ class Data(Checked):
         return {"data_sha256": self._data_sha256}
 
 
-class OnPair:
-    """For commands over g (--std), h (--rob) and the first n examples: loading, and the runner's arguments."""
+def records_in(cmd, ctx: Context, path=None, **settings):
+    """The records of a command with inputs and output groups: ``path`` (default records.jsonl in --out), the
+    data's settings (and ``settings``) for the header, --fresh, progress."""
+    from ..experiments.runner import Records
 
-    def load(self, ctx: Context):
-        """(x, y, g, h): the data, and both models checked on it."""
-        x, y = load_data(self)
-        return (x, y, *load_pair(self, ctx, x))
+    return Records(path or cmd.output.records_path, {**cmd.inputs.settings(getattr(cmd, "models", None)), **settings},
+                   cmd.output.fresh, ctx.progress)
 
-    def records(self, ctx: Context, **settings) -> dict:
-        """Keyword arguments of an experiment's run: records in --out, the data's settings, --fresh, progress."""
-        return {"records_path": self.out_path / "records.jsonl", "settings": {**self.data_settings(), **settings},
-                "fresh": self.fresh, "progress": ctx.progress}
+
+def load_examples(cmd, ctx: Context):
+    """(x, y, g, h) of a command over g, h and the first n examples: the data, and both models checked on it."""
+    x, y = load_data(cmd.inputs)
+    return (x, y, *cmd.models.load(cmd.inputs, ctx, x))
 
 
 def check_out_folder(path: Path) -> Path:
@@ -343,9 +378,3 @@ def check_logits(out, spec: str) -> None:
                     "probabilities)", spec)
 
 
-def load_pair(cfg, ctx: Context, probe=None):
-    """g and h of a command with --std and --rob, each checked; the console names them."""
-    g = load_model(cfg.std, cfg, ctx, probe)
-    h = load_model(cfg.rob, cfg, ctx, probe)
-    logger.debug("g = %s, h = %s on %s (%s)", cfg.std, cfg.rob, cfg.dataset, ctx.torch_device())
-    return g, h

@@ -2,45 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
+from typing import Literal
 
-from .._config import option, option_of, subset
+from .._config import group, option
 from .._io import all_or_nothing
 from .._validation import check_alpha
 from ..errors import ConfigError
 from ..experiments.calibrate import CalibrateSettings, run_calibration
 from ..experiments.pareto import ParetoSettings, run_pareto
 from ..results import Summary
-from .common import Context, Data, Models, Output, check_writable, command, load_data, load_pair
+from .common import Command, Context, Data, Models, Output, check_writable, command, load_data
 
 logger = logging.getLogger(__name__)
 FORMATS = {".safetensors": "a robustmix checkpoint", ".pt2": "a torch.export program", ".onnx": "an ONNX file"}
 
-def load_splits(cfg, sizes: dict) -> dict:
+def load_splits(data: Data, sizes: dict) -> dict:
     """{split: (x[:n], y[:n])} for each split and size (at most the whole split)."""
-    return {k: load_data(cfg, split=k, n=n, at_most=True) for k, n in sizes.items()}
+    return {k: load_data(data, split=k, n=n, at_most=True) for k, n in sizes.items()}
 
 
 @command("pareto", "linear, nonlinear (MixedNUTS) and adaptive mixers on one accuracy-robustness front",
          "robustmix pareto --std fmnist-std-cnn --rob fmnist-at-linf-cnn --eps 0.1 --out results/pareto-linf\n"
          "robustmix pareto --rob fmnist-at-l2-cnn --norm 2 --eps 1.5 --n-headline 500 --out results/pareto-l2")
-class ParetoCommand(Output, Models, ParetoSettings):
-    dataset: str = option_of(Data, "dataset")
-    data: str | None = option_of(Data, "data")
-    data_root: str | None = option_of(Data, "data_root")
-    seed: int = option_of(Data, "seed")
+class ParetoCommand(Command):
+    models: Models = group(Models)
+    inputs: Data = group(Data, only=("dataset", "data", "data_root"))
+    pareto: ParetoSettings = group(ParetoSettings)
+    output: Output = group(Output)
 
     def check(self):
-        for name in ("n_curve", "n_headline", "n_val", "n_train"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        self.pareto = dataclasses.replace(self.pareto, std=self.models.std, rob=self.models.rob)
 
     def run(self, ctx: Context) -> Summary:
-        splits = load_splits(self, {"train": self.n_train, "val": self.n_val,
-                                    "test": max(self.n_curve, self.n_headline)})
-        g, h = load_pair(self, ctx, splits["test"][0])
-        return run_pareto(g, h, splits, subset(self, ParetoSettings), self.out_path, fresh=self.fresh)
+        s = self.pareto
+        splits = load_splits(self.inputs, {"train": s.n_train, "val": s.n_val, "test": max(s.n_curve, s.n_headline)})
+        g, h = self.models.load(self.inputs, ctx, splits["test"][0])
+        return run_pareto(g, h, splits, s, self.output.out_path, fresh=self.output.fresh)
 
 
 @command("calibrate", "choose a mixer on the validation split, then confirm it on the test split with the "
@@ -51,28 +51,33 @@ class ParetoCommand(Output, Models, ParetoSettings):
          "robustmix calibrate --mixer nonlinear --target 0.9 --export mixed.pt2   # also a deployable program\n"
          "robustmix calibrate --mixer adaptive -n 1000   # alpha per input; on, not above, the linear front on "
          "Fashion-MNIST (RESULTS.md)")
-class CalibrateCommand(Output, Models, Data, CalibrateSettings):
+class CalibrateCommand(Command):
+    models: Models = group(Models)
+    inputs: Data = group(Data)
+    calibration: CalibrateSettings = group(CalibrateSettings)
     export: str | None = option(None, "also write the chosen mixer as a torch.export program (.pt2)")
     force: bool = option(False, "overwrite an existing --export file")
+    output: Output = group(Output)
 
     def check(self):
         if self.export:
             check_export_path(self.export, "--export", {"--export": ".pt2"}, self.force)
 
     def run(self, ctx: Context) -> Summary:
-        sizes = {"val": self.n, "test": self.n, **({"train": 10 * self.n} if self.mixer == "adaptive" else {})}
-        splits = load_splits(self, sizes)
-        g, h = load_pair(self, ctx, splits["val"][0])
-        summary = run_calibration(g, h, splits, subset(self, CalibrateSettings), self.out_path,
-                                  settings=self.data_settings(), fresh=self.fresh, export=self.export)
+        cal, n, out = self.calibration, self.inputs.n, self.output.out_path
+        splits = load_splits(self.inputs, {"val": n, "test": n, **({"train": 10 * n} if cal.mixer == "adaptive" else {})})
+        g, h = self.models.load(self.inputs, ctx, splits["val"][0])
+        summary = run_calibration(g, h, splits, cal, out, settings=self.inputs.settings(self.models),
+                                  fresh=self.output.fresh, export=self.export)
         c = summary.choice
         chosen = ", ".join(f"{k} = {getattr(c, k):.4g}" for k in ("alpha", "scale", "power", "bias")
                            if isinstance(getattr(c, k), (int, float)) and not isinstance(getattr(c, k), bool))
         if c.mixing_net:
-            chosen = f"a mixing network ({self.mixing_net}, reading {self.adaptive_features}): alpha per input"
-        written = [p for p in (self.out_path / "mixer.safetensors", self.out_path / "calibration.json") if p.is_file()]
-        logger.info("calibrate chose the %s mixer with %s (objective %s, target %s%s); wrote %s", self.mixer, chosen,
-                    self.objective, self.target, "" if c.feasible in (True, None) else ": NOT met",
+            chosen = (f"a mixing network ({cal.adaptive.mixing_net}, reading {cal.adaptive.adaptive_features}): alpha "
+                      "per input")
+        written = [p for p in (out / "mixer.safetensors", out / "calibration.json") if p.is_file()]
+        logger.info("calibrate chose the %s mixer with %s (objective %s, target %s%s); wrote %s", cal.mixer, chosen,
+                    cal.objective, cal.target, "" if c.feasible in (True, None) else ": NOT met",
                     ", ".join(map(str, written + ([Path(self.export)] if self.export else []))))
         return summary
 
@@ -100,16 +105,17 @@ def check_export_path(path: str, flag: str, formats: dict | None = None, force: 
          "robustmix mix --std fmnist-std-cnn --rob fmnist-at-linf-cnn --alpha 0.6 --out mixed.safetensors "
          "--export mixed.pt2\n"
          "robustmix mix --std mypkg.models:standard --rob mypkg.models:robust --alpha 0.6 --export mixed.pt2")
-class MixCommand(Models):
+class MixCommand(Command):
+    models: Models = group(Models)
     alpha: float | None = option(None, "weight of h in the mixture", required=True)
-    dataset: str = option_of(Data, "dataset")
-    mixer: str = option("linear", "linear (eq. 4) or nonlinear (MixedNUTS map of h's logits; an adaptive mixer is "
-                                  "saved by 'calibrate --mixer adaptive')", choices=["linear", "nonlinear"])
+    inputs: Data = group(Data, only=("dataset",))
+    mixer: Literal["linear", "nonlinear"] = option("linear", "linear (eq. 4) or nonlinear (MixedNUTS map of h's logits; an adaptive mixer is "
+                                  "saved by 'calibrate --mixer adaptive')")
     scale: float = option(1.0, "nonlinear: scale of the map")
     power: float = option(1.0, "nonlinear: power of the map")
     bias: float = option(0.0, "nonlinear: bias added after the layer norm")
     top_k: int | None = option(None, "nonlinear: layer norm over the k largest logits", shown="all logits")
-    std_map: str = option("softmax", "nonlinear: how g's output becomes probabilities", choices=["softmax", "onehot"])
+    std_map: Literal["softmax", "onehot"] = option("softmax", "nonlinear: how g's output becomes probabilities")
     out: str | None = option(None, "robustmix checkpoint to write (.safetensors; needs base models with cards)")
     export: str | None = option(None, "torch.export program to write (.pt2): works for any models")
     onnx: str | None = option(None, "ONNX file to write (needs the onnx and onnxscript packages)")
@@ -117,7 +123,7 @@ class MixCommand(Models):
 
     FORMATS = {"--out": ".safetensors", "--export": ".pt2", "--onnx": ".onnx"}
 
-    def __post_init__(self):
+    def check(self):
         from ..experiments.export import onnx_missing
 
         if self.alpha is None:
@@ -138,13 +144,13 @@ class MixCommand(Models):
 
         from ..data import dataset_info
         from ..experiments.export import export_onnx, export_program, save_mixer
-        from ..mixing import MixedClassifier, NonlinearMixedClassifier
+        from ..mixing import MixedClassifier, NonlinearMap, NonlinearMixedClassifier
 
-        info = dataset_info(self.dataset)
-        g, h = load_pair(self, ctx)
+        info = dataset_info(self.inputs.dataset)
+        g, h = self.models.load(self.inputs, ctx)
         if self.mixer == "nonlinear":
-            mixer = NonlinearMixedClassifier(g, h, alpha=self.alpha, scale=self.scale, power=self.power,
-                                             bias=self.bias, top_k=self.top_k, std_map=self.std_map)
+            mixer = NonlinearMixedClassifier(g, h, self.alpha, NonlinearMap(self.scale, self.power, self.bias, self.top_k,
+                                                                             self.std_map))
         else:
             mixer = MixedClassifier(g, h, self.alpha)
         lines, example = [], torch.rand(2, *info.shape)

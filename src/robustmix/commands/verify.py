@@ -10,12 +10,12 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
-from .._config import option, option_of
+from .._config import group, option
 from .._validation import check_alpha, check_eps, check_p
 from ..attacks.saved import SavedEvaluation, model_options, read_saved, verify
 from ..errors import ConfigError
 from ..results import VerifySummary
-from .common import Context, Data, Output, command, load_model
+from .common import Command, Context, Data, Output, command, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ SAFE_MODEL_FORMS = (".safetensors", ".pt2")   # what a file may name on its own:
          "robustmix verify adv.pt --out runs/verify      # the model recorded in the file\n"
          "robustmix verify adv.pt --model mixed.pt2      # another copy of the same weights\n"
          "robustmix verify adv.pt --std mymodels:make_std --rob mymodels:make_rob --alpha 0.7   # your own factories")
-class VerifyCommand(Output):
+class VerifyCommand(Command):
     EXCLUSIVE: ClassVar[tuple] = (("model", "std"), ("model", "rob"), ("model", "alpha"))
     file: str = option("adversarial.pt", "the .pt file written by evaluate --save-adversarial", positional=True)
     model: str | None = option(None, "model to check (any model form, as evaluate's --model); its weights must match "
@@ -44,10 +44,10 @@ class VerifyCommand(Output):
                                     "class minus the best other output) is within +-tolerance are boundary cases "
                                     "(rounding on another device or library), counted and reported, not refused; 0: "
                                     "every difference is refused")
-    data_root: str | None = option_of(Data, "data_root")
+    inputs: Data = group(Data, only=("data_root",))
+    output: Output = group(Output)
 
     def check(self):
-        super().check()
         if not (isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < math.inf):
             raise ConfigError(f"--tolerance must be a number >= 0, got {self.tolerance!r}")
         if self.alpha is not None:
@@ -59,7 +59,7 @@ class VerifyCommand(Output):
         saved = read_saved(self.file)
         self.check_threat_model(saved)
         model, record = self.rebuild(saved, ctx)
-        x, y = load_dataset(saved.dataset, saved.split, self.data_root)
+        x, y = load_dataset(saved.dataset, saved.split, self.inputs.data_root)
         return dataclasses.replace(verify(model, x, y, saved, tolerance=self.tolerance), model=record)
 
     def rebuild(self, saved: SavedEvaluation, ctx: Context):

@@ -6,34 +6,33 @@ import dataclasses
 
 import torch
 
-from .._config import option
-from .._validation import check_eps, check_positive_int, norm_name
+from .._config import accepts_old_keywords, flat, group, option
+from .._validation import check_positive_int
+from ..groups import ThreatModel, seed_option
 from ..errors import ConfigError
-from ..attacks.autoattack import run_autoattack
+from ..attacks.autoattack import AutoAttackSuite, run_autoattack
 from ..attacks.pgd import PGD
 from ..results import AttackSummary, rate_ci
-from .runner import run_records
+from .runner import Records, records_of, run_records
 from .sweep import example_seeds
 
 
 AUTOATTACK_CHOICES = ("none", "standard", "rand", "plus", "square", "custom")
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class AttackConfig:
-    eps: float = option(0.1, "attack radius")
-    norm: str = option("inf", "attack norm: inf or 2")
+    threat: ThreatModel = group(ThreatModel)
     steps: int = option(50, "PGD iterations (0: no PGD)")
     restarts: int = option(1, "PGD random restarts")
     autoattack: str = option("standard", "AutoAttack version: standard, rand, plus, square (Square only) or none",
                              choices=["none", "standard", "rand", "plus", "square"])
     attacks: list | None = None     # AutoAttack's attacks for autoattack="custom", e.g. ["apgd-ce", "apgd-t"]
     batch_size: int = option(250, "examples per batch")
-    seed: int = 0
+    seed: int = seed_option()
 
     def __post_init__(self):
-        self.eps = check_eps(self.eps)
-        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.steps, name="steps", minimum=0)
         check_positive_int(self.restarts, name="restarts")
         check_positive_int(self.batch_size, name="batch_size")
@@ -43,7 +42,7 @@ class AttackConfig:
             raise ConfigError("give AutoAttack's attacks (e.g. ['apgd-ce', 'apgd-t']) exactly when autoattack='custom'")
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return flat(self)
 
 
 
@@ -53,14 +52,14 @@ def attack_batch(model, xb, yb, idx, cfg: AttackConfig) -> list[dict]:
         clean = model(xb).argmax(1) == yb
     recs = [{"clean": bool(c)} for c in clean.tolist()]
     if cfg.steps > 0:
-        xa = PGD(model, cfg.eps, cfg.norm, steps=cfg.steps, restarts=cfg.restarts)(xb, yb, example_seeds(idx, cfg.seed))
+        xa = PGD(model, cfg.threat.eps, cfg.threat.norm, steps=cfg.steps, restarts=cfg.restarts)(xb, yb, example_seeds(idx, cfg.seed))
         with torch.no_grad():
             for r, ok in zip(recs, (model(xa).argmax(1) == yb).tolist()):
                 r["pgd"] = bool(ok)
     if cfg.autoattack != "none":
         version, attacks = ("custom", ["square"]) if cfg.autoattack == "square" else (cfg.autoattack, cfg.attacks)
-        res = run_autoattack(model, xb, yb, cfg.eps, cfg.norm, version=version, attacks=attacks,
-                             seed=cfg.seed + int(idx[0]), batch_size=len(xb))
+        suite = AutoAttackSuite(version, tuple(attacks) if attacks else None, seed=cfg.seed + int(idx[0]))
+        res = run_autoattack(model, xb, yb, cfg.threat, suite=suite, batch_size=len(xb))
         for r, ok in zip(recs, res.robust.tolist()):
             r["autoattack"] = bool(ok)
         if res.warnings:
@@ -68,11 +67,12 @@ def attack_batch(model, xb, yb, idx, cfg: AttackConfig) -> list[dict]:
     return recs
 
 
-def run_attack_eval(model, x, y, cfg: AttackConfig, *, indices=None, records_path=None, settings: dict | None = None,
-                    fresh: bool = False, progress: bool = True) -> list[dict]:
-    return run_records(records_path, lambda xb, yb, idx: attack_batch(model, xb, yb, idx, cfg), x, y, kind="attack",
-                       settings={**cfg.to_dict(), **(settings or {})}, models={"model": model}, indices=indices,
-                       batch_size=cfg.batch_size, fresh=fresh, progress=progress, desc="attack")
+def run_attack_eval(model, x, y, cfg: AttackConfig, *, indices=None, records: Records | None = None,
+                    **deprecated) -> list[dict]:
+    """Per-example clean, PGD and AutoAttack outcomes of ``model`` (resumable through ``records``)."""
+    records = records_of(records, deprecated, "run_attack_eval").for_run("attack", cfg.to_dict())
+    return run_records(records, lambda xb, yb, idx: attack_batch(model, xb, yb, idx, cfg), x, y, kind="attack",
+                       models={"model": model}, indices=indices, batch_size=cfg.batch_size)
 
 
 def summarize_attack(records: list[dict], alpha: float, cfg: AttackConfig) -> AttackSummary:

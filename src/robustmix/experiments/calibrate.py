@@ -13,11 +13,14 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
+from typing import Literal
 
-from .._config import option
-from .._validation import alpha_grid, check_alpha, check_eps, check_positive_int
+from .._config import accepts_old_keywords, check_literals, flat, group, option
+from .._validation import alpha_grid, check_alpha, check_positive_int
+from ..groups import Smoothing, ThreatModel, seed_option
 from ..errors import ConfigError
 from ..results import CalibrationSummary, binomial_ci
+from .runner import Records
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,26 @@ def choose_alpha(alphas, clean, robust, n: int, objective: str, target: float | 
     return Choice(float(alphas[best]), objective, target, bool(ok), val)
 
 
+@dataclasses.dataclass(frozen=True)
+class AdaptiveRecipe:
+    """The adaptive mixer's recipe: what its mixing network reads, its shape, and its training attack."""
+
+    adaptive_features: Literal["logits", "h", "both"] = option(
+        "logits", "adaptive: what the mixing network reads besides both models' logits: logits (nothing more), h "
+                  "(h's feature maps) or both (g's and h's)")
+    mixing_net: Literal["mlp", "residual"] = option(
+        "residual", "adaptive: residual (residual conv branches on the feature maps and a two-layer head; with "
+                    "logits only, the head on the layer-normed logits) or mlp (on pooled features)")
+    train_attack: Literal["composite+gate", "composite", "none"] = option(
+        "composite+gate", "adaptive: the mixing network's training attack: composite+gate (PGD on the whole mixer "
+                          "and through its softened gate), composite (PGD on the whole mixer) or none (clean inputs "
+                          "only)")
+
+    def __post_init__(self):
+        check_literals(self)
+
+
+@accepts_old_keywords
 @dataclasses.dataclass
 class CalibrateSettings:
     """Settings of ``robustmix calibrate``; every value checked here, once."""
@@ -77,29 +100,20 @@ class CalibrateSettings:
                                         "[0, 1]; required by those two objectives")
     alphas: list = option(help="candidate alphas of the linear mixer",
                           factory=lambda: alpha_grid(0.05), of=float)
-    eps: float = option(0.1, "attack radius")
-    norm: str = option("inf", "attack norm: inf or 2")
+    threat: ThreatModel = group(ThreatModel)
     steps: int = option(20, "PGD/APGD iterations of the attack used on the validation split")
-    sigma: float | None = option(None, "certified objective: smoothing noise of --rob")
+    smoothing: Smoothing = group(Smoothing, only=("sigma", "num_samples"), num_samples=1000,
+                                 help={"sigma": "certified objective: smoothing noise of --rob",
+                                       "num_samples": "certified objective: noise samples per image"})
     radius: float = option(0.5, "certified objective: l2 radius")
-    samples: int = option(1000, "certified objective: noise samples per image")
-    seed: int = 0
+    seed: int = seed_option()
     mixer: str = option("linear", "linear (the paper's alpha), nonlinear (MixedNUTS map of h's logits) or adaptive "
                                   "(alpha per input from a trained mixing network; it does not beat the linear mixer "
                                   "on Fashion-MNIST: at l_inf 0.1 the defaults' recipe, trained by "
                                   "scripts/adaptive_ablation.py, reaches 55.0% worst case at 92.5% clean, on the "
                                   "linear mixer's front there, not above it; RESULTS.md)",
                         choices=["linear", "nonlinear", "adaptive"])
-    adaptive_features: str = option("logits", "adaptive: what the mixing network reads besides both models' logits: "
-                                              "logits (nothing more), h (h's feature maps) or both (g's and h's)",
-                                    choices=["logits", "h", "both"])
-    mixing_net: str = option("residual", "adaptive: residual (residual conv branches on the feature maps and a "
-                                         "two-layer head; with logits only, the head on the layer-normed logits) "
-                                         "or mlp (on pooled features)", choices=["mlp", "residual"])
-    train_attack: str = option("composite+gate", "adaptive: the mixing network's training attack: composite+gate "
-                                                 "(PGD on the whole mixer and through its softened gate), composite "
-                                                 "(PGD on the whole mixer) or none (clean inputs only)",
-                               choices=["composite+gate", "composite", "none"])
+    adaptive: AdaptiveRecipe = group(AdaptiveRecipe)
     adaptive_epochs: int = option(4, "adaptive: epochs of mixing-network training (on 10 x -n training images)")
     confirm_steps: int = option(100, "APGD iterations of the worst-case evaluator that confirms the choice on the "
                                      "test split (the cost of the confirmation grows with it)")
@@ -116,12 +130,11 @@ class CalibrateSettings:
                 raise ConfigError(f"objective {self.objective} needs --target (an accuracy in [0, 1])")
             if not 0 <= self.target <= 1:
                 raise ConfigError(f"--target is an accuracy in [0, 1], got {self.target}")
-        if self.objective == "certified" and not self.sigma:
+        if self.objective == "certified" and not self.smoothing.sigma:
             raise ConfigError("objective certified needs --sigma (the smoothing noise of --rob)")
         if not (math.isfinite(self.radius) and self.radius >= 0):
             raise ConfigError(f"--radius must be a number >= 0, got {self.radius}")
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
-        check_eps(self.eps)
         check_positive_int(self.adaptive_epochs, name="adaptive_epochs")
 
 
@@ -150,14 +163,14 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
         alphas = cal.alphas if split == "val" else [result["choice"]["alpha"]]
         names = {**(settings or {}), "split": split}
         if cal.objective == "certified":
-            recs = run_certify(g, h, x, y, CertifyConfig(sigma=cal.sigma, num_samples=cal.samples, seed=cal.seed),
-                               records_path=out / f"{split}-certify.jsonl", settings=names, fresh=fresh)
-            cur = certified_curve(recs, alphas, [cal.radius], theorem=2, sigma=cal.sigma)
+            recs = run_certify(g, h, x, y, CertifyConfig(smoothing=cal.smoothing, seed=cal.seed),
+                               records=Records(out / f"{split}-certify.jsonl", names, fresh))
+            cur = certified_curve(recs, alphas, [cal.radius], theorem=2, sigma=cal.smoothing.sigma)
             clean, robust = cur["clean"], [row[0] for row in cur["certified"]]
         else:
-            cfg = SweepConfig(alphas=alphas, eps=cal.eps, norm=cal.norm, steps=cal.steps, seed=cal.seed,
+            cfg = SweepConfig(alphas=alphas, threat=cal.threat, steps=cal.steps, seed=cal.seed,
                               attacks=("mix",))
-            summ = run_sweep(g, h, x, y, cfg, records_path=out / f"{split}-sweep.jsonl", settings=names, fresh=fresh)
+            summ = run_sweep(g, h, x, y, cfg, records=Records(out / f"{split}-sweep.jsonl", names, fresh))
             clean, robust = summ.accuracy["clean"], summ.accuracy["mix"]
         if split == "val":
             result["choice"] = choose_alpha(alphas, clean, robust, len(x), cal.objective, cal.target).to_dict()
@@ -174,7 +187,7 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
     if "test" not in result:
         result["test"] = _confirm(mixer, splits["test"], cal, out, settings or {}, fresh)
     summary = CalibrationSummary(choice=result["choice"], test=result["test"],
-                                 settings={**dataclasses.asdict(cal), **(settings or {})})
+                                 settings={**flat(cal), **(settings or {})})
     _save(summary, mixer, out, settings or {}, export, splits["val"][0][:2])
     return summary
 
@@ -185,10 +198,9 @@ def _confirm(mixer, test, cal: CalibrateSettings, out: Path, settings: dict, fre
 
     x, y = test
     records = out / "test-evaluate.jsonl"
-    cfg = EvaluateConfig(norm=cal.norm, eps=cal.eps, seed=cal.seed, steps=cal.confirm_steps,
+    cfg = EvaluateConfig(threat=cal.threat, seed=cal.seed, steps=cal.confirm_steps,
                          diagnostics=_diagnostics_of(records, fresh))
-    s = run_evaluate(mixer, x, y, cfg, records_path=records,
-                     settings={**settings, "split": "test", "mixer": cal.mixer}, fresh=fresh)
+    s = run_evaluate(mixer, x, y, cfg, records=Records(records, {**settings, "split": "test", "mixer": cal.mixer}, fresh))
     return {"n": s.n, "clean": s.clean_accuracy, "clean_ci95": s.clean_ci95, "robust": s.accuracy,
             "robust_ci95": s.ci95, "robust_attack": "worst case over the attack ensemble (robustmix evaluate)",
             "diagnostics": s.diagnostics, **evaluation_fields(s)}
@@ -224,13 +236,14 @@ def _save(summary, mixer, out: Path, settings: dict, export, example) -> None:
 
 
 def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings: dict, fresh: bool):
-    from ..fitting.adaptive import trained_adaptive_mixer
-    from ..fitting.mixednuts import PATH_PERCENTILES, cached_validation_logits, calibrate_nonlinear
+    from ..fitting.adaptive import FIRST_RECIPE, trained_adaptive_mixer
+    from ..fitting.mixednuts import PATH_PERCENTILES, ValidationAttack, cached_validation_logits, calibrate_nonlinear
+    from ..mixing import MixingArchitecture
 
     xv, yv = splits["val"]
     if cal.mixer == "nonlinear":
-        logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, eps=cal.eps, norm=cal.norm,
-                                          steps=cal.steps, seed=cal.seed)
+        logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, cal.threat,
+                                          ValidationAttack(steps=cal.steps, seed=cal.seed))
         fits = [calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc)
                 for pc in PATH_PERCENTILES if pc > 0]
         clean, robust = [f.clean_acc for f in fits], [f.robust_proxy for f in fits]
@@ -242,10 +255,11 @@ def _calibrate_mixer(g, h, splits: dict, cal: CalibrateSettings, out: Path, sett
                   "in the worst case (robustmix.fitting.mixednuts)"}
     else:
         xt, yt = splits["train"]
-        mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=cal.eps, norm=cal.norm, seed=cal.seed,
-                                       epochs=cal.adaptive_epochs, features=cal.adaptive_features,
-                                       net=cal.mixing_net, train_attack=cal.train_attack, progress=True)
+        training = dataclasses.replace(FIRST_RECIPE, seed=cal.seed, epochs=cal.adaptive_epochs,
+                                       train_attack=cal.adaptive.train_attack, progress=True)
+        arch = MixingArchitecture(features=cal.adaptive.adaptive_features, net=cal.adaptive.mixing_net)
+        mixer = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, cal.threat, training, arch)
         choice = {"alpha": None, "objective": cal.objective, "target": cal.target, "feasible": None,
                   "validation": {}, "mixing_net": mixer.config()}
     test = _confirm(mixer, splits["test"], cal, out, settings, fresh)
-    return CalibrationSummary(choice=choice, test=test, settings={**dataclasses.asdict(cal), **settings}), mixer
+    return CalibrationSummary(choice=choice, test=test, settings={**flat(cal), **settings}), mixer

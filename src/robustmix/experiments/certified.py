@@ -26,31 +26,29 @@ certifies, else the hard-vote mixture's point estimate), and
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
 
-from .._validation import check_alpha, check_positive_int
+from .._config import accepts_old_keywords, flat, group
+from .._validation import check_alpha
 from ..certify.radii import (certified_accuracy, lipschitz_radius_from_bounds, smoothed_lipschitz,
                              smoothing_radius_from_bounds)
-from ..certify.mixture import SEQUENTIAL_RULES, certify_mixture, check_sequential, default_tolerance
-from ..certify.smoothing import SmoothedClassifier, SmoothingEstimate
+from ..certify.mixture import SEQUENTIAL_RULES, Sequential, certify_mixture, check_sequential, default_tolerance
+from ..certify.smoothing import Inputs, SmoothedClassifier, SmoothingEstimate
 from ..errors import ConfigError
-from .runner import run_records
+from ..groups import Smoothing
+from .runner import Records, records_of, run_records
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class CertifyConfig:
-    sigma: float | None = None     # smoothing noise; None for a Lipschitz network h
-    num_samples: int = 10_000
-    batch_size: int = 1000         # noise samples per forward pass
-    delta: float = 0.001           # failure probability of the sound bounds
+    smoothing: Smoothing = group(Smoothing)   # sigma None: a Lipschitz network h
     estimator: str = "soft"        # "soft" (Hoeffding on softmax scores) or "hard" (Clopper-Pearson on votes)
     seed: int = 0
     examples_per_record_batch: int = 10
     sound_alphas: list | None = None   # also store certify_mixture's tight sound radii at these alphas (smoothed h)
-    n0: int = 100                      # selection samples of the tight sound certificate
     sound_only: bool = False           # only the tight sound certificate: no separate Monte-Carlo pass (half the cost)
     share_samples: bool = False        # the point estimate and simultaneous bounds reuse the tight certificate's
     #                                    noise samples (soft estimator, fixed budget): one sampling pass, not two
@@ -61,21 +59,17 @@ class CertifyConfig:
     sequential_rule: str = "confidence-sequence"   # sequential: or "doubling-looks" (the earlier rule)
 
     def __post_init__(self):
-        if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
-            raise ConfigError(f"sigma must be a positive number (or None for a Lipschitz h), got {self.sigma!r}")
-        check_positive_int(self.num_samples, name="num_samples")
-        check_positive_int(self.batch_size, name="batch_size")
-        if not 0 < self.delta < 1:
-            raise ConfigError(f"delta must be in (0, 1), got {self.delta!r}")
+        s = self.smoothing
         if self.estimator not in ("soft", "hard"):
             raise ConfigError("estimator must be 'soft' or 'hard'")
         if self.sound_alphas is not None:
-            if self.sigma is None:
+            if s.sigma is None:
                 raise ConfigError("tight sound radii (sound_alphas) need a smoothed h: give sigma")
             self.sound_alphas = [float(a) for a in check_alpha(self.sound_alphas).reshape(-1).tolist()]
-            check_positive_int(self.n0, name="n0")
-            if self.num_samples < self.n0:
-                raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
+            if s.num_samples < s.n0:
+                raise ConfigError(f"--samples ({s.num_samples}) must be at least --n0 ({s.n0}): the estimation "
+                                  "pass is the larger one (Cohen et al. use 100,000 with n0 = 100); the n0 selection "
+                                  "samples are drawn on top of it")
         elif self.sound_only or self.sequential:
             raise ConfigError("sound_only and sequential concern the tight sound certificate: give sound_alphas too")
         if self.tolerance is None:
@@ -93,7 +87,7 @@ class CertifyConfig:
                               "estimate: it needs sound_alphas, estimator 'soft', no sequential, no sound_only")
 
     def to_dict(self):
-        d = dataclasses.asdict(self)
+        d = flat(self)
         if not d["share_samples"]:   # records written before the option existed resume unchanged
             del d["share_samples"]
         if not d["sequential"]:      # the rule matters only to sequential runs
@@ -116,25 +110,24 @@ def certify_batch(std_model, rob_model, smoother, xb, idx, cfg: CertifyConfig) -
         recs = [{"g_probs": _probs_list(g_probs[j])} for j in range(len(xb))]
     else:
         est = smoother.sample(xb, idx.tolist())
-        lower, upper = est.bounds(cfg.delta, cfg.estimator)
+        lower, upper = est.bounds(cfg.smoothing.delta, cfg.estimator)
         point = est.point(cfg.estimator)
         recs = [{"g_probs": _probs_list(g_probs[j]), "h_probs": _probs_list(point[j]),
                  "h_lower": _probs_list(lower[j]), "h_upper": _probs_list(upper[j])} for j in range(len(xb))]
     if cfg.sound_alphas:
-        cert = certify_mixture(std_model, rob_model, xb, sigma=cfg.sigma, alphas=cfg.sound_alphas,
-                               num_samples=cfg.num_samples, n0=cfg.n0, delta=cfg.delta, seed=cfg.seed, indices=idx,
-                               batch_size=cfg.batch_size, sequential=cfg.sequential, tolerance=cfg.tolerance,
-                               radii=cfg.radii, sequential_rule=cfg.sequential_rule if cfg.sequential else None)
+        sequential = Sequential(cfg.sequential_rule, cfg.tolerance, cfg.radii) if cfg.sequential else None
+        cert = certify_mixture(std_model, rob_model, xb, alphas=cfg.sound_alphas, smoothing=cfg.smoothing,
+                               sequential=sequential, inputs=Inputs(idx.tolist(), cfg.seed))
         for j, r in enumerate(recs):
             r["sound"] = {"radius": cert.radius[:, j].tolist(), "prediction": cert.prediction[:, j].tolist(),
                           "clean": cert.clean_prediction[:, j].tolist(),   # the certified classifier at x
-                          "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.n0}
+                          "estimator": cert.estimator, "samples": int(cert.samples_used[j]) + cfg.smoothing.n0}
             if cfg.sound_only:   # the mixture's clean prediction uses h's mean over the certificate's own samples
                 r["h_probs"] = _probs_list(cert.h_mean[j])
         if cfg.share_samples:    # every sample of the certificate (selection and estimation) is an i.i.d. draw
             est = SmoothingEstimate(mean=cert.h_mean, counts=torch.zeros_like(cert.h_mean),
-                                    num_samples=cfg.n0 + cfg.num_samples)
-            lower, upper = est.bounds(cfg.delta, "soft")
+                                    num_samples=cfg.smoothing.n0 + cfg.smoothing.num_samples)
+            lower, upper = est.bounds(cfg.smoothing.delta, "soft")
             for j, r in enumerate(recs):
                 r.update(h_probs=_probs_list(cert.h_mean[j]), h_lower=_probs_list(lower[j]),
                          h_upper=_probs_list(upper[j]))
@@ -169,15 +162,15 @@ def sound_curve(records: list[dict], sound_alphas, alpha: float, grid) -> dict:
             "estimator": records[0]["sound"]["estimator"], "clean_of": clean_of}
 
 
-def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None, records_path=None,
-                settings: dict | None = None, fresh: bool = False, progress: bool = True) -> list[dict]:
+def run_certify(std_model, rob_model, x, y, cfg: CertifyConfig, *, indices=None, records: Records | None = None,
+                **deprecated) -> list[dict]:
     """Compute (or resume) the per-example records needed for certified curves."""
-    smoother = SmoothedClassifier(rob_model, cfg.sigma, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
-                                  seed=cfg.seed) if cfg.sigma else None
-    return run_records(records_path, lambda xb, yb, idx: certify_batch(std_model, rob_model, smoother, xb, idx, cfg),
-                       x, y, kind="certify", settings={**cfg.to_dict(), **(settings or {})},
-                       models={"std": std_model, "rob": rob_model}, indices=indices,
-                       batch_size=cfg.examples_per_record_batch, fresh=fresh, progress=progress, desc="certify")
+    smoother = SmoothedClassifier(rob_model, cfg.smoothing.sigma, num_samples=cfg.smoothing.num_samples, batch_size=cfg.smoothing.batch_size,
+                                  seed=cfg.seed) if cfg.smoothing.sigma else None
+    records = records_of(records, deprecated, "run_certify").for_run("certify", cfg.to_dict())
+    return run_records(records, lambda xb, yb, idx: certify_batch(std_model, rob_model, smoother, xb, idx, cfg),
+                       x, y, kind="certify", models={"std": std_model, "rob": rob_model}, indices=indices,
+                       batch_size=cfg.examples_per_record_batch)
 
 
 def _stack(records, key):
@@ -240,45 +233,65 @@ def match_clean_accuracy(records, target: float, alphas=None) -> float:
     return float(grid[best])
 
 
-def run_fig3(std_model, smooth_base, sigma: float, baseline_base, baseline_sigma: float, lipschitz_model, x, y, *,
-             samples: int = 10_000, delta: float = 0.001, seed: int = 0, records_dir=None, progress: bool = True,
-             settings: dict | None = None, grid=None, fresh: bool = False, share_samples: bool = False) -> dict:
+FIG3_GRID = [round(0.05 * i, 3) for i in range(41)]   # the l2 radii of the curves
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig3Budget:
+    """The budget of every certificate of :func:`run_fig3`: noise samples and failure probability (checked as a
+    :class:`~robustmix.groups.Smoothing`), the seed, and ``share_samples`` (one noise pass per image: the point
+    estimates reuse the tight certificate's samples)."""
+
+    num_samples: int = 10_000
+    delta: float = 0.001
+    seed: int = 0
+    share_samples: bool = False
+
+    def __post_init__(self):
+        Smoothing(num_samples=self.num_samples, delta=self.delta)
+
+
+def run_fig3(std_model, smoothed: tuple, baseline: tuple, lipschitz_model, x, y, budget: Fig3Budget | None = None,
+             *, records: Records | None = None) -> dict:
     """The paper's Fig. 3 setting, plus Theorem 1 with a Lipschitz network.
 
-    A smoothed h (noise ``sigma``) is mixed at the alpha whose clean accuracy matches a smoothed
-    baseline with a smaller ``baseline_sigma`` (certified at alpha = 1); both are certified with
+    A smoothed h (``smoothed`` = (base model, sigma)) is mixed at the alpha whose clean accuracy matches a smoothed
+    ``baseline`` = (base model, smaller sigma) certified at alpha = 1; both are certified with
     Theorem 1 (Lipschitz constant of smoothed classifiers) and Theorem 2, from the Monte-Carlo
     mean (as in the paper) and from sound simultaneous bounds.  ``lipschitz_model`` (optional) is
-    certified with Theorem 1 and its guaranteed probability Lipschitz bound at several alphas.
+    certified with Theorem 1 and its guaranteed probability Lipschitz bound at several alphas.  ``budget``: the
+    noise samples, delta, seed and ``share_samples`` of every certificate; ``records``: the folder of the records
+    files (``records_path``) and the header's settings.
     """
     from ..certify.lipschitz import probability_lipschitz
 
-    grid = grid or [round(0.05 * i, 3) for i in range(41)]
-    rec = Path(records_dir) if records_dir else None
+    budget, records = budget or Fig3Budget(), records or Records()
+    grid, samples = FIG3_GRID, budget.num_samples
+    rec = Path(records.records_path) if records.records_path else None
     out = {"grid": grid}
-    records = {}
+    runs = {}
     sound_alphas = [round(0.5 + 0.05 * i, 2) for i in range(11)]
-    for tag, base, sig in (("smooth", smooth_base, sigma), ("baseline", baseline_base, baseline_sigma)):
-        cfg = CertifyConfig(sigma=sig, num_samples=samples, delta=delta, seed=seed, batch_size=min(samples, 2000),
-                            sound_alphas=sound_alphas, n0=min(100, samples), share_samples=share_samples)
-        records[tag] = run_certify(std_model, base, x, y, cfg, records_path=rec / f"certify-{tag}.jsonl" if rec else None,
-                                   settings={**(settings or {}), "role": tag}, fresh=fresh, progress=progress)
-    base_clean = certified_curve(records["baseline"], 1.0, grid, theorem=2, sigma=baseline_sigma)["clean"][0]
-    alpha = match_clean_accuracy(records["smooth"], base_clean, alphas=sound_alphas)
+    for tag, (base, sig) in (("smooth", smoothed), ("baseline", baseline)):
+        smoothing = Smoothing(sig, samples, min(100, samples), budget.delta, batch_size=min(samples, 2000))
+        cfg = CertifyConfig(smoothing, seed=budget.seed, sound_alphas=sound_alphas, share_samples=budget.share_samples)
+        runs[tag] = run_certify(std_model, base, x, y, cfg, records=records.at(
+            rec / f"certify-{tag}.jsonl" if rec else None, role=tag))
+    sigma, baseline_sigma = smoothed[1], baseline[1]
+    base_clean = certified_curve(runs["baseline"], 1.0, grid, theorem=2, sigma=baseline_sigma)["clean"][0]
+    alpha = match_clean_accuracy(runs["smooth"], base_clean, alphas=sound_alphas)
     out["rs"] = {"alpha": alpha, "baseline_clean": base_clean}
     for theorem in (1, 2):
         for sound in (False, True):
-            mix = certified_curve(records["smooth"], alpha, grid, theorem=theorem, sigma=sigma, sound=sound)
-            base = certified_curve(records["baseline"], 1.0, grid, theorem=theorem, sigma=baseline_sigma, sound=sound)
+            mix = certified_curve(runs["smooth"], alpha, grid, theorem=theorem, sigma=sigma, sound=sound)
+            base = certified_curve(runs["baseline"], 1.0, grid, theorem=theorem, sigma=baseline_sigma, sound=sound)
             out["rs"][f"thm{theorem}{'_sound' if sound else ''}"] = {"mixture": mix, "baseline": base}
     # Theorem 2 with the tight sound certificate (one Clopper-Pearson bound on the selected class, all of delta)
-    out["rs"]["thm2_tight"] = {"mixture": sound_curve(records["smooth"], sound_alphas, alpha, grid),
-                               "baseline": sound_curve(records["baseline"], sound_alphas, 1.0, grid)}
+    out["rs"]["thm2_tight"] = {"mixture": sound_curve(runs["smooth"], sound_alphas, alpha, grid),
+                               "baseline": sound_curve(runs["baseline"], sound_alphas, 1.0, grid)}
     if lipschitz_model is not None:
         lip = probability_lipschitz(lipschitz_model, 2)
-        lip_records = run_certify(std_model, lipschitz_model, x, y, CertifyConfig(sigma=None),
-                                  records_path=rec / "certify-lipschitz.jsonl" if rec else None,
-                                  settings={**(settings or {}), "role": "lipschitz"}, fresh=fresh, progress=progress)
+        lip_records = run_certify(std_model, lipschitz_model, x, y, CertifyConfig(), records=records.at(
+            rec / "certify-lipschitz.jsonl" if rec else None, role="lipschitz"))
         alphas = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
         out["lipschitz"] = {"lipschitz_per_class": float(lip[0]),
                             "curve": certified_curve(lip_records, alphas, grid, theorem=1, lipschitz=lip)}

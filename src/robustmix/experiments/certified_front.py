@@ -31,13 +31,15 @@ from pathlib import Path
 import torch
 
 from .._binomial import binomial_ci
-from .._validation import check_alpha, check_positive_int
+from .._config import accepts_old_keywords, flat, group, option
+from .._validation import check_alpha
 from ..certify.mixture import mixture_clean_prediction, top_bound_radius
 from ..certify.selection import check_selector, selection_counts, selection_from_counts
 from ..certify.smoothing import ABSTAIN
 from ..certify.stats import clopper_pearson_lower
 from ..errors import ConfigError
-from .runner import run_records
+from ..groups import Smoothing, seed_option
+from .runner import Records, run_records
 
 FAMILIES = {"cohen": "smoothed h alone (Cohen et al.)", "mixture": "mixture of g and smoothed h (Theorem 2)",
             "aces": "ACES selection (entropy selector)", "lipschitz-theorem1": "1-Lipschitz h mixture (Theorem 1)",
@@ -52,31 +54,37 @@ def _default_thresholds():
     return [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0]
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class FrontConfig:
-    sigmas: list = dataclasses.field(default_factory=lambda: [0.12, 0.25, 0.5])
-    alphas: list = dataclasses.field(default_factory=_default_alphas)
-    thresholds: list = dataclasses.field(default_factory=_default_thresholds)
-    radii: list = dataclasses.field(default_factory=lambda: [0.25, 0.5])
-    num_samples: int = 10_000
-    n0: int = 100
-    delta: float = 0.001
-    seed: int = 0
-    batch_size: int = 1000
-    lipschitz_temperature: float = 10.0   # logit ball: the mixture uses T * h's logits (T * h is T-Lipschitz)
+    sigmas: list = option(help="smoothing noise of each --noise-models entry", factory=lambda: [0.12, 0.25, 0.5],
+                          of=float)
+    alphas: list = option(help="mixture weights of h (Theorem 2 and the Lipschitz mixtures)",
+                          factory=_default_alphas, of=float)
+    thresholds: list = option(help="ACES entropy-selector thresholds (nats, in [0, ln classes]): h answers where its "
+                                   "entropy under noise is at most the threshold", factory=_default_thresholds,
+                              of=float)
+    radii: list = option(help="l2 radii at which certified accuracy is reported", factory=lambda: [0.25, 0.5],
+                         of=float)
+    smoothing: Smoothing = group(Smoothing, only=("num_samples", "n0", "delta"), help={
+        "num_samples": "estimation noise samples per image and sigma",
+        "n0": "selection samples per image and sigma (pick h's class)",
+        "delta": "failure probability of every certificate"})   # sigma: one per --sigmas
+    seed: int = seed_option()
+    lipschitz_temperature: float = option(10.0, "logit-ball mixtures use this times the Lipschitz h's logits (a "
+                                                "sharper h, certified with scaled bounds)")
 
     def __post_init__(self):
+        if not self.thresholds:
+            raise ConfigError("--thresholds is empty: give at least one entropy threshold, e.g. 0.1 0.5 1.0")
         if not self.sigmas or not all(isinstance(s, (int, float)) and s > 0 and math.isfinite(s)
                                       for s in self.sigmas):
             raise ConfigError(f"sigmas must be positive noise levels, e.g. 0.12 0.25 0.5; got {self.sigmas!r}")
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
         if not self.radii or not all(r > 0 and math.isfinite(r) for r in self.radii):
             raise ConfigError(f"radii must be positive l2 radii, e.g. 0.25 0.5; got {self.radii!r}")
-        check_positive_int(self.n0, name="n0")
-        if self.num_samples < self.n0:
-            raise ConfigError(f"num_samples ({self.num_samples}) must be at least n0 ({self.n0})")
-        if not 0 < self.delta < 1:
-            raise ConfigError(f"delta must be a failure probability in (0, 1), got {self.delta!r}")
+        if self.smoothing.num_samples < self.smoothing.n0:
+            raise ConfigError(f"--samples ({self.smoothing.num_samples}) must be at least --n0 ({self.smoothing.n0})")
         if not (self.lipschitz_temperature > 0 and math.isfinite(self.lipschitz_temperature)):
             raise ConfigError(f"lipschitz_temperature must be a positive number, got {self.lipschitz_temperature!r}")
 
@@ -85,29 +93,27 @@ def _probs(t: torch.Tensor) -> list:
     return [float(v) for v in t.tolist()]
 
 
-def front_records(g, h_base, sigma: float, x, y, cfg: FrontConfig, *, records_path=None, settings=None,
-                  fresh: bool = False, progress: bool = True, indices=None) -> list[dict]:
+def front_records(g, h_base, sigma: float, x, y, cfg: FrontConfig, *, records: Records | None = None,
+                  indices=None) -> list[dict]:
     """One sampling pass per image at ``sigma``: g's probabilities, h's votes and the selector's hits."""
     with torch.no_grad():
         c = h_base(x[:2]).shape[1]
     selector, thr, _ = check_selector("entropy", cfg.thresholds, x, c)
+    smoothing = dataclasses.replace(cfg.smoothing, sigma=sigma)
 
     def compute(xb, yb, idx):
         with torch.no_grad():
             g_probs = g(xb).double().softmax(-1).cpu()
-            sel, votes, chosen = selection_counts(h_base, xb, sigma, selector, thr, num_samples=cfg.num_samples,
-                                                  n0=cfg.n0, seed=cfg.seed, indices=idx.tolist(),
-                                                  batch_size=cfg.batch_size)
+            sel, votes, chosen = selection_counts(h_base, xb, smoothing, selector, thr, seed=cfg.seed,
+                                                  indices=idx.tolist())
         return [{"g_probs": _probs(g_probs[j]), "selection_votes": sel[j].tolist(), "votes": votes[j].tolist(),
                  "selector_hits": chosen[j].tolist()} for j in range(len(xb))]
 
-    cfg_settings = {**dataclasses.asdict(cfg), "sigma": sigma}
+    cfg_settings = {**flat(cfg), "sigma": sigma}
     for key in ("sigmas", "alphas", "radii", "lipschitz_temperature"):   # used afterwards, free to change
         del cfg_settings[key]
-    return run_records(records_path, compute, x, y, kind="certify-front",
-                       settings={**cfg_settings, **(settings or {})}, models={"g": g, "h": h_base},
-                       indices=indices, batch_size=10, fresh=fresh, progress=progress,
-                       desc=f"front, sigma {sigma:g}")
+    return run_records((records or Records()).for_run(f"front, sigma {sigma:g}", cfg_settings), compute, x, y,
+                       kind="certify-front", models={"g": g, "h": h_base}, indices=indices, batch_size=10)
 
 
 def _point(family: str, sigma, param, clean_ok, radius, correct_cert, radii, estimator: str) -> dict:
@@ -131,13 +137,13 @@ def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list
     hits = torch.tensor([r["selector_hits"] for r in records], dtype=torch.float64)
     c = votes.shape[1]
     top = sel.argmax(1)
-    p_lower = clopper_pearson_lower(votes.gather(1, top[:, None])[:, 0].numpy(), cfg.num_samples, cfg.delta)
+    p_lower = clopper_pearson_lower(votes.gather(1, top[:, None])[:, 0].numpy(), cfg.smoothing.num_samples, cfg.smoothing.delta)
     alphas = torch.tensor(cfg.alphas, dtype=torch.float64)
     radius = top_bound_radius(p_lower, top, c, sigma, alphas)                     # (k, n), Theorem 2 (alpha 1: Cohen)
-    h_freq = (votes + sel) / (cfg.num_samples + cfg.n0)
+    h_freq = (votes + sel) / (cfg.smoothing.num_samples + cfg.smoothing.n0)
     certified = torch.where(radius > 0, top[None].expand_as(radius), torch.full_like(top[None], ABSTAIN))
     clean_pred = mixture_clean_prediction(g_probs, h_freq, certified, alphas)   # as certify_mixture's clean_prediction
-    cp = f"Clopper-Pearson, delta {cfg.delta:g}, {cfg.num_samples:,} samples"
+    cp = f"Clopper-Pearson, delta {cfg.smoothing.delta:g}, {cfg.smoothing.num_samples:,} samples"
     points = []
     for k, a in enumerate(cfg.alphas):
         clean = clean_pred[k] == y
@@ -145,8 +151,8 @@ def smoothed_points(records: list[dict], sigma: float, cfg: FrontConfig) -> list
         points.append(pt)
         if a == 1.0:
             points.append({**pt, "family": "cohen"})
-    cert = selection_from_counts(sel, votes, hits, g_probs.argmax(1), cfg.thresholds, sigma=sigma, delta=cfg.delta,
-                                 n0=cfg.n0, num_samples=cfg.num_samples, selector="entropy")
+    cert = selection_from_counts(sel, votes, hits, g_probs.argmax(1), cfg.thresholds,
+                                 smoothing=dataclasses.replace(cfg.smoothing, sigma=sigma), selector="entropy")
     for k, t in enumerate(cfg.thresholds):
         points.append(_point("aces", sigma, t, cert.clean_prediction[k] == y, cert.radius[k], cert.prediction[k] == y,
                              cfg.radii, f"{cp} (union: delta/2 for h, delta/{2 * len(cfg.thresholds)} per selector "
@@ -199,15 +205,15 @@ def best_by_clean(points: list[dict], levels, radius) -> list[dict]:
     return out
 
 
-def run_front(g, smoothed: list, lipschitz, x, y, cfg: FrontConfig, *, records_dir=None, fresh=False,
-              progress=True, settings=None) -> dict:
+def run_front(g, smoothed: list, lipschitz, x, y, cfg: FrontConfig, *, records: Records | None = None) -> dict:
     """Every point of the front; ``smoothed`` is [(sigma, base model)], ``lipschitz`` a model or None."""
-    rec = Path(records_dir) if records_dir else None
+    records = records or Records()
+    folder = Path(records.records_path) if records.records_path else None
     points = []
     for sigma, base in smoothed:
-        records = front_records(g, base, sigma, x, y, cfg, fresh=fresh, progress=progress, settings=settings,
-                                records_path=rec / f"front-sigma-{sigma:g}.jsonl" if rec else None)
-        points += smoothed_points(records, sigma, cfg)
+        one = front_records(g, base, sigma, x, y, cfg,
+                            records=records.at(folder / f"front-sigma-{sigma:g}.jsonl" if folder else None))
+        points += smoothed_points(one, sigma, cfg)
     if lipschitz is not None:
         points += lipschitz_points(g, lipschitz, x, y, cfg.alphas, cfg.radii, cfg.lipschitz_temperature)
     return {"points": points}

@@ -24,12 +24,14 @@ from pathlib import Path
 import torch
 
 from .._validation import alpha_grid
+from ..groups import ThreatModel
 from ..results import DemoSummary, rate_ci
 from ..data import load_dataset
 from ..mixing import MixedClassifier
 from ..models import load
 from .evaluate_run import EvaluateConfig, run_evaluate
-from .certified import run_fig3
+from .certified import Fig3Budget, run_fig3
+from .runner import Records
 from .sweep import SweepConfig, run_sweep
 from .tradeoff import TradeoffConfig, run_tradeoff
 from .tradeoff_choice import best_tradeoff_alpha, gap_closed, kept
@@ -150,39 +152,36 @@ class _Steps:
 
     def sweep(self, fresh: bool):
         s = self.s
-        cfg = SweepConfig(alphas=s.alphas, eps=s.eps, steps=s.steps, seed=s.seed, batch_size=250)
+        cfg = SweepConfig(alphas=s.alphas, threat=ThreatModel("inf", s.eps), steps=s.steps, seed=s.seed, batch_size=250)
         return run_sweep(self.g, self.h, self.x[:s.n_sweep], self.y[:s.n_sweep], cfg,
-                         records_path=self.rec / "sweep.jsonl", settings=self.names, fresh=fresh,
-                         progress=self.progress)
+                         records=Records(self.rec / "sweep.jsonl", self.names, fresh, self.progress))
 
     def tradeoff(self, fresh: bool):
         s = self.s
         cfg = TradeoffConfig(trusts=s.tradeoff_trusts, spaces=["probs", "logits"], gammas=s.tradeoff_gammas,
-                             eps=s.eps, steps=s.tradeoff_steps, seed=s.seed, batch_size=s.n_tradeoff)
+                             threat=ThreatModel("inf", s.eps), steps=s.tradeoff_steps, seed=s.seed, batch_size=s.n_tradeoff)
         return run_tradeoff(self.g, self.h, self.x[:s.n_tradeoff], self.y[:s.n_tradeoff], cfg,
-                            records_path=self.rec / "tradeoff.jsonl", settings=self.names, fresh=fresh,
-                            progress=self.progress)
+                            records=Records(self.rec / "tradeoff.jsonl", self.names, fresh, self.progress))
 
     def worst_case(self, name: str, alpha: float, fresh: bool) -> dict:
         """Worst case over the evaluator's members (AutoAttack's APGD-CE/APGD-T plus the APGD ensemble) on h
         (alpha = 1) or on the mixture at ``alpha``, per example through the runner."""
         s = self.s
         model = self.h if name == "h" else MixedClassifier(self.g, self.h, alpha)
-        cfg = EvaluateConfig(norm="inf", eps=s.eps, seed=s.seed, attacks=list(s.autoattack_attacks),
+        cfg = EvaluateConfig(threat=ThreatModel("inf", s.eps), seed=s.seed, attacks=list(s.autoattack_attacks),
                              steps=s.autoattack_steps, batch_size=s.autoattack_batch, diagnostics=False)
         summary = run_evaluate(model, self.x[:s.n_autoattack], self.y[:s.n_autoattack], cfg,
-                               records_path=self.rec / f"evaluate-{name}.jsonl", settings={**self.names, "alpha": alpha},
-                               fresh=fresh, progress=self.progress)
+                               records=Records(self.rec / f"evaluate-{name}.jsonl", {**self.names, "alpha": alpha},
+                                               fresh, self.progress))
         return {**summary.to_dict(), "alpha": alpha}
 
     def certify(self, fresh: bool) -> dict:
         s = self.s
-        return run_fig3(self.g, load(s.smooth_base), s.smooth_sigma, load(s.baseline_base), s.baseline_sigma,
-                        load(s.lipschitz), self.x[:s.n_certify], self.y[:s.n_certify], samples=s.certify_samples,
-                        delta=s.certify_delta, seed=s.seed, records_dir=self.rec, progress=self.progress, fresh=fresh,
-                        share_samples=s.certify_share_samples,
-                        settings={"std": s.std, "smooth": s.smooth_base, "baseline": s.baseline_base,
-                                  "lip": s.lipschitz})
+        budget = Fig3Budget(s.certify_samples, s.certify_delta, s.seed, s.certify_share_samples)
+        return run_fig3(self.g, (load(s.smooth_base), s.smooth_sigma), (load(s.baseline_base), s.baseline_sigma),
+                        load(s.lipschitz), self.x[:s.n_certify], self.y[:s.n_certify], budget,
+                        records=Records(self.rec, {"std": s.std, "smooth": s.smooth_base, "baseline": s.baseline_base,
+                                                   "lip": s.lipschitz}, fresh, self.progress))
 
 
 def _independent_steps(job: str) -> None:

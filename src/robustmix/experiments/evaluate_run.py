@@ -18,44 +18,42 @@ from pathlib import Path
 
 import torch
 
-from .._config import option
+from .._config import accepts_old_keywords, flat, group, option
 from .._io import atomic_write_bytes
-from .._validation import check_eps, check_positive_int, norm_name
-from ..attacks.evaluate import evaluate
+from .._validation import check_positive_int
+from ..attacks.evaluate import DiagnosticChecks, Ensemble, evaluate
 from ..errors import ConfigError
+from ..groups import ThreatModel, seed_option
 from ..results import EvaluateSummary, binomial_ci, to_json
-from .runner import is_main_process, run_records
+from .runner import Records, is_main_process, records_of, run_records
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class EvaluateConfig:
-    norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")
-    eps: float = option(0.1, "attack radius")
-    seed: int = 0
+    threat: ThreatModel = group(ThreatModel)
+    seed: int = seed_option()
     attacks: list | None = option(None, "ensemble members or patterns, e.g. 'aa-*'", of=str, shown="the whole ensemble")
     steps: int = option(100, "iterations of each APGD member of robustmix's own (apgd-*); AutoAttack's members (aa-*) run "
                                  "with AutoAttack's standard settings (100 iterations, Square 5,000 queries)")
     restarts: int = 1
     batch_size: int = option(250, "examples per batch")
     square_queries: int = 5000
-    diagnostics: bool = True
+    diagnostics: bool = option(True, "the gradient-masking checks (a black-box attack on a sample, and how the "
+                                     "attacks' losses behave); --no-diagnostics skips them")
     save_adversarial: bool = False    # keep each batch's worst-case inputs under the records (adversarial/*.safetensors)
     precision: str = option("fp32", "the attacks' gradient steps in fp32, bf16 or fp16 (autocast; faster on recent "
                             "GPUs, slower on CPUs); every judgement of an input stays in the model's own precision",
                             choices=("fp32", "bf16", "fp16"))
 
     def __post_init__(self):
-        self.eps = check_eps(self.eps)
-        if not self.eps > 0:
-            raise ConfigError(f"eps must be > 0 for an attack, got {self.eps}")
-        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("steps", "restarts", "batch_size", "square_queries"):
             check_positive_int(getattr(self, name), name=name)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = flat(self)
         for key, default in (("save_adversarial", False), ("precision", "fp32")):
             if d[key] == default:   # records written before the option existed resume unchanged
                 del d[key]
@@ -63,9 +61,10 @@ class EvaluateConfig:
 
 
 def evaluate_batch(model, xb, yb, idx, cfg: EvaluateConfig, adv_dir=None) -> list[dict]:
-    res = evaluate(model, xb, yb, norm=cfg.norm, eps=cfg.eps, seed=cfg.seed, indices=idx, attacks=cfg.attacks,
-                   steps=cfg.steps, restarts=cfg.restarts, batch_size=len(xb), square_queries=cfg.square_queries,
-                   diagnostics=cfg.diagnostics, keep_adv=cfg.save_adversarial, precision=cfg.precision)
+    ensemble = Ensemble(attacks=tuple(cfg.attacks) if cfg.attacks else None, steps=cfg.steps, restarts=cfg.restarts, square_queries=cfg.square_queries,
+                        seed=cfg.seed, batch_size=len(xb), precision=cfg.precision)
+    res = evaluate(model, xb, yb, threat=cfg.threat, ensemble=ensemble, indices=idx,
+                   diagnostics=DiagnosticChecks() if cfg.diagnostics else None, keep_adv=cfg.save_adversarial)
     if cfg.save_adversarial:   # written before the batch's records, so a recorded batch always has its inputs
         from safetensors.torch import save
 
@@ -93,17 +92,18 @@ def forward_passes(model) -> tuple[int, int]:
     return max(base, 1), int(isinstance(getattr(model, "mixing_net", None), nn.Module))
 
 
-def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records_path=None, settings: dict | None = None,
-                 fresh: bool = False, progress: bool = True) -> EvaluateSummary | None:
+def run_evaluate(model, x, y, cfg: EvaluateConfig, *, indices=None, records: Records | None = None,
+                 **deprecated) -> EvaluateSummary | None:
     """Run (or resume) the worst-case evaluation; returns the summary (None on torchrun ranks other than 0)."""
-    if cfg.save_adversarial and records_path is None:
-        raise ConfigError("save_adversarial keeps the inputs beside the records: give records_path")
-    adv_dir = Path(records_path).parent / "adversarial" if records_path is not None else None
-    records = run_records(records_path, lambda xb, yb, idx: evaluate_batch(model, xb, yb, idx, cfg, adv_dir), x, y,
-                          kind="evaluate", settings={**cfg.to_dict(), **(settings or {})}, models={"model": model},
-                          indices=indices, batch_size=cfg.batch_size, fresh=fresh, progress=progress,
-                          desc="worst-case evaluation")
-    return summarize_evaluate(records, cfg, settings, passes=forward_passes(model)) if is_main_process() else None
+    files = records_of(records, deprecated, "run_evaluate")
+    if cfg.save_adversarial and files.records_path is None:
+        raise ConfigError("save_adversarial keeps the inputs beside the records: give Records(records_path=...)")
+    adv_dir = Path(files.records_path).parent / "adversarial" if files.records_path is not None else None
+    records = run_records(files.for_run("worst-case evaluation", cfg.to_dict()),
+                          lambda xb, yb, idx: evaluate_batch(model, xb, yb, idx, cfg, adv_dir), x, y,
+                          kind="evaluate", models={"model": model}, indices=indices, batch_size=cfg.batch_size)
+    return summarize_evaluate(records, cfg, dict(files.settings), passes=forward_passes(model)) \
+        if is_main_process() else None
 
 
 def summarize_evaluate(records: list[dict], cfg: EvaluateConfig, settings: dict | None = None,

@@ -30,23 +30,27 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .._config import option, option_of
+from .._config import accepts_old_keywords, flat, group, option
 from .._validation import alpha_grid
 from ..results import ParetoSummary
 from ..mixing import MixedClassifier
-from ..fitting import ValidationLogits, cached_validation_logits, calibrate_nonlinear, trained_adaptive_mixer
-from .calibrate import CalibrateSettings
+from ..fitting import (FIRST_RECIPE, MapSearch, ValidationAttack, ValidationLogits, cached_validation_logits,
+                       calibrate_nonlinear, trained_adaptive_mixer)
+from ..mixing import MixingArchitecture
+from ..groups import ThreatModel, seed_option
+from .calibrate import AdaptiveRecipe
 from .evaluate_run import EvaluateConfig, evaluation_fields, run_evaluate
+from .runner import Records
 
 logger = logging.getLogger(__name__)
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class ParetoSettings:
     std: str = "fmnist-std-cnn"
     rob: str = "fmnist-at-linf-cnn"
-    norm: str = option("inf", "attack norm: inf or 2")
-    eps: float = option(0.1, "attack radius")
+    threat: ThreatModel = group(ThreatModel)
     n_curve: int = option(1000, "test images per curve point (a cheaper attack)")
     n_headline: int = option(1000, "test images per headline point (the full worst-case ensemble)")
     n_val: int = option(1000, "validation images for the calibration")
@@ -59,17 +63,15 @@ class ParetoSettings:
     curve_steps: int = 20
     calib_steps: int = 20
     adaptive_epochs: int = 4
-    adaptive_features: str = option_of(CalibrateSettings, "adaptive_features")
-    mixing_net: str = option_of(CalibrateSettings, "mixing_net")
-    train_attack: str = option_of(CalibrateSettings, "train_attack")
+    adaptive: AdaptiveRecipe = group(AdaptiveRecipe)
     adaptive_attack_steps: int = 10
     adaptive_range: tuple = (0.0, 1.0)
     batch_size: int = option(500, "examples per batch")
-    seed: int = 0
+    seed: int = seed_option()
     square_queries: int = 5000   # of AutoAttack's Square in the headline evaluations (AutoAttack's own number)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return flat(self)
 
 
 def _point(summary, name: str, **extra) -> dict:
@@ -87,16 +89,16 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     rec = out / "records"
     names = {"std": s.std, "rob": s.rob}
     x_test, y_test = splits["test"]
-    curve_cfg = EvaluateConfig(norm=s.norm, eps=s.eps, seed=s.seed, attacks=["apgd-*"], steps=s.curve_steps,
+    curve_cfg = EvaluateConfig(threat=s.threat, seed=s.seed, attacks=["apgd-*"], steps=s.curve_steps,
                                batch_size=s.batch_size, diagnostics=False)
-    full_cfg = EvaluateConfig(norm=s.norm, eps=s.eps, seed=s.seed, batch_size=s.batch_size,
+    full_cfg = EvaluateConfig(threat=s.threat, seed=s.seed, batch_size=s.batch_size,
                               square_queries=s.square_queries)
     xc, yc = x_test[:s.n_curve], y_test[:s.n_curve]
     xh, yh = x_test[:s.n_headline], y_test[:s.n_headline]
 
     def evaluate(model, tag, cfg, x, y, **extra):
-        summary = run_evaluate(model, x, y, cfg, records_path=rec / f"{tag}.jsonl", settings={**names, **extra},
-                               fresh=fresh, progress=progress)
+        summary = run_evaluate(model, x, y, cfg, records=Records(rec / f"{tag}.jsonl", {**names, **extra}, fresh,
+                                                                 progress))
         return summary
 
     summary = {"kind": "pareto", "settings": s.to_dict(), "curve_attack": f"APGD-CE/DLR ensemble ({s.curve_steps} steps, end to end, "
@@ -108,12 +110,12 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["curves"]["linear"] = linear
 
     xv, yv = splits["val"]
-    logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, eps=s.eps, norm=s.norm,
-                                      steps=s.calib_steps, seed=s.seed, batch_size=s.batch_size)
+    logits = cached_validation_logits(out / "val-logits.safetensors", g, h, xv, yv, s.threat,
+                                      ValidationAttack(steps=s.calib_steps, seed=s.seed, batch_size=s.batch_size))
     calib = {}
     for pc in sorted(set(s.percentiles) | {s.percentile}):
         calib[pc] = calibrate_nonlinear(logits.std_clean, logits.rob_clean, logits.rob_adv, logits.y, percentile=pc,
-                                        std_map=s.std_map)
+                                        search=MapSearch(std_map=s.std_map))
     summary["calibration"] = {"logits_attack": logits.attack, "logits_seconds": logits.seconds,
                               "nonlinear": {str(pc): c.to_dict() | {"searched": len(c.searched)}
                                             for pc, c in calib.items()}}
@@ -130,11 +132,12 @@ def run_pareto(g, h, splits: dict, s: ParetoSettings, out, *, fresh: bool = Fals
     summary["calibration"]["linear_alpha"] = lin_alpha
 
     xt, yt = splits["train"]
-    adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, eps=s.eps, norm=s.norm,
-                                      epochs=s.adaptive_epochs, attack_steps=s.adaptive_attack_steps,
-                                      batch_size=min(s.batch_size, 256), seed=s.seed, alpha_range=s.adaptive_range,
-                                      features=s.adaptive_features, net=s.mixing_net, train_attack=s.train_attack,
-                                      progress=progress)
+    training = dataclasses.replace(FIRST_RECIPE, epochs=s.adaptive_epochs, attack_steps=s.adaptive_attack_steps,
+                                   batch_size=min(s.batch_size, 256), seed=s.seed,
+                                   train_attack=s.adaptive.train_attack, progress=progress)
+    arch = MixingArchitecture(features=s.adaptive.adaptive_features, net=s.adaptive.mixing_net,
+                              alpha_range=tuple(s.adaptive_range))
+    adaptive = trained_adaptive_mixer(out / "adaptive", g, h, xt, yt, s.threat, training, arch)
     res = evaluate(adaptive, "curve-adaptive", curve_cfg, xc, yc, mixer="adaptive")
     summary["curves"]["adaptive"] = [_point(res, "adaptive")]
     best = calib[s.percentile]

@@ -23,6 +23,7 @@ runner does the rest:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
+from .._config import from_keywords
 from .._io import exclusive_lock, plain, weights_digest
 from .._validation import model_device
 from ..errors import ConfigError, InputError, RunError
@@ -182,24 +184,58 @@ class RecordFile:
             self.records[r["index"]] = r
 
 
-def run_records(path, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kind: str, settings: Mapping,
-                models: Mapping | None = None, indices=None, batch_size: int = 100, fresh: bool = False,
-                progress: bool = True, desc: str | None = None) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class Records:
+    """Where and how a run keeps its per-example records: the JSON-lines file (None: in memory only), the settings
+    its header holds (a resumed run must match them), ``fresh`` (move earlier records aside and start over), the
+    progress bar and its label."""
+
+    records_path: Path | str | None = None
+    settings: Mapping = dataclasses.field(default_factory=dict)
+    fresh: bool = False
+    progress: bool = True
+    desc: str | None = None
+
+    def for_run(self, desc: str, settings: Mapping) -> "Records":
+        """The same file and switches with a progress label, and a run's own ``settings`` under the caller's in the
+        header (the caller's win where both name a key)."""
+        return dataclasses.replace(self, desc=self.desc or desc, settings={**settings, **self.settings})
+
+    def at(self, records_path, **settings) -> "Records":
+        """The same switches for another records file (one of a run's several), with more header ``settings``."""
+        return dataclasses.replace(self, records_path=records_path, settings={**self.settings, **settings})
+
+
+RECORDS_KEYWORDS = frozenset(f.name for f in dataclasses.fields(Records))
+
+
+def records_of(records: Records | None, deprecated: dict, caller: str) -> Records:
+    """The run's :class:`Records`, or one built from the keywords the run functions used to take (records_path,
+    settings, fresh, progress: deprecated for one release)."""
+    return from_keywords(Records, records, deprecated, caller) or Records()
+
+
+def run_records(records: Records | None, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kind: str,
+                models: Mapping | None = None, indices=None, batch_size: int = 100) -> list[dict]:
     """Run (or resume) ``compute`` over ``x, y`` in batches; returns exactly the requested records, in order.
 
     ``indices`` are the examples' dataset indices (default 0..n-1); they key the
     records and seed the randomness, so the result does not depend on batch size,
     order, resumption or sharding.  ``compute(xb, yb, idx)`` gets a batch on the
     models' device and returns one dict per example; the runner adds ``index``
-    and ``label``.  With ``path=None`` nothing is written.
+    and ``label``.  ``records``: where they are kept (:class:`Records`; its path None or ``records`` None: nothing
+    is written).
     """
+    records = records or Records()
+    path, settings, fresh, progress, desc = (records.records_path, records.settings, records.fresh, records.progress,
+                                             records.desc)
     indices = check_data(x, y, indices)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     models = dict(models or {})
     device = next((model_device(m) for m in models.values() if isinstance(m, torch.nn.Module)), x.device)
     if path is None:
-        return _loop(None, compute, x, y, indices, indices, batch_size, device, progress, desc or kind)
+        return _loop(None, compute, x, y, indices, Batches(indices, batch_size, device, progress, desc or kind))
     path = Path(path)
     dist = distributed.setup()
     if dist.active:
@@ -215,7 +251,7 @@ def run_records(path, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kin
         pending = store.missing(mine)
         if len(pending) < len(mine):
             logger.info("resuming %s: %d of %d examples already done", kind, len(mine) - len(pending), len(mine))
-        _loop(store, compute, x, y, indices, pending, batch_size, device, progress, desc or kind, total=len(mine))
+        _loop(store, compute, x, y, indices, Batches(pending, batch_size, device, progress, desc or kind, len(mine)))
     dist.barrier()
     if dist.active:
         if dist.rank == 0:
@@ -234,11 +270,26 @@ def out_of_memory(exc: BaseException) -> bool:
         s in text for s in ("out of memory", "not enough memory", "can't allocate memory")))
 
 
-def _loop(store, compute, x, y, indices, pending, batch_size, device, progress, desc, total=None) -> list[dict]:
+@dataclasses.dataclass
+class Batches:
+    """What :func:`_loop` walks: the ``pending`` indices in batches of ``batch_size`` on ``device``, with a progress
+    bar labelled ``desc`` over ``total`` examples (default: the pending ones)."""
+
+    pending: torch.Tensor
+    batch_size: int
+    device: torch.device
+    progress: bool
+    desc: str
+    total: int | None = None
+
+
+def _loop(store, compute, x, y, indices, batches: Batches) -> list[dict]:
     """Batches of ``batch_size``; a batch that runs out of memory is retried at half the size (and that size is
     kept), so a batch size too large for the device costs one failed batch, not the run."""
+    pending, batch_size, device, progress, desc = (batches.pending, batches.batch_size, batches.device,
+                                                   batches.progress, batches.desc)
     position = {i: p for p, i in enumerate(indices.tolist())}
-    total = len(pending) if total is None else total
+    total = len(pending) if batches.total is None else batches.total
     out = []
     start = 0
     with tqdm(total=total, initial=total - len(pending), desc=desc, unit="img", disable=not progress) as bar:

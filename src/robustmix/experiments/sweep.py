@@ -16,37 +16,36 @@ import math
 import torch
 
 from .._seeding import example_seed
-from .._config import option
-from .._validation import (alpha_grid, check_alpha, check_eps, check_input, check_positive_int, norm_name,
+from .._config import accepts_old_keywords, flat, group, option
+from .._validation import (alpha_grid, check_alpha, check_input, check_positive_int,
                            probe_models)
 from ..attacks.pgd import PGD
+from ..groups import ThreatModel, seed_option
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
 from ..results import SweepSummary, rate_ci
-from .runner import check_data, is_main_process, run_records
+from .runner import Records, check_data, is_main_process, records_of, run_records
 
 logger = logging.getLogger(__name__)
 
 ATTACKS = ("std", "rob", "mix")
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class SweepConfig:
     alphas: list = option(help="weights of h to sweep", factory=alpha_grid, of=float)
-    eps: float = option(0.1, "attack radius")
-    norm: str = option("inf", "attack norm: inf (l_inf) or 2 (l_2)")
+    threat: ThreatModel = group(ThreatModel)
     steps: int = option(20, "PGD iterations")
     step_size: float | None = None
     restarts: int = option(1, "PGD random restarts")
     batch_size: int = option(250, "examples per batch")
-    seed: int = 0
+    seed: int = seed_option()
     attacks: tuple = ATTACKS
     early_stop: bool = option(False, "stop attacking a point once it is misclassified (faster; same accuracy)")
 
     def __post_init__(self):
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
-        self.eps = check_eps(self.eps)
-        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.batch_size, name="batch_size")
         check_positive_int(self.steps, name="steps")
         check_positive_int(self.restarts, name="restarts")
@@ -58,12 +57,12 @@ class SweepConfig:
             raise ConfigError(f"unknown attack target(s) {sorted(unknown)}: use {', '.join(ATTACKS)}")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = flat(self)
         d["attacks"] = list(self.attacks)
         return d
 
     def pgd(self, target) -> PGD:
-        return PGD(target, self.eps, self.norm, steps=self.steps, step_size=self.step_size, restarts=self.restarts,
+        return PGD(target, self.threat.eps, self.threat.norm, steps=self.steps, step_size=self.step_size, restarts=self.restarts,
                    early_stop=self.early_stop)
 
 
@@ -117,26 +116,26 @@ def sweep_batch(std_model, rob_model, x, y, indices, cfg: SweepConfig) -> list[d
 
 
 
-def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, indices=None, records_path=None,
-              settings: dict | None = None, fresh: bool = False, progress: bool = True) -> SweepSummary:
+def run_sweep(std_model, rob_model, x, y, cfg: SweepConfig | None = None, *, indices=None,
+              records: Records | None = None, **deprecated) -> SweepSummary:
     """Run (or resume) an alpha sweep through :func:`~robustmix.experiments.runner.run_records`.
 
     ``indices`` are the examples' dataset indices (default 0..n-1): they key the
-    records and seed the attacks.  ``settings`` (data set, split, model names)
-    join the sweep's own settings in the records header.  Under ``torchrun``
+    records and seed the attacks.  ``records`` (:class:`~robustmix.experiments.runner.Records`) says where they
+    are kept; its ``settings`` (data set, split, model names) join the sweep's own in the records header.  Under ``torchrun``
     ranks other than 0 return None (rank 0 gets the merged summary).
     """
     cfg = cfg or SweepConfig()
     check_input(x)
     probe_models({"g": std_model, "h": rob_model}, x)
-    records = run_records(records_path, lambda xb, yb, idx: sweep_batch(std_model, rob_model, xb, yb, idx, cfg),
-                          x, y, kind="sweep", settings={**cfg.to_dict(), **(settings or {})},
-                          models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,
-                          fresh=fresh, progress=progress, desc="alpha sweep")
+    files = records_of(records, deprecated, "run_sweep").for_run("alpha sweep", cfg.to_dict())
+    records = run_records(files, lambda xb, yb, idx: sweep_batch(std_model, rob_model, xb, yb, idx, cfg),
+                          x, y, kind="sweep", models={"std": std_model, "rob": rob_model}, indices=indices,
+                          batch_size=cfg.batch_size)
     if not is_main_process():
         return None
     summary = summarize(records, cfg.alphas)
-    summary.settings = {**cfg.to_dict(), **(settings or {})}
+    summary.settings = dict(files.settings)
     return summary
 
 

@@ -13,12 +13,13 @@ import math
 
 import torch
 
-from .._config import option
-from .._validation import check_eps, check_gamma, check_input, check_positive_int, norm_name, probe_models
+from .._config import accepts_old_keywords, flat, group, option
+from .._validation import check_gamma, check_input, check_positive_int, probe_models
 from ..attacks.pgd import PGD
+from ..groups import ThreatModel, seed_option
 from ..mixing import FormulationMixture, Space, Trust
 from ..results import TradeoffCurve, TradeoffSummary
-from .runner import is_main_process, run_records
+from .runner import Records, is_main_process, records_of, run_records
 from .sweep import example_seeds
 
 
@@ -26,24 +27,22 @@ def _default_gammas():
     return [0.0] + [round(10 ** e, 6) for e in (-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2)] + [math.inf]
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class TradeoffConfig:
     trusts: list = option(help="trust terms R_i of eq. (3)", factory=lambda: [t.value for t in Trust], of=str)
     spaces: list = dataclasses.field(default_factory=lambda: ["probs", "logits"])
     gammas: list = option(help="trade-off parameters gamma (inf: h alone)", factory=_default_gammas, of=float)
-    eps: float = option(0.1, "attack radius")
-    norm: str = option("inf", "attack norm: inf or 2")
+    threat: ThreatModel = group(ThreatModel)
     steps: int = option(10, "PGD iterations through the whole formulation")
     step_size: float | None = None
     batch_size: int = option(100, "examples per batch")
-    seed: int = 0
+    seed: int = seed_option()
 
     def __post_init__(self):
         self.trusts = [Trust.parse(t).value for t in self.trusts]
         self.spaces = [Space.parse(s).value for s in self.spaces]
         self.gammas = [check_gamma(g) for g in self.gammas]
-        self.eps = check_eps(self.eps)
-        self.norm = norm_name(self.norm)   # 'linf' and 'inf' are one run
         check_positive_int(self.steps, name="steps")
         check_positive_int(self.batch_size, name="batch_size")
 
@@ -51,7 +50,7 @@ class TradeoffConfig:
         return [f"{t}|{s}" for t in self.trusts for s in self.spaces]
 
     def to_dict(self):
-        d = dataclasses.asdict(self)
+        d = flat(self)
         d["gammas"] = [g if math.isfinite(g) else "inf" for g in self.gammas]
         return d
 
@@ -65,10 +64,10 @@ def tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg: TradeoffConfig) -> li
         pairs = []
         for gamma in cfg.gammas:
             model = FormulationMixture(std_model, rob_model, gamma, formulation=3, trust=trust, space=space,
-                                       p=cfg.norm, validate_inputs=False)
+                                       p=cfg.threat.norm, validate_inputs=False)
             with torch.no_grad():
                 clean = model(xb).argmax(1)
-            x_adv = PGD(model, cfg.eps, cfg.norm, steps=cfg.steps, step_size=cfg.step_size)(xb, yb, seeds)
+            x_adv = PGD(model, cfg.threat.eps, cfg.threat.norm, steps=cfg.steps, step_size=cfg.step_size)(xb, yb, seeds)
             with torch.no_grad():
                 adv = model(x_adv).argmax(1)
             pairs.append(torch.stack([clean, adv], 1))
@@ -76,15 +75,16 @@ def tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg: TradeoffConfig) -> li
     return [{"curves": {k: v[j].tolist() for k, v in curves.items()}} for j in range(len(xb))]
 
 
-def run_tradeoff(std_model, rob_model, x, y, cfg: TradeoffConfig | None = None, *, indices=None, records_path=None,
-                 settings: dict | None = None, fresh: bool = False, progress: bool = True) -> TradeoffSummary:
+def run_tradeoff(std_model, rob_model, x, y, cfg: TradeoffConfig | None = None, *, indices=None,
+                 records: Records | None = None, **deprecated) -> TradeoffSummary:
+    """The trade-off curves of eq. (3) over ``x, y`` (resumable through ``records``)."""
     cfg = cfg or TradeoffConfig()
+    records = records_of(records, deprecated, "run_tradeoff").for_run("trade-off curves", cfg.to_dict())
     check_input(x)
     probe_models({"g": std_model, "h": rob_model}, x)
-    records = run_records(records_path, lambda xb, yb, idx: tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg),
-                          x, y, kind="tradeoff", settings={**cfg.to_dict(), **(settings or {})},
-                          models={"std": std_model, "rob": rob_model}, indices=indices, batch_size=cfg.batch_size,
-                          fresh=fresh, progress=progress, desc="trade-off curves")
+    records = run_records(records, lambda xb, yb, idx: tradeoff_batch(std_model, rob_model, xb, yb, idx, cfg),
+                          x, y, kind="tradeoff", models={"std": std_model, "rob": rob_model}, indices=indices,
+                          batch_size=cfg.batch_size)
     return summarize_tradeoff(records, cfg) if is_main_process() else None
 
 
@@ -97,6 +97,6 @@ def summarize_tradeoff(records: list[dict], cfg: TradeoffConfig) -> TradeoffSumm
         adv = [sum(r["curves"][name][k][1] == r["label"] == r["curves"][name][k][0] for r in records) / n
                for k in range(len(cfg.gammas))]
         curves[name] = TradeoffCurve(clean=clean, attacked=adv)
-    out = TradeoffSummary(n=n, gammas=cfg.to_dict()["gammas"], eps=cfg.eps, norm=str(cfg.norm), steps=cfg.steps,
+    out = TradeoffSummary(n=n, gammas=cfg.to_dict()["gammas"], eps=cfg.threat.eps, norm=str(cfg.threat.norm), steps=cfg.steps,
                           curves=curves)
     return out
