@@ -2,6 +2,7 @@
 YAML is merged as data; booleans that default on have --x/--no-x."""
 
 import ast
+import json
 import warnings
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_old_keywords_of_a_run_function_still_work_for_one_release(tmp_path):
 def test_groups_module_names_its_groups():
     assert set(groups.__all__) >= {"ThreatModel", "Smoothing"}
     assert ThreatModel("L2", 1).norm == "2" and ThreatModel(2.0, 1).p == 2.0
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "-n", "4", "--steps", "1", "--alphas", "0", "1", "--eps", "0.05", "--norm", "linf"],
+    ["certify", "--sigma", "0.5", "--samples", "20", "-n", "2", "--alphas", "1"],
+])
+def test_a_summarys_settings_read_back_as_the_commands_typed_config(argv, tmp_path):
+    from robustmix._config import flat
+    from robustmix.cli import TABLE
+    from robustmix.commands.common import config_from_settings
+    from robustmix.results import Settings, load_summary
+
+    out = tmp_path / "o"
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = load_summary(out / "summary.json")
+    assert isinstance(summary.settings, Settings)
+    written = json.loads((out / "settings.json").read_text())          # the command's config, as written
+    cfg = config_from_settings(TABLE[argv[0]], written, out)
+    assert {k: v for k, v in json.loads(json.dumps(flat(cfg))).items() if k not in ("out", "fresh")} == \
+        {k: v for k, v in written.items() if k != "out"}
+    shared = {k: v for k, v in flat(cfg).items() if k in summary.settings and k != "out"}
+    as_json = json.loads(json.dumps(shared))   # tuples are lists in JSON
+    assert shared and all(summary.settings[k] == v for k, v in as_json.items()), shared
+    if argv[0] == "sweep":
+        assert cfg.sweep.threat == ThreatModel("inf", 0.05) and cfg.inputs.n == 4
+    else:
+        assert cfg.smoothing == Smoothing(0.5, 20) and cfg.alphas == [1.0]

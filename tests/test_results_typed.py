@@ -20,17 +20,8 @@ from robustmix.results.values import field_types
 ROOT = Path(__file__).resolve().parent.parent
 
 ALLOWED = {
-    "SweepSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "AttackSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "EvaluateSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "CalibrationSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "CertifyFrontSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "CertifySummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
-    "DemoSummary.settings": "the demo's settings as experiments.demo.DemoSettings wrote them",
-    "Fig3Summary.settings": "the options the command ran with, as its config's to_dict() wrote them",
     "MixerChoice.mixing_net": "the mixing network's own configuration (MixingNet.config(), robustmix.mixing)",
     "ParetoCalibration.nonlinear": "the MixedNUTS fits as robustmix.fitting.mixednuts's to_dict() writes them",
-    "ParetoSummary.settings": "the options the command ran with, as its config's to_dict() wrote them",
 }
 
 

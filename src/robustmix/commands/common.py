@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from .._config import option
+from .._config import leaves, option
 from ..errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,16 @@ class Data:
         if "_data_sha256" not in vars(self):
             self._data_sha256 = digest(self.data)
         return {"data_sha256": self._data_sha256}
+
+
+def config_from_settings(cls, settings, folder):
+    """The typed config of the command ``cls`` that a run's ``settings`` (a summary's, or settings.json) describe:
+    its options read back by name through the same groups and checks as typed flags; what the run added
+    (``samples_per_image``, ...) is left out, and --out is the run's ``folder``."""
+    from .._config import build
+
+    names = {leaf.name for leaf in leaves(cls)}
+    return build(cls, {**{k: v for k, v in settings.items() if k in names}, "out": str(folder), "fresh": False})
 
 
 def records_in(cmd, ctx: Context, path=None, **settings):

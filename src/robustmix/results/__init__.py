@@ -20,14 +20,14 @@ from .format import at_radius, fmt_ci, fmt_pct
 from .mixers import (FIRST_ADAPTIVE_RECIPE, CalibrationSummary, MatchedRow, MixerChoice, MixerPoint,
                      ParetoCalibration, ParetoSummary, SplitResult)
 from .pipelines import DemoHeadline, DemoSummary, WorstCase
-from .values import Empty, Interval, Record, Value, to_json
+from .values import Empty, Interval, Record, Settings, Value, to_json
 
 _with_command = with_command   # the name the guide's example in docs/architecture.md uses
 
 __all__ = [
     "Summary", "Section", "KINDS", "SCHEMA_VERSION", "check_version", "summary_from_dict", "upgrade_legacy",
     "load_summary", "rate_ci", "binomial_ci", "figure_dir", "with_command", "norm_name", "DataSource", "DataSplit",
-    "fmt_pct", "fmt_ci", "at_radius", "Value", "Record", "Interval", "Empty", "to_json",
+    "fmt_pct", "fmt_ci", "at_radius", "Value", "Record", "Interval", "Empty", "Settings", "to_json",
     "SweepSummary", "TradeoffSummary", "AttackSummary", "EvaluateSummary", "VerifySummary",
     "GapRow", "TradeoffCurve", "AttackRun", "Diagnostics", "AutoAttackAlone", "Claims",
     "CertifySummary", "Fig3Summary", "LipschitzCertifiedSummary", "CertifyFrontSummary", "certify_estimator",

@@ -24,7 +24,7 @@ from typing import ClassVar
 from ..errors import ConfigError
 from .base import Section, Summary, figure_dir, norm_name, rate_ci, with_command
 from .format import fmt_ci, fmt_pct
-from .values import Interval, Record, optional, record
+from .values import Interval, Record, Settings, optional, record
 
 
 @record
@@ -53,7 +53,7 @@ class SweepSummary(Summary):
     accuracy: dict[str, list[float]]        # "clean", "std", "rob", "mix" -> one accuracy per alpha
     ci95: dict[str, list[Interval]]         # the same keys -> one interval per alpha
     table1: dict[str, GapRow]               # "g", "h" -> Table I row
-    settings: dict = dataclasses.field(default_factory=dict)   # eps, norm, steps, ... of the sweep
+    settings: Settings = dataclasses.field(default_factory=Settings)   # eps, norm, steps, ... of the sweep
 
     def at(self, attack: str, alpha: float) -> float:
         """Accuracy under ``attack`` ("clean", "std", "rob", "mix") at the swept alpha closest to ``alpha``."""
@@ -148,7 +148,7 @@ class AttackSummary(Summary):
     KIND: ClassVar[str] = "attack"
     n: int
     alpha: float
-    settings: dict
+    settings: Settings
     accuracy: dict[str, float]              # "clean", "pgd", "autoattack" -> accuracy
     ci95: dict[str, Interval]
     autoattack_warnings: list[str] = dataclasses.field(default_factory=list)
@@ -217,7 +217,7 @@ class EvaluateSummary(Summary):
     diagnostics: Diagnostics
     median_robust_margin: float
     warnings: list[str] = dataclasses.field(default_factory=list)   # AutoAttack's own checks (its flags)
-    settings: dict = dataclasses.field(default_factory=dict)
+    settings: Settings = dataclasses.field(default_factory=Settings)
     autoattack: AutoAttackAlone | None = None   # AutoAttack standard alone; None: not run
     forward_passes_per_prediction: int | None = None   # base-model forward passes (g and h: 2); None: not recorded
     mixing_network_passes: int = 0        # plus passes of an adaptive mixer's mixing network

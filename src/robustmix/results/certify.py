@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..errors import ConfigError
 from .base import Section, Summary, figure_dir, rate_ci, with_command
 from .format import at_radius, fmt_ci, fmt_pct
-from .values import Interval, Record, Value, decode, optional, record, to_json
+from .values import Interval, Record, Settings, Value, decode, optional, record, to_json
 
 
 @record
@@ -67,7 +67,7 @@ class CertifySummary(Summary):
     alphas: list[float]
     grid: list[float]
     curves: dict[str, CertifiedCurves]      # "theorem1", "theorem2" -> certified accuracy per alpha and radius
-    settings: dict = dataclasses.field(default_factory=dict)
+    settings: Settings = dataclasses.field(default_factory=Settings)
 
     def certified_at(self, curve: str, alpha: float, radius: float) -> float:
         """Certified accuracy of ``curve`` at ``alpha`` and the largest grid radius <= ``radius``."""
@@ -202,7 +202,7 @@ class Fig3Summary(Summary):
     smaller-sigma smoothed baseline, Theorems 1 and 2) and, optionally, Theorem 1 with a Lipschitz h."""
 
     KIND: ClassVar[str] = "fig3"
-    settings: dict
+    settings: Settings
     certified: Fig3Certified
     n: int | None = None
 
@@ -378,7 +378,7 @@ class CertifyFrontSummary(Summary):
     radii: list[float]
     points: list[FrontPoint]
     verdict: dict[str, list[VerdictRow]]    # str(r) -> rows of best_by_clean, one per clean-accuracy level
-    settings: dict
+    settings: Settings
 
     LABELS: ClassVar[dict] = {"cohen": "smoothed h alone (Cohen)", "mixture": "mixture, Theorem 2",
                               "aces": "ACES selection", "lipschitz-theorem1": "Lipschitz h mixture, Theorem 1",

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .attacks import AttackRun, AutoAttackAlone, Diagnostics
 from .base import Section, Summary, figure_dir, norm_name, with_command
 from .format import fmt_ci, fmt_pct
-from .values import Empty, Interval, Record, optional, record
+from .values import Empty, Interval, Record, Settings, optional, record
 
 
 def _passes(k) -> str:
@@ -64,7 +64,7 @@ class CalibrationSummary(Summary):
     KIND: ClassVar[str] = "calibration"
     choice: MixerChoice
     test: SplitResult
-    settings: dict = dataclasses.field(default_factory=dict)
+    settings: Settings = dataclasses.field(default_factory=Settings)
 
     def render(self, out_dir=None) -> list[Section]:
         c, s = self.choice, self.settings
@@ -163,7 +163,7 @@ class ParetoSummary(Summary):
     """``robustmix pareto``: every mixer's clean / worst-case points, calibration and matched-robustness gains."""
 
     KIND: ClassVar[str] = "pareto"
-    settings: dict
+    settings: Settings
     curve_attack: str
     curves: dict[str, list[MixerPoint]]     # "linear", "nonlinear", "adaptive" -> points under the curve attack
     headline: list[MixerPoint]              # g, h and each mixer on the headline images, worst case

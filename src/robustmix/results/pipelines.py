@@ -10,7 +10,7 @@ from .attacks import EvaluateSummary, SweepSummary, TradeoffSummary
 from .base import Section, Summary, rate_ci, with_command
 from .certify import Fig3Certified, Fig3Summary
 from .format import fmt_ci, fmt_pct
-from .values import Interval, Record, Value, decode, optional, record
+from .values import Interval, Record, Settings, Value, decode, optional, record
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,7 +63,7 @@ class DemoSummary(Summary):
     """``robustmix demo``: the paper on the shipped zoo; each step's summary is kept as it was written."""
 
     KIND: ClassVar[str] = "demo"
-    settings: dict = dataclasses.field(default_factory=dict)
+    settings: Settings = dataclasses.field(default_factory=Settings)
     models: dict[str, str] = dataclasses.field(default_factory=dict)    # "g", "h" -> model name
     sweep: SweepSummary | None = None
     tradeoff: TradeoffSummary | None = None

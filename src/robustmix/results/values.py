@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Union
 
 from ..errors import ConfigError
@@ -156,6 +157,58 @@ def check_keys(cls, data: dict, where: str) -> None:
                      and f.default_factory is dataclasses.MISSING)
     if unknown or missing:
         raise ConfigError(f"{where} has unknown fields {unknown} and lacks {missing}")
+
+
+class Settings(Value, Mapping):
+    """The settings a run was made with: its command's options by name (groups flattened, as ``settings.json``
+    holds them) plus what the run adds (e.g. ``samples_per_image``).  Each value is an option value: a number,
+    string, bool or None, a list of them, or one nested configuration of such values (a mixing network's).
+
+    Read like the JSON object it is stored as (``settings["eps"]``, ``settings.get("sigma")``); the command layer
+    rebuilds the typed config from it (``robustmix.commands.common.config_from_settings``).  Frozen once made."""
+
+    def __init__(self, values: Mapping | None = None):
+        object.__setattr__(self, "_values", dict(values or {}))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Settings are frozen; make new ones with Settings({**old, key: value})")
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._values.items()}
+
+    @classmethod
+    def from_json(cls, data, where: str = "") -> Settings:
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where or 'settings'} is {type(data).__name__}, not a JSON object of option values")
+        for key, value in data.items():
+            if not isinstance(key, str) or not _option_value(value, nested=True):
+                raise ConfigError(f"{where or 'settings'}.{key} is {value!r}, not an option value (a number, string, "
+                                  "bool, None or a list of them)")
+        return cls(data)
+
+
+def _option_value(value, nested: bool = False) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_option_value(v) or (isinstance(v, (list, tuple)) and all(_option_value(w) for w in v))
+                   for v in value)
+    return nested and isinstance(value, Mapping) and all(isinstance(k, str) and _option_value(v, nested=True)
+                                                         for k, v in value.items())
 
 
 def _is_number(v) -> bool:
