@@ -22,6 +22,7 @@ import torch
 from harness import floor, interleave, setup, work
 from robustmix.certify import (SmoothedClassifier, certify_mixture, certify_selection, clopper_pearson_lower,
                                smoothing_radius_from_bounds)
+from robustmix import Smoothing
 from robustmix.data import load_dataset
 from robustmix.models import load
 
@@ -85,12 +86,11 @@ def main():
     std = load("fmnist-std-cnn")
     n0 = 100
     thresholds = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0]
+    smoothing = Smoothing(sigma=SIGMA, num_samples=args.samples, n0=n0, batch_size=args.batch)
     certify = {
         "cohen certify": lambda: reference_certify(base, x, SIGMA, n0, args.samples, args.batch),
-        "certify_mixture": lambda: certify_mixture(None, base, x, sigma=SIGMA, alphas=[1.0], n0=n0,
-                                                   num_samples=args.samples, batch_size=args.batch),
-        "certify_selection": lambda: certify_selection(std, base, x, sigma=SIGMA, thresholds=thresholds, n0=n0,
-                                                       num_samples=args.samples, batch_size=args.batch)}
+        "certify_mixture": lambda: certify_mixture(None, base, x, alphas=[1.0], smoothing=smoothing),
+        "certify_selection": lambda: certify_selection(std, base, x, thresholds=thresholds, smoothing=smoothing)}
     variants = {**certify, "cohen": lambda: reference_counts(base, x, SIGMA, args.samples, args.batch),
                 "robustmix": lambda: smoother.sample(x), "fwd": forward,
                 "radius 1": radii(0.8), "radius 101": radii(grid)}

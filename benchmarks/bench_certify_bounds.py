@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from common import setup
-from robustmix.certify import SmoothedClassifier, certify_mixture, smoothing_radius_from_bounds
+from robustmix import Smoothing
+from robustmix.certify import Sequential, SmoothedClassifier, certify_mixture, smoothing_radius_from_bounds
 from robustmix.certify.mixture import ESTIMATION_STREAM, SELECTION_STREAM, Estimator, _lower, top_bound_radius
-from robustmix.certify.smoothing import SmoothingEstimate, smoothing_pass
+from robustmix.certify.smoothing import NoiseSamples, SmoothingEstimate, smoothing_pass
 from robustmix.data import load_dataset
 from robustmix.models import load
 
@@ -59,7 +60,8 @@ def compare_bounds(g, h, x, y, args):
                                                                                             delta=args.delta)
     t_cohen = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cert = certify_mixture(g, h, x, sigma=SIGMA, alphas=a, num_samples=N, delta=args.delta, batch_size=args.batch)
+    cert = certify_mixture(g, h, x, alphas=a, smoothing=Smoothing(sigma=SIGMA, num_samples=N, delta=args.delta,
+                                                                  batch_size=args.batch))
     t_ours = time.perf_counter() - t0
     ok = (cert.prediction[1] == cohen_pred) & (cert.radius[1] - cohen_r).abs().le(1e-12)
     print(f"\n## alpha = 1: certify_mixture (default {cert.estimator}) versus Cohen CERTIFY "
@@ -68,11 +70,12 @@ def compare_bounds(g, h, x, y, args):
           f"({t_ours:.1f} s); ratio {cert.radius[1].mean() / cohen_r.mean():.4f}; identical on {int(ok.sum())}/{n}")
 
     # one selection and one estimation pass shared by every estimator below
-    prob_sel, votes_sel, _ = smoothing_pass(h, x, SIGMA, seed=0, indices=idx, stream=SELECTION_STREAM, start=0, stop=100,
-                                            batch_size=args.batch)
+    prob_sel, votes_sel, _ = smoothing_pass(h, x, SIGMA, NoiseSamples(seed=0, indices=idx, stream=SELECTION_STREAM,
+                                                                      start=0, stop=100), batch_size=args.batch)
     soft_top = prob_sel.argmax(1)
-    prob_sum, votes, scores = smoothing_pass(h, x, SIGMA, seed=0, indices=idx, stream=ESTIMATION_STREAM, start=0,
-                                             stop=N, batch_size=args.batch, track=soft_top)
+    prob_sum, votes, scores = smoothing_pass(h, x, SIGMA, NoiseSamples(seed=0, indices=idx, stream=ESTIMATION_STREAM,
+                                                                       start=0, stop=N),
+                                             batch_size=args.batch, track=soft_top)
     hard_top = votes_sel.argmax(1)
     rows = {}
     for est in Estimator:
@@ -103,7 +106,8 @@ def compare_bounds(g, h, x, y, args):
 
 def compare_sequential(g, h, x, y, args):
     N, a = args.seq_samples, [1.0]
-    fixed = certify_mixture(g, h, x, sigma=SIGMA, alphas=a, num_samples=N, delta=args.delta, batch_size=args.batch)
+    smoothing = Smoothing(sigma=SIGMA, num_samples=N, delta=args.delta, batch_size=args.batch)
+    fixed = certify_mixture(g, h, x, alphas=a, smoothing=smoothing)
     passes_fixed = len(x) * (100 + N)
     print(f"\n## sequential sampling versus a fixed {N:,} ({len(x)} images, alpha = 1, delta = {args.delta})\n")
     print("| run | forward passes | per image | ratio | cert. acc. r=0.5 | cert. acc. r=1.0 | mean radius |")
@@ -119,8 +123,7 @@ def compare_sequential(g, h, x, y, args):
     row(f"fixed {N:,}", fixed, passes_fixed)
     for tol in args.tolerances:
         t0 = time.perf_counter()
-        seq = certify_mixture(g, h, x, sigma=SIGMA, alphas=a, num_samples=N, delta=args.delta, batch_size=args.batch,
-                              sequential=True, tolerance=tol)
+        seq = certify_mixture(g, h, x, alphas=a, smoothing=smoothing, sequential=Sequential(tolerance=tol))
         row(f"sequential, tolerance {tol} ({time.perf_counter() - t0:.1f} s)", seq,
             int(len(x) * 100 + seq.samples_used.sum()))
 
@@ -135,9 +138,10 @@ def throughput(h, x, args):
     sync(device)
     t_ref = time.perf_counter() - t0
     idx = list(range(len(x)))
-    smoothing_pass(h, x[:2], SIGMA, seed=0, indices=idx[:2], stream=0, start=0, stop=args.batch, batch_size=args.batch)
+    smoothing_pass(h, x[:2], SIGMA, NoiseSamples(seed=0, indices=idx[:2], stream=0, start=0, stop=args.batch),
+                   batch_size=args.batch)
     t0 = time.perf_counter()
-    smoothing_pass(h, x, SIGMA, seed=0, indices=idx, stream=0, start=0, stop=num, batch_size=args.batch)
+    smoothing_pass(h, x, SIGMA, NoiseSamples(seed=0, indices=idx, stream=0, start=0, stop=num), batch_size=args.batch)
     sync(device)
     t_ours = time.perf_counter() - t0
     batch = x[:1].repeat(args.batch, 1, 1, 1) + SIGMA * torch.randn((args.batch, *x.shape[1:]), device=device)

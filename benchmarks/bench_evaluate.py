@@ -11,8 +11,8 @@ import argparse
 import time
 
 from common import setup
-from robustmix import MixedClassifier
-from robustmix.attacks import evaluate, run_autoattack
+from robustmix import MixedClassifier, ThreatModel
+from robustmix.attacks import AutoAttackSuite, Ensemble, evaluate, run_autoattack
 from robustmix.data import load_dataset
 from robustmix.models import load
 
@@ -29,11 +29,12 @@ def main():
     x, y = x[:args.n], y[:args.n]
 
     t0 = time.perf_counter()
-    aa = run_autoattack(model, x, y, args.eps, "Linf", seed=0, batch_size=args.n)
+    threat = ThreatModel("inf", args.eps)
+    aa = run_autoattack(model, x, y, threat, suite=AutoAttackSuite(seed=0), batch_size=args.n)
     t_aa = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = evaluate(model, x, y, eps=args.eps, norm="Linf", seed=0, batch_size=args.n)
+    res = evaluate(model, x, y, threat=threat, ensemble=Ensemble(seed=0, batch_size=args.n))
     t_ens = time.perf_counter() - t0
 
     print(f"n = {args.n}, eps = {args.eps} (l_inf), alpha = 0.7")

@@ -29,11 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from harness import interleave, setup
-from robustmix import MixedClassifier
-from robustmix.attacks import PGD, evaluate, run_autoattack
+from robustmix import MixedClassifier, Smoothing, ThreatModel
+from robustmix.attacks import PGD, AutoAttackSuite, Ensemble, evaluate, run_autoattack
 from robustmix.certify import certify_mixture
 from robustmix.certify.stats import clopper_pearson_lower
 from robustmix.models import create_model
+
+THREAT = ThreatModel("inf", 8 / 255)   # l_inf, eps 8/255: every attack figure
 
 
 def pair():
@@ -71,9 +73,9 @@ def _memory_child(which: str, n: int) -> None:
         y = mix(x).argmax(1)
     start = rss()
     if which == "aa":
-        run_autoattack(mix, x, y, 8 / 255, "Linf", seed=0, batch_size=n)
+        run_autoattack(mix, x, y, THREAT, suite=AutoAttackSuite(seed=0), batch_size=n)
     else:
-        evaluate(mix, x, y, eps=8 / 255, seed=0, batch_size=n)
+        evaluate(mix, x, y, threat=THREAT, ensemble=Ensemble(seed=0, batch_size=n))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start)
 
 
@@ -130,16 +132,18 @@ def main():
         step = r.per_round(lambda t: t["pgd5"] / 5 / t["fwd+bwd"])
         print(f"2. one PGD step / (mixture forward + backward), batch {args.batch}: {step.format(3)}  (goal <= 1.05)")
     if 3 in want:
-        r = interleave({"aa": lambda: run_autoattack(mix, xs, ys, 8 / 255, "Linf", seed=0, batch_size=args.n),
-                        "evaluate": lambda: evaluate(mix, xs, ys, eps=8 / 255, seed=0, batch_size=args.n)},
+        r = interleave({"aa": lambda: run_autoattack(mix, xs, ys, THREAT, suite=AutoAttackSuite(seed=0),
+                                                     batch_size=args.n),
+                        "evaluate": lambda: evaluate(mix, xs, ys, threat=THREAT,
+                                                     ensemble=Ensemble(seed=0, batch_size=args.n))},
                        rounds=max(2, args.rounds // 2))
         print(f"3. evaluate / AutoAttack standard alone, n = {args.n}: {r.ratio('evaluate', 'aa').format(2)}  "
               "(goal <= 1.3)")
     if 4 in want:
         r = interleave({"cohen": lambda: [cohen_certify(h, xc[i:i + 1], 0.25, 100, args.samples)
                                           for i in range(len(xc))],
-                        "certify": lambda: certify_mixture(g, h, xc, sigma=0.25, alphas=[1.0],
-                                                           num_samples=args.samples, n0=100, batch_size=500)},
+                        "certify": lambda: certify_mixture(g, h, xc, alphas=[1.0], smoothing=Smoothing(
+                            sigma=0.25, num_samples=args.samples, n0=100, batch_size=500))},
                        rounds=max(2, args.rounds // 2))
         print(f"4. certify_mixture (alpha 1) / plain Cohen CERTIFY loop, {args.samples} + 100 samples per image: "
               f"{r.ratio('certify', 'cohen').format(2)}  (goal <= 1.10)")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from harness import setup
-from robustmix.certify import certify_mixture
+from robustmix import Smoothing
+from robustmix.certify import Inputs, Sequential, certify_mixture
 from robustmix.certify import mixture
 from robustmix.data import load_dataset
 from robustmix.models import load
@@ -44,10 +45,11 @@ def replay(data, sigma, *, num_samples, delta, sequential, tolerance=0.1, radii=
         before = hits[active, start - 1] if start > 0 else 0
         return hits[active, stop - 1] - before, None
 
-    p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, sigma=sigma,
+    smoothing = Smoothing(sigma=sigma, num_samples=num_samples, delta=delta)
+    plan = mixture.Sequential(rule=rule, tolerance=tolerance, radii=radii, **constants) if sequential else None
+    p_lower, used = mixture.estimate_top_bound(draw, top, mixture.Estimator.CLOPPER_PEARSON, smoothing=smoothing,
                                                alphas=torch.tensor([1.0], dtype=torch.float64), c=c,
-                                               num_samples=num_samples, delta=delta, sequential=sequential,
-                                               tolerance=tolerance, radii=radii, rule=rule, **constants)
+                                               sequential=plan)
     radius = mixture.top_bound_radius(p_lower, top, c, sigma, torch.tensor([1.0], dtype=torch.float64))[0]
     return top, radius, used
 
@@ -117,9 +119,10 @@ def main():
                                    delta=args.delta, sequential=True, tolerance=tol, radii=grid, rule=rule, n0=n0)
         x, _ = load_dataset("fashion-mnist", split, root=args.data_root, allow_download=False)
         idx = data["index"][:k].tolist()
-        cert = certify_mixture(None, load(model), x[idx], sigma=sigma, alphas=[1.0], num_samples=args.samples,
-                               n0=n0, delta=args.delta, indices=idx, sequential=True, tolerance=tol, radii=grid,
-                               sequential_rule=rule)
+        cert = certify_mixture(None, load(model), x[idx], alphas=[1.0],
+                               smoothing=Smoothing(sigma=sigma, num_samples=args.samples, n0=n0, delta=args.delta),
+                               inputs=Inputs(indices=idx),
+                               sequential=Sequential(rule=rule, tolerance=tol, radii=grid))
         same = torch.equal(cert.radius[0], radius) and torch.equal(cert.samples_used, torch.from_numpy(used))
         print(f"\ncertify_mixture ({rule}, default constants) on the first {k} images: radii and sample counts "
               f"{'identical to' if same else 'DIFFERENT from'} the replay")

@@ -17,8 +17,9 @@ Run: python benchmarks/bench_sweep.py [--threads 1] [--n 20] [--rounds 3]
 import argparse
 
 from harness import floor, interleave, setup, unit_costs, unit_variants, work
+from robustmix import ThreatModel
 from robustmix.data import load_dataset
-from robustmix.experiments import SweepConfig, naive_sweep, run_sweep
+from robustmix.experiments import Records, SweepConfig, naive_sweep, run_sweep
 from robustmix.models import load
 
 
@@ -33,11 +34,12 @@ def main():
     x, y = load_dataset("fashion-mnist", "test")
     x, y = x[:args.n], y[:args.n]
     g, h = load("fmnist-std-cnn"), load("fmnist-at-linf-cnn")
-    cfg = SweepConfig(alphas=[round(0.1 * i, 1) for i in range(11)], eps=0.1, steps=args.steps, batch_size=args.n)
+    cfg = SweepConfig(alphas=[round(0.1 * i, 1) for i in range(11)], threat=ThreatModel("inf", 0.1), steps=args.steps,
+                      batch_size=args.n)
     results = {}
 
     def engine():
-        results["engine"] = run_sweep(g, h, x, y, cfg, progress=False)
+        results["engine"] = run_sweep(g, h, x, y, cfg, records=Records(progress=False))
 
     def naive():
         results["naive"] = naive_sweep(g, h, x, y, cfg)
@@ -56,7 +58,7 @@ def main():
     print(f"| {len(cfg.alphas)} | {cfg.steps} | {len(x)} | {r.median('engine'):.1f} | {r.median('naive'):.1f} | "
           f"{speedup} | {fl:.2f} | {efficiency} | {same} |")
     print(f"\ncounted, engine: {p['engine'].describe()}\ncounted, naive loop: {p['naive'].describe()}")
-    print(f"unit costs per image (ms): " + ", ".join(f"{n} {k} {c * 1e3:.3f}" for (n, k), c in costs.items()))
+    print("unit costs per image (ms): " + ", ".join(f"{n} {k} {c * 1e3:.3f}" for (n, k), c in costs.items()))
 
 
 if __name__ == "__main__":

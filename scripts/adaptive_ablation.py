@@ -139,9 +139,10 @@ def _train_state(state_path: Path) -> dict:
 
 def _evaluate(model, name: str, folder: Path, x, y, cfg, settings: dict, command: str):
     from robustmix.experiments.evaluate_run import run_evaluate
+    from robustmix.experiments.runner import Records
     from robustmix.reports.report import write_report
 
-    summary = run_evaluate(model, x, y, cfg, records_path=folder / "records.jsonl", settings=settings)
+    summary = run_evaluate(model, x, y, cfg, records=Records(records_path=folder / "records.jsonl", settings=settings))
     summary.command = command
     summary.save(folder / "summary.json")
     write_report(summary, folder, title=f"Adaptive-mixer ablation: {name}")
@@ -301,8 +302,9 @@ def run_variants(args: argparse.Namespace, out: Path, cfg, command: str) -> tupl
     from robustmix.commands.common import Context, load_model
     from robustmix.data import load_dataset
     from robustmix.experiments.export import save_mixer
-    from robustmix.fitting import trained_adaptive_mixer
-    from robustmix.mixing import MixedClassifier
+    from robustmix.fitting import FIRST_RECIPE, trained_adaptive_mixer
+    from robustmix.groups import ThreatModel
+    from robustmix.mixing import MixedClassifier, MixingArchitecture
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -321,11 +323,12 @@ def run_variants(args: argparse.Namespace, out: Path, cfg, command: str) -> tupl
             folder.mkdir(exist_ok=True)
             logger.info("variant %s: training the mixing network", name)
             t0 = time.perf_counter()
-            mixer = trained_adaptive_mixer(folder / "adaptive", g, h, xt, yt, eps=EPS, norm=NORM, epochs=args.epochs,
-                                           attack_steps=args.attack_steps, batch_size=min(args.batch_size, 256),
-                                           seed=args.seed, features=features, net=args.net,
+            training = dataclasses.replace(FIRST_RECIPE, epochs=args.epochs, attack_steps=args.attack_steps,
+                                           batch_size=min(args.batch_size, 256), seed=args.seed,
                                            train_attack=GATE_TRAINING[gate], attack_method=args.attack_method,
                                            progress=True)
+            mixer = trained_adaptive_mixer(folder / "adaptive", g, h, xt, yt, ThreatModel(NORM, EPS), training,
+                                           MixingArchitecture(features=features, net=args.net))
             save_mixer(mixer, folder / "mixer.safetensors", dataset="fashion-mnist")   # for evaluate/verify --model
             history = list(_train_state(folder / "adaptive.train-state.pt").get("history", []))
             write_json(folder / "training.json", {"mixer": mixer.config(), "train_attack": GATE_TRAINING[gate],
@@ -355,10 +358,11 @@ def run(args: argparse.Namespace) -> dict:
     from robustmix._io import write_json
     from robustmix.errors import ConfigError
     from robustmix.experiments.evaluate_run import EvaluateConfig
+    from robustmix.groups import ThreatModel
 
     out = Path(args.out)
     command = shlex.join(["python", "scripts/adaptive_ablation.py", *args.argv])
-    cfg = EvaluateConfig(norm=NORM, eps=EPS, seed=args.seed, attacks=args.attacks, steps=args.steps,
+    cfg = EvaluateConfig(threat=ThreatModel(NORM, EPS), seed=args.seed, attacks=args.attacks, steps=args.steps,
                          batch_size=args.batch_size, square_queries=args.square_queries)
     if args.table_only:
         if not out.is_dir():
@@ -368,7 +372,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         out.mkdir(parents=True, exist_ok=True)
         n, n_train = run_variants(args, out, cfg, command)
-    rows = collect_rows(out, {"n": n, **{k: v for k, v in dataclasses.asdict(cfg).items()
+    rows = collect_rows(out, {"n": n, **{k: v for k, v in cfg.to_dict().items()
                                          if k in ("norm", "eps", "seed", "attacks", "steps", "square_queries")}},
                         {"n_train": n_train, "epochs": args.epochs, "net": args.net})
     front = load_front(args.front)

@@ -61,11 +61,12 @@ def test_mixed_checkpoint_and_torchscript_equal_the_original(tmp_path):
 
 def test_every_mixer_round_trips_through_one_checkpoint(tmp_path):
     from robustmix.experiments.export import save_mixer
-    from robustmix.mixing import AdaptiveMixedClassifier, MixingNet, NonlinearMixedClassifier
+    from robustmix.mixing import AdaptiveMixedClassifier, MixingNet, NonlinearMap, NonlinearMixedClassifier
 
     g, h = _tiny(tmp_path, "g", 0), _tiny(tmp_path, "h", 1)
     torch.manual_seed(2)
-    mixers = [NonlinearMixedClassifier(g, h, alpha=0.7, scale=2.0, power=0.5, bias=-0.3, top_k=4, std_map="onehot"),
+    mixers = [NonlinearMixedClassifier(g, h, alpha=0.7, logit_map=NonlinearMap(scale=2.0, power=0.5, bias=-0.3, top_k=4,
+                                                                              std_map="onehot")),
               AdaptiveMixedClassifier(g, h, MixingNet(20, hidden=8), alpha_range=(0.1, 0.9))]
     x = torch.rand(6, 1, 28, 28)
     for i, mixer in enumerate(mixers):

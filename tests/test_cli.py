@@ -293,15 +293,15 @@ def test_calibrate_every_mixer_end_to_end(mixer, tmp_path):
 def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
     import torch
 
-    from robustmix.mixing import NonlinearMixedClassifier
+    from robustmix.mixing import NonlinearMap, NonlinearMixedClassifier
     from robustmix.models import load
 
     out = tmp_path / "nl.safetensors"
     assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.66", "--scale", "18", "--power", "2.5", "--bias",
                  "-0.7", "--out", str(out)]) == 0
     back = load(out)
-    ref = NonlinearMixedClassifier(load("fmnist-std-cnn"), load("fmnist-at-linf-cnn"), alpha=0.66, scale=18.0,
-                                   power=2.5, bias=-0.7)
+    ref = NonlinearMixedClassifier(load("fmnist-std-cnn"), load("fmnist-at-linf-cnn"), alpha=0.66,
+                                   logit_map=NonlinearMap(scale=18.0, power=2.5, bias=-0.7))
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(back(x), ref(x))
     first = capsys.readouterr().out.splitlines()[0]   # the settings a log shows are the settings saved

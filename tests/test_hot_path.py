@@ -3,9 +3,11 @@
 import pytest
 import torch
 
+from robustmix import Smoothing
 from robustmix.certify import certify_mixture
 from robustmix.errors import InputError
-from robustmix.mixing import AdaptiveMixedClassifier, MixedClassifier, NonlinearMixedClassifier, default_mixing_net
+from robustmix.mixing import (AdaptiveMixedClassifier, MixedClassifier, NonlinearMap, NonlinearMixedClassifier,
+                              default_mixing_net)
 from robustmix.models import load
 
 
@@ -16,7 +18,8 @@ def pair():
 
 def _mixers(g, h):
     return {"linear": MixedClassifier(g, h, 0.6),
-            "nonlinear": NonlinearMixedClassifier(g, h, alpha=0.6, scale=2.0, power=1.5, bias=0.1),
+            "nonlinear": NonlinearMixedClassifier(g, h, alpha=0.6,
+                                                  logit_map=NonlinearMap(scale=2.0, power=1.5, bias=0.1)),
             "adaptive": AdaptiveMixedClassifier(g, h, default_mixing_net(g, h, torch.rand(1, 1, 28, 28)),
                                                 feature_layers=None)}
 
@@ -50,4 +53,4 @@ def test_certify_mixture_refuses_8_bit_images(pair):
     g, h = pair
     x = torch.randint(0, 256, (2, 1, 28, 28)).float()
     with pytest.raises(InputError, match="x / 255"):
-        certify_mixture(g, h, x, sigma=0.5, alphas=[0.5], num_samples=200)
+        certify_mixture(g, h, x, alphas=[0.5], smoothing=Smoothing(sigma=0.5, num_samples=200))

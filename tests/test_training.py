@@ -62,7 +62,8 @@ def test_metrics_and_config_validation():
     x, y = toy_data(40)
     model = small("standard")
     assert 0 <= accuracy(model, x, y) <= 1
-    assert robust_accuracy(model, x, y, 0.0) == accuracy(model, x, y)
+    with pytest.deprecated_call(match="use accuracy"):   # the old eps = 0 (no attack): deprecated, still right
+        assert robust_accuracy(model, x, y, 0.0) == accuracy(model, x, y)
     with pytest.raises(ConfigError):
         TrainConfig("magic")
     with pytest.raises(ConfigError):

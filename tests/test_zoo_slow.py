@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from robustmix import MixedClassifier
-from robustmix.attacks import PGD, run_autoattack
+from robustmix import MixedClassifier, Smoothing, ThreatModel
+from robustmix.attacks import PGD, AutoAttackSuite, PGDBudget, run_autoattack
 from robustmix.certify import (MonteCarloSmoothed, SmoothedClassifier, lipschitz_radius, logit_ball_radius,
                                pairwise_logit_lipschitz, probability_lipschitz, smoothing_radius_from_bounds)
 from robustmix.data import load_dataset
@@ -34,12 +34,14 @@ def test_card_accuracies_are_reproduced(name, test_set):
         tag = threat_tag(norm, eps)
         m = c.metrics[f"pgd20-{tag}"]
         n = m["n"]
-        got = robust_accuracy(model, x[:n], y[:n], eps, norm, steps=20)
+        threat = ThreatModel(norm, eps)
+        got = robust_accuracy(model, x[:n], y[:n], threat, pgd=PGDBudget(steps=20))
         assert got == pytest.approx(m["accuracy"], abs=0.005)
         aa = c.metrics.get(f"autoattack-{tag}")
         if aa:  # AutoAttack costs ~10 CPU-s per image: recheck the per-example outcomes of the first 40
             sub = 40
-            res = run_autoattack(model, x[:sub], y[:sub], eps, norm, version="standard", seed=0, batch_size=sub)
+            res = run_autoattack(model, x[:sub], y[:sub], threat, suite=AutoAttackSuite(version="standard", seed=0),
+                                 batch_size=sub)
             stored = torch.zeros(sub, dtype=torch.bool)
             stored[[i for i in aa["robust_indices"] if i < sub]] = True
             assert (res.robust == stored).float().mean() >= 0.95
@@ -59,8 +61,8 @@ def _autoattack_by_radius(model, x, labels, radii, norm, attacks, groups=4):
     """AutoAttack takes one eps: attack each radius quartile at 0.99 x its smallest radius."""
     x_adv = x.clone()
     for part in radii.argsort().chunk(groups):
-        res = run_autoattack(model, x[part], labels[part], 0.99 * float(radii[part].min()), norm, version="custom",
-                             attacks=attacks, seed=0, batch_size=len(part))
+        res = run_autoattack(model, x[part], labels[part], ThreatModel(norm, 0.99 * float(radii[part].min())),
+                             suite=AutoAttackSuite(version="custom", attacks=attacks, seed=0), batch_size=len(part))
         x_adv[part] = res.x_adv.to(x_adv)
     return x_adv
 
@@ -166,7 +168,8 @@ def test_selection_certificates_are_sound(test_set):
     x, y = test_set
     g, base = load("fmnist-std-cnn"), load("fmnist-noise-0.25-cnn")
     sigma, threshold = 0.25, 0.5
-    cert = certify_selection(g, base, x[:400], sigma=sigma, thresholds=[threshold], num_samples=1000, n0=50)
+    cert = certify_selection(g, base, x[:400], thresholds=[threshold],
+                             smoothing=Smoothing(sigma=sigma, num_samples=1000, n0=50))
     idx = (cert.radius[0] > 0).nonzero()[:, 0][:200]
     assert len(idx) == 200
     xc, pc, rc = x[idx], cert.prediction[0][idx], 0.95 * cert.radius[0][idx].float()

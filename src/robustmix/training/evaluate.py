@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 
-from ..attacks.autoattack import run_autoattack
+from ..attacks.autoattack import AutoAttackSuite, run_autoattack
+from ..attacks.pgd import PGDBudget
 from ..data import load_dataset
+from ..groups import ThreatModel
 from ..models import load
 from .._io import atomic_write_bytes
 from ..models.checkpoint import card_path
@@ -42,11 +44,13 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
     xs, ys = x[:n_attack], y[:n_attack]
     for norm, eps in THREATS.get(name, []):
         tag = threat_tag(norm, eps)
+        threat = ThreatModel(norm, eps)
         t0 = time.perf_counter()
-        metrics[f"pgd20-{tag}"] = {"accuracy": robust_accuracy(model, xs, ys, eps, norm, steps=20), "eps": eps,
-                                   "norm": norm, "n": n_attack, "split": f"test[:{n_attack}]",
+        metrics[f"pgd20-{tag}"] = {"accuracy": robust_accuracy(model, xs, ys, threat, pgd=PGDBudget(steps=20)),
+                                   "eps": eps, "norm": norm, "n": n_attack, "split": f"test[:{n_attack}]",
                                    "attack": "PGD-20, 1 random start, step 2.5*eps/20"}
-        metrics[f"pgd50x5-{tag}"] = {"accuracy": robust_accuracy(model, xs, ys, eps, norm, steps=50, restarts=5),
+        pgd50x5 = robust_accuracy(model, xs, ys, threat, pgd=PGDBudget(steps=50, restarts=5))
+        metrics[f"pgd50x5-{tag}"] = {"accuracy": pgd50x5,
                                      "eps": eps, "norm": norm, "n": n_attack, "split": f"test[:{n_attack}]",
                                      "attack": "PGD-50, 5 random restarts, step 2.5*eps/50"}
         logger.info("%s %s PGD done in %.0f s", name, tag, time.perf_counter() - t0)
@@ -55,8 +59,8 @@ def evaluate_zoo_model(name: str, n_attack: int = 1000, n_autoattack: int = 1000
             state = Path(state_dir) / f"{name}-{tag}-n{n_autoattack}.aa-state" if state_dir else None
             if state is not None:
                 state.parent.mkdir(parents=True, exist_ok=True)
-            res = run_autoattack(model, x[:n_autoattack], y[:n_autoattack], eps, norm, version="standard", seed=0,
-                                 batch_size=500, state_path=state)
+            res = run_autoattack(model, x[:n_autoattack], y[:n_autoattack], threat,
+                                 suite=AutoAttackSuite(version="standard", seed=0), batch_size=500, state_path=state)
             metrics[f"autoattack-{tag}"] = {
                 "accuracy": res.robust_accuracy, "eps": eps, "norm": norm, "n": n_autoattack,
                 "split": f"test[:{n_autoattack}]", "attack": "AutoAttack standard (pyautoattack 0.2.0), seed 0",

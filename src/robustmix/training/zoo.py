@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ..attacks.pgd import PGDBudget
 from ..errors import ModelError
+from ..groups import ThreatModel
 from ..models import ModelCard, create_model, save_checkpoint
 from ..models.registry import ZOO_DIR
 from ..zoo_table import ZOO, threat_tag
@@ -47,7 +49,8 @@ def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subs
     metrics = {"clean": {"accuracy": accuracy(model, xt, yt), "n": len(xt), "split": "test"}}
     if cfg.recipe in ("pgd", "fgsm", "trades"):
         metrics[f"pgd20-{threat_tag(cfg.norm, cfg.eps)}"] = {
-            "accuracy": robust_accuracy(model, xt[:eval_subset], yt[:eval_subset], cfg.eps, cfg.norm, steps=20),
+            "accuracy": robust_accuracy(model, xt[:eval_subset], yt[:eval_subset], ThreatModel(cfg.norm, cfg.eps),
+                                        pgd=PGDBudget(steps=20)),
             "eps": cfg.eps, "norm": cfg.norm, "n": eval_subset, "split": "test[:%d]" % eval_subset,
             "attack": "PGD-20, random start, step 2.5*eps/20, aimed at the model"}
     card = ModelCard(name=name, arch=arch, arch_kwargs=kwargs, dataset="fashion-mnist", recipe=cfg.recipe,
