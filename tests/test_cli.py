@@ -71,7 +71,7 @@ def test_yaml_config(tmp_path, capsys):
 
 # The bad inputs a new user tried (docs/bad-inputs.md lists them with the message each gets).
 BAD_INPUTS = [
-    (["sweep", "-n", "5", "--batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["sweep", "-n", "5", "--batch-size", "0"], "--batch-size must be an integer >= 1 or \"auto\""),
     (["sweep", "-n", "5", "--steps", "-1"], "steps must be an integer >= 1"),
     (["sweep", "-n", "ten"], "invalid int value"),
     (["sweep", "-n", "0"], "--num-examples must be positive"),

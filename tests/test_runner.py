@@ -246,6 +246,36 @@ def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(
     assert runs[2] == runs[7] == runs["oom"] and len(runs[2]) == 21
 
 
+def test_batch_size_auto_says_what_it_chose_and_resumes_at_another_size(pair, tmp_path, caplog):
+    """--batch-size auto (the default of sweep and evaluate): the records equal those of a fixed size, a run started
+    at one size resumes at another (the batch size does not enter their results), and the log names the size."""
+    import logging
+
+    from robustmix.experiments.runner import AUTO_CPU, AUTO_GPU_START, auto_batch_size
+
+    g, h = pair
+    x, y = torch.rand(9, 12), torch.randint(0, 4, (9,))
+    fixed = SweepConfig(alphas=[0.0, 1.0], eps=0.2, steps=2, batch_size=4)
+    run_sweep(g, h, x, y, fixed, records=Records(tmp_path / "fixed.jsonl", progress=False))
+    auto = SweepConfig(alphas=[0.0, 1.0], eps=0.2, steps=2)
+    assert auto.batch_size == "auto"
+    run_sweep(g, h, x[:5], y[:5], fixed, records=Records(tmp_path / "mixed.jsonl", progress=False))
+    with caplog.at_level(logging.INFO):
+        run_sweep(g, h, x, y, auto, records=Records(tmp_path / "mixed.jsonl", progress=False))   # resumes: 4 left
+    assert "auto chose 4 examples per batch on cpu" in caplog.text
+    assert read_records(tmp_path / "fixed.jsonl")[1] == read_records(tmp_path / "mixed.jsonl")[1]
+    assert auto_batch_size("auto", torch.device("cuda"), 50_000) == AUTO_GPU_START
+    assert auto_batch_size("auto", torch.device("cpu"), 50_000) == AUTO_CPU
+    assert auto_batch_size(7, torch.device("cuda"), 50_000) == 7
+
+
+def test_batch_size_auto_is_refused_where_the_batch_enters_the_results():
+    from robustmix.experiments.attack_eval import AttackConfig
+
+    with pytest.raises(ConfigError, match="--batch-size must be an integer >= 1, got 'auto'"):
+        AttackConfig(batch_size="auto")
+
+
 def test_one_example_that_does_not_fit_is_a_clear_error(tmp_path):
     from robustmix.errors import RunError
 

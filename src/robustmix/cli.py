@@ -64,13 +64,36 @@ def shown_default(leaf) -> str:
 
 
 def base_type(typ):
-    """(the type a flag converts to, its Literal choices or None) for an annotation such as ``float | None``."""
+    """(the type a flag converts to, its Literal choices or None) for an annotation such as ``float | None`` or
+    ``int | Literal["auto"]`` (a number or one of the words)."""
     if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        options = [a for a in typing.get_args(typ) if a is not type(None)]
+        if len(options) > 1:
+            return either(options), None
+        typ = options[0]
     if typing.get_origin(typ) is typing.Literal:
         values = typing.get_args(typ)
         return type(values[0]), list(values)
     return typ, None
+
+
+def either(options):
+    """A flag type for a union such as ``int | Literal["auto"]``: one of the words, else the number."""
+    words = [v for o in options if typing.get_origin(o) is typing.Literal for v in typing.get_args(o)]
+    numbers = [o for o in options if o in (int, float)]
+
+    def convert(text):
+        if text in words:
+            return text
+        for number in numbers:
+            try:
+                return number(str(text))
+            except ValueError:
+                continue
+        raise ValueError(text)
+
+    convert.__name__ = " or ".join([*(n.__name__ for n in numbers), *map(repr, words)])
+    return convert
 
 
 def flags_of(leaf) -> tuple:

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..attacks.autoattack import AutoAttackSuite, run_autoattack
 from ..attacks.pgd import PGD
 from ..results import AttackSummary, rate_ci
-from .runner import Records, records_of, run_records
+from .runner import Records, check_batch_size, records_of, run_records
 from .sweep import example_seeds
 
 
@@ -35,7 +35,7 @@ class AttackConfig:
     def __post_init__(self):
         check_positive_int(self.steps, name="steps", minimum=0)
         check_positive_int(self.restarts, name="restarts")
-        check_positive_int(self.batch_size, name="batch_size")
+        check_batch_size(self.batch_size, "attack")
         if self.autoattack not in AUTOATTACK_CHOICES:
             raise ConfigError(f"autoattack must be one of {', '.join(AUTOATTACK_CHOICES)}, got {self.autoattack!r}")
         if (self.autoattack == "custom") != bool(self.attacks):

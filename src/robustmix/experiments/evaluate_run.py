@@ -25,7 +25,7 @@ from ..attacks.evaluate import DiagnosticChecks, Ensemble, evaluate
 from ..errors import ConfigError
 from ..groups import ThreatModel, seed_option
 from ..results import EvaluateSummary, binomial_ci, to_json
-from .runner import Records, is_main_process, records_of, run_records
+from .runner import Records, check_batch_size, is_main_process, records_of, run_records
 
 
 @accepts_old_keywords
@@ -37,7 +37,8 @@ class EvaluateConfig:
     steps: int = option(100, "iterations of each APGD member of robustmix's own (apgd-*); AutoAttack's members (aa-*) run "
                                  "with AutoAttack's standard settings (100 iterations, Square 5,000 queries)")
     restarts: int = 1
-    batch_size: int = option(250, "examples per batch")
+    batch_size: int = option(250, "examples per batch (fixed: AutoAttack's members draw their random starts per "
+                                  "batch; a batch that runs out of memory is halved)")
     square_queries: int = 5000
     diagnostics: bool = option(True, "the gradient-masking checks (a black-box attack on a sample, and how the "
                                      "attacks' losses behave); --no-diagnostics skips them")
@@ -49,7 +50,8 @@ class EvaluateConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        for name in ("steps", "restarts", "batch_size", "square_queries"):
+        check_batch_size(self.batch_size, "evaluate")
+        for name in ("steps", "restarts", "square_queries"):
             check_positive_int(getattr(self, name), name=name)
 
     def to_dict(self) -> dict:

@@ -104,13 +104,42 @@ def read_records(path) -> tuple[dict, list[dict]]:
     return header, [records[k] for k in sorted(records)]
 
 
+# Kinds whose records do not depend on the batch size (each example's randomness is keyed by its own index;
+# test_runner compares batch sizes example by example).  A run of these kinds resumes at another batch size, and
+# --batch-size auto may pick a different one on another device.  Not evaluate: AutoAttack's members draw their
+# random starts per batch, so the batch enters which (equally valid) worst case they find.
+BATCH_FREE_KINDS = frozenset({"sweep"})
+AUTO = "auto"
+AUTO_GPU_START = 4096   # --batch-size auto on a GPU: the first try, halved on out-of-memory until a batch fits
+AUTO_CPU = 250          # --batch-size auto on a CPU: a process out of RAM is often killed, not told, so no probing
+
+
+def auto_batch_size(batch_size, device: torch.device, pending: int) -> int:
+    """The batch size to start with: ``batch_size`` itself, or for "auto" the largest that may fit (a GPU starts at
+    up to :data:`AUTO_GPU_START` examples and the runner halves it on out-of-memory; a CPU uses :data:`AUTO_CPU`)."""
+    if batch_size != AUTO:
+        return batch_size
+    return max(1, min(pending, AUTO_GPU_START if device.type == "cuda" else AUTO_CPU))
+
+
+def check_batch_size(batch_size, kind: str):
+    """A positive integer, or "auto" for the kinds whose results do not depend on it."""
+    if batch_size == AUTO and kind in BATCH_FREE_KINDS:
+        return batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        also = ' or "auto"' if kind in BATCH_FREE_KINDS else ""
+        raise ConfigError(f"--batch-size must be an integer >= 1{also}, got {batch_size!r}")
+    return batch_size
+
+
 def _differences(stored: dict, wanted: dict) -> list[str]:
     out = []
     if stored.get("kind") != wanted["kind"]:
         out.append(f"kind ({stored.get('kind')} vs {wanted['kind']})")
     s_set, w_set = stored.get("settings", {}), wanted["settings"]
+    free = {"batch_size"} if wanted["kind"] in BATCH_FREE_KINDS else set()
     out += [f"{k} ({s_set.get(k)!r} vs {w_set.get(k)!r})" for k in sorted(set(s_set) | set(w_set))
-            if s_set.get(k) != w_set.get(k)]
+            if s_set.get(k) != w_set.get(k) and k not in free]
     s_mod, w_mod = stored.get("models", {}), wanted["models"]
     out += [f"weights of {k}" for k in sorted(set(s_mod) | set(w_mod)) if s_mod.get(k) != w_mod.get(k)]
     return out
@@ -230,8 +259,7 @@ def run_records(records: Records | None, compute: Compute, x: torch.Tensor, y: t
     path, settings, fresh, progress, desc = (records.records_path, records.settings, records.fresh, records.progress,
                                              records.desc)
     indices = check_data(x, y, indices)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size, kind)
     models = dict(models or {})
     device = next((model_device(m) for m in models.values() if isinstance(m, torch.nn.Module)), x.device)
     if path is None:
@@ -244,7 +272,7 @@ def run_records(records: Records | None, compute: Compute, x: torch.Tensor, y: t
             if isinstance(m, torch.nn.Module):
                 m.to(device)
     header = make_header(kind, settings, models)
-    mine = dist.shard(indices, batch_size)
+    mine = dist.shard(indices, auto_batch_size(batch_size, device, len(indices)))
     rank_path = dist.records_path(path)
     with exclusive_lock(rank_path.with_name(f".{rank_path.name}.lock")):
         store = RecordFile(rank_path, header, fresh=fresh)
@@ -286,8 +314,8 @@ class Batches:
 def _loop(store, compute, x, y, indices, batches: Batches) -> list[dict]:
     """Batches of ``batch_size``; a batch that runs out of memory is retried at half the size (and that size is
     kept), so a batch size too large for the device costs one failed batch, not the run."""
-    pending, batch_size, device, progress, desc = (batches.pending, batches.batch_size, batches.device,
-                                                   batches.progress, batches.desc)
+    pending, device, progress, desc = batches.pending, batches.device, batches.progress, batches.desc
+    batch_size, chosen = auto_batch_size(batches.batch_size, device, len(pending)), batches.batch_size != AUTO
     position = {i: p for p, i in enumerate(indices.tolist())}
     total = len(pending) if batches.total is None else batches.total
     out = []
@@ -313,6 +341,9 @@ def _loop(store, compute, x, y, indices, batches: Batches) -> list[dict]:
                                "(--batch-size sets the start)", desc, len(idx), device, batch_size)
                 continue
             start += len(idx)
+            if not chosen:
+                logger.info("%s: --batch-size auto chose %d examples per batch on %s", desc, batch_size, device)
+                chosen = True
             if len(recs) != len(idx):
                 raise RunError(f"{desc}: compute returned {len(recs)} records for {len(idx)} examples")
             recs = [{"index": int(i), "label": int(yb[j]), **r} for j, (i, r) in enumerate(zip(idx.tolist(), recs))]

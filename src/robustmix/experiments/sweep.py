@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from typing import Literal
 
 import torch
 
@@ -24,7 +25,7 @@ from ..groups import ThreatModel, seed_option
 from ..errors import ConfigError, InputError
 from ..mixing import MixedClassifier
 from ..results import SweepSummary, rate_ci
-from .runner import Records, check_data, is_main_process, records_of, run_records
+from .runner import Records, check_batch_size, check_data, is_main_process, records_of, run_records
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,16 @@ class SweepConfig:
     steps: int = option(20, "PGD iterations")
     step_size: float | None = None
     restarts: int = option(1, "PGD random restarts")
-    batch_size: int = option(250, "examples per batch")
+    batch_size: int | Literal["auto"] = option("auto", "examples per batch, or auto: on a GPU the largest that fits "
+                                                       "(halved on out-of-memory), on a CPU 250; the results do not "
+                                                       "depend on it", metavar="N|auto")
     seed: int = seed_option()
     attacks: tuple = ATTACKS
     early_stop: bool = option(False, "stop attacking a point once it is misclassified (faster; same accuracy)")
 
     def __post_init__(self):
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
-        check_positive_int(self.batch_size, name="batch_size")
+        check_batch_size(self.batch_size, "sweep")
         check_positive_int(self.steps, name="steps")
         check_positive_int(self.restarts, name="restarts")
         if self.step_size is not None and not self.step_size > 0:
