@@ -188,3 +188,19 @@ def from_keywords(group: type, given, old: dict, caller: str):
                   f"release; pass {group.__name__}({', '.join(f'{k}=...' for k in old)}) instead",
                   DeprecationWarning, stacklevel=3)
     return group(**old)
+
+
+def split_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
+    """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
+    keyword names of each); TypeError for a keyword the function never took."""
+    unknown = sorted(set(deprecated) - set().union(*groups))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
+
+
+def require_group(value, group: type, caller: str, name: str):
+    """``value`` when it is a ``group``; TypeError naming the argument otherwise (e.g. a dict passed for a group)."""
+    if not isinstance(value, group):
+        raise TypeError(f"{caller}(): {name} must be a {group.__name__}, got {type(value).__name__}")
+    return value

@@ -68,7 +68,8 @@ from .._seeding import example_keys
 from ..attacks.apgd import APGDSettings, apgd
 from ..attacks.pgd import PGD
 from ..errors import CheckpointError, ConfigError, ModelError
-from ..groups import ThreatModel, from_keywords
+from .._config import from_keywords, require_group, split_keywords
+from ..groups import ThreatModel
 from ..mixing import AdaptiveMixedClassifier, MixingArchitecture, build_mixing_net
 from ..mixing.adaptive import GATE_SURROGATE_TEMPERATURE
 from ..mixing.nonlinear import Surrogate
@@ -136,24 +137,9 @@ RECIPE_KEYWORDS = ("epochs", "attack_steps", "batch_size", "seed", "train_attack
 ARCH_KEYWORDS = ("features", "net", "alpha_range")
 
 
-def _old_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
-    """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
-    keyword names of each); TypeError for a keyword the function never took."""
-    unknown = sorted(set(deprecated) - set().union(*groups))
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-    return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
-
-
 def _needs_eps(threat, old: dict, caller: str) -> None:
     if threat is None and "eps" not in old:
         raise TypeError(f"{caller}() needs the attack's budget: give threat=ThreatModel(norm, eps)")
-
-
-def _group(value, group: type, caller: str, name: str):
-    if not isinstance(value, group):
-        raise TypeError(f"{caller}(): {name} must be a {group.__name__}, got {type(value).__name__}")
-    return value
 
 
 def _settings(mixer, x, threat: ThreatModel, training: AdaptiveTraining) -> dict:
@@ -233,10 +219,10 @@ def train_mixing_net(mixer, x: torch.Tensor, y: torch.Tensor, threat: ThreatMode
     ``progress`` still work for one release (deprecated).
     """
     caller = "train_mixing_net"
-    old_threat, old_training = _old_keywords(deprecated, caller, THREAT_KEYWORDS, TRAINING_KEYWORDS)
+    old_threat, old_training = split_keywords(deprecated, caller, THREAT_KEYWORDS, TRAINING_KEYWORDS)
     _needs_eps(threat, old_threat, caller)
-    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
-    training = _group(from_keywords(AdaptiveTraining, training, old_training, caller) or AdaptiveTraining(),
+    threat = require_group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    training = require_group(from_keywords(AdaptiveTraining, training, old_training, caller) or AdaptiveTraining(),
                       AdaptiveTraining, caller, "training")
     if not hasattr(mixer, "mixing_net") or not hasattr(mixer, "forward_with_alpha"):
         raise ModelError("train_mixing_net needs an AdaptiveMixedClassifier (with a mixing_net)")
@@ -356,17 +342,17 @@ def trained_adaptive_mixer(path, g, h, x, y, threat: ThreatModel | None = None,
     from safetensors.torch import load_file, save
 
     caller = "trained_adaptive_mixer"
-    old_threat, old_training, old_arch = _old_keywords(deprecated, caller, THREAT_KEYWORDS, RECIPE_KEYWORDS,
+    old_threat, old_training, old_arch = split_keywords(deprecated, caller, THREAT_KEYWORDS, RECIPE_KEYWORDS,
                                                        ARCH_KEYWORDS)
     _needs_eps(threat, old_threat, caller)
-    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    threat = require_group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
     if old_training and training is None:   # the first recipe's values stay, and the warning names them
         defaults = AdaptiveTraining()
         old_training = {**{f.name: getattr(FIRST_RECIPE, f.name) for f in dataclasses.fields(AdaptiveTraining)
                            if getattr(FIRST_RECIPE, f.name) != getattr(defaults, f.name)}, **old_training}
-    training = _group(from_keywords(AdaptiveTraining, training, old_training, caller) or FIRST_RECIPE,
+    training = require_group(from_keywords(AdaptiveTraining, training, old_training, caller) or FIRST_RECIPE,
                       AdaptiveTraining, caller, "training")
-    arch = _group(from_keywords(MixingArchitecture, arch, old_arch, caller) or MixingArchitecture(),
+    arch = require_group(from_keywords(MixingArchitecture, arch, old_arch, caller) or MixingArchitecture(),
                   MixingArchitecture, caller, "arch")
     path = Path(path)
     example = x[:2].to(next(g.parameters()).device)

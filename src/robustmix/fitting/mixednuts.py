@@ -68,7 +68,8 @@ from .._seeding import example_seed
 from .._validation import check_input, check_positive_int
 from ..attacks.pgd import PGD
 from ..errors import ConfigError
-from ..groups import ThreatModel, from_keywords
+from .._config import from_keywords, require_group, split_keywords
+from ..groups import ThreatModel
 from ..mixing.nonlinear import NonlinearMap, NonlinearMixedClassifier, map_checked
 
 logger = logging.getLogger(__name__)
@@ -129,26 +130,11 @@ CACHED_KEYWORDS = ("steps", "seed", "batch_size")
 SEARCH_KEYWORDS = ("grid", "refine", "std_map", "top_k", "objective")
 
 
-def _old_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
-    """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
-    keyword names of each); TypeError for a keyword the function never took."""
-    unknown = sorted(set(deprecated) - set().union(*groups))
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-    return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
-
-
 def _threat_and_attack(threat, attack, deprecated: dict, caller: str, attack_keywords: tuple):
-    old_threat, old_attack = _old_keywords(deprecated, caller, THREAT_KEYWORDS, attack_keywords)
+    old_threat, old_attack = split_keywords(deprecated, caller, THREAT_KEYWORDS, attack_keywords)
     if threat is None and "eps" not in old_threat:
         raise TypeError(f"{caller}() needs the attack's budget: give threat=ThreatModel(norm, eps)")
     return old_threat, old_attack
-
-
-def _group(value, group: type, caller: str, name: str):
-    if not isinstance(value, group):
-        raise TypeError(f"{caller}(): {name} must be a {group.__name__}, got {type(value).__name__}")
-    return value
 
 
 def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None,
@@ -161,8 +147,8 @@ def collect_logits(std_model, rob_model, x: torch.Tensor, y: torch.Tensor, threa
     """
     caller = "collect_logits"
     old_threat, old_attack = _threat_and_attack(threat, attack, deprecated, caller, COLLECT_KEYWORDS)
-    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
-    attack = _group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
+    threat = require_group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    attack = require_group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
                     ValidationAttack, caller, "attack")
     check_input(x)
     if y.shape != (len(x),) or y.is_floating_point():
@@ -203,8 +189,8 @@ def cached_validation_logits(path, g, h, x, y, threat: ThreatModel | None = None
 
     caller = "cached_validation_logits"
     old_threat, old_attack = _threat_and_attack(threat, attack, deprecated, caller, CACHED_KEYWORDS)
-    threat = _group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
-    attack = _group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
+    threat = require_group(from_keywords(ThreatModel, threat, old_threat, caller), ThreatModel, caller, "threat")
+    attack = require_group(from_keywords(ValidationAttack, attack, old_attack, caller) or ValidationAttack(),
                     ValidationAttack, caller, "attack")
     if callable(attack.loss):
         raise ConfigError("cached_validation_logits cannot record a callable loss with its file; use collect_logits "
@@ -407,8 +393,8 @@ def calibrate_nonlinear(g_logits_val: torch.Tensor, h_logits_clean_val: torch.Te
     """
     t0 = time.perf_counter()
     caller = "calibrate_nonlinear"
-    (old_search,) = _old_keywords(deprecated, caller, SEARCH_KEYWORDS)
-    search = _group(from_keywords(MapSearch, search, old_search, caller) or MapSearch(), MapSearch, caller, "search")
+    (old_search,) = split_keywords(deprecated, caller, SEARCH_KEYWORDS)
+    search = require_group(from_keywords(MapSearch, search, old_search, caller) or MapSearch(), MapSearch, caller, "search")
     try:
         percentile = float(percentile)
     except (TypeError, ValueError) as exc:
