@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from robustmix import ThreatModel
 from robustmix.errors import ConfigError
 from robustmix.models import create_model
 from robustmix.training import RECIPES, TrainConfig, accuracy, robust_accuracy, train
@@ -25,7 +26,7 @@ def test_every_recipe_trains(recipe):
     torch.manual_seed(0)
     x, y = toy_data()
     cfg = TrainConfig(recipe, epochs=3, batch_size=32, lr=0.01 if recipe == "lipschitz" else 0.05, attack_steps=2,
-                      optimizer="adam" if recipe == "lipschitz" else "sgd", eps=0.05)
+                      optimizer="adam" if recipe == "lipschitz" else "sgd", threat=ThreatModel("inf", 0.05))
     model, history = train(small(recipe), x, y, cfg, progress=False)
     assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
     assert not model.training
@@ -33,7 +34,7 @@ def test_every_recipe_trains(recipe):
 
 def test_seeded_and_resumable(tmp_path, monkeypatch):
     x, y = toy_data()
-    cfg = TrainConfig("pgd", epochs=3, batch_size=32, attack_steps=2, eps=0.05)
+    cfg = TrainConfig("pgd", epochs=3, batch_size=32, attack_steps=2, threat=ThreatModel("inf", 0.05))
     torch.manual_seed(0)
     ref, _ = train(small("pgd"), x, y, cfg, progress=False)
 
@@ -67,4 +68,7 @@ def test_metrics_and_config_validation():
     with pytest.raises(ConfigError):
         TrainConfig("magic")
     with pytest.raises(ConfigError):
-        TrainConfig("pgd", eps=-1)
+        TrainConfig("pgd", threat=ThreatModel("inf", -1))
+    with pytest.deprecated_call():   # the old keywords, for one release
+        assert TrainConfig("pgd", eps=0.2).threat == ThreatModel("inf", 0.2)
+    assert TrainConfig.from_dict({"recipe": "pgd", "eps": 1.5, "norm": "2"}).to_dict()["eps"] == 1.5

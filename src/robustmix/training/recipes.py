@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._config import option
+from .._config import accepts_old_keywords, flat, group, option
 from .._validation import check_eps, check_p, check_positive_int
 from ..attacks.pgd import PGD, PGDBudget, legacy_threat, refuse_unknown
 from ..errors import CheckpointError, ConfigError
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 RECIPES = ("standard", "pgd", "fgsm", "trades", "noise", "lipschitz")
 
 
+@accepts_old_keywords
 @dataclasses.dataclass
 class TrainConfig:
     recipe: str = option("standard", "training recipe: standard, pgd, fgsm, trades, noise or lipschitz")
@@ -44,8 +45,8 @@ class TrainConfig:
     lr: float = option(0.05, "peak learning rate of the one-cycle schedule")
     optimizer: str = "sgd"           # "sgd" (momentum 0.9, nesterov) or "adam"
     weight_decay: float = 5e-4
-    eps: float = option(0.1, "attack radius of the pgd, fgsm and trades recipes")
-    norm: str = option("inf", "attack norm of the adversarial recipes: inf or 2")
+    threat: ThreatModel = group(ThreatModel, help={"eps": "attack radius of the pgd, fgsm and trades recipes",
+                                                   "norm": "attack norm of the adversarial recipes: inf or 2"})
     attack_steps: int = 5
     step_size: float | None = None   # default 2.5 * eps / steps (fgsm: 1.25 * eps)
     trades_beta: float = 6.0
@@ -64,16 +65,22 @@ class TrainConfig:
         check_positive_int(self.batch_size, name="batch_size")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive learning rate, got {self.lr!r}")
-        check_eps(self.eps)
         check_eps(self.sigma, name="sigma")
-        check_p(self.norm)
         if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
         if not (isinstance(self.margin, (int, float)) and 0 <= self.margin < float("inf")):
             raise ConfigError(f"margin must be a number >= 0, got {self.margin!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The flat settings a checkpoint's card keeps (eps and norm beside the others)."""
+        return flat(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from flat settings (a card's, or the zoo table's recipe), eps and norm into the threat model."""
+        values = dict(values)
+        threat = {k: values.pop(k) for k in ("norm", "eps") if k in values}
+        return cls(**values, threat=ThreatModel(**threat))
 
 
 def _lr_at(step: int, total: int, peak: float) -> float:
@@ -98,13 +105,13 @@ def _batch_loss(model: nn.Module, x, y, cfg: TrainConfig, gen: torch.Generator) 
         noise = torch.randn(x.shape, generator=gen, dtype=x.dtype) * cfg.sigma
         return F.cross_entropy(model(x + noise.to(x.device)), y)
     if recipe == "pgd":
-        attack = PGD(model, cfg.eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.step_size,
+        attack = PGD(model, cfg.threat.eps, cfg.threat.norm, steps=cfg.attack_steps, step_size=cfg.step_size,
                      seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         return F.cross_entropy(model(attack(x, y)), y)
     if recipe == "fgsm":
-        p = check_p(cfg.norm)
-        step = cfg.step_size or 1.25 * cfg.eps
-        attack = PGD(model, cfg.eps, p, steps=1, step_size=step, random_init=True,
+        p = check_p(cfg.threat.norm)
+        step = cfg.step_size or 1.25 * cfg.threat.eps
+        attack = PGD(model, cfg.threat.eps, p, steps=1, step_size=step, random_init=True,
                      seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         return F.cross_entropy(model(attack(x, y)), y)
     if recipe == "trades":
@@ -114,7 +121,7 @@ def _batch_loss(model: nn.Module, x, y, cfg: TrainConfig, gen: torch.Generator) 
         def kl(out, _y):
             return F.kl_div(F.log_softmax(out, 1), p_clean, reduction="none").sum(1)
 
-        attack = PGD(model, cfg.eps, cfg.norm, steps=cfg.attack_steps, step_size=cfg.step_size, loss=kl,
+        attack = PGD(model, cfg.threat.eps, cfg.threat.norm, steps=cfg.attack_steps, step_size=cfg.step_size, loss=kl,
                      seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         x_adv = attack(x, y)
         robust = F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(logits, 1), reduction="batchmean")
@@ -164,8 +171,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb = x[idx].to(device).contiguous(memory_format=memory_format)
             yb = y[idx].to(device)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(epoch * steps_per_epoch + b, total, cfg.lr)
+            for param_group in opt.param_groups:
+                param_group["lr"] = _lr_at(epoch * steps_per_epoch + b, total, cfg.lr)
             loss = _batch_loss(model, xb, yb, cfg, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()

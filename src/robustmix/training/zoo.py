@@ -10,7 +10,6 @@ import torch
 
 from ..attacks.pgd import PGDBudget
 from ..errors import ModelError
-from ..groups import ThreatModel
 from ..models import ModelCard, create_model, save_checkpoint
 from ..models.registry import ZOO_DIR
 from ..zoo_table import ZOO, threat_tag
@@ -18,7 +17,7 @@ from .recipes import TrainConfig, accuracy, robust_accuracy, train
 
 logger = logging.getLogger(__name__)
 
-ZOO_RECIPES = {name: (e.arch, e.arch_kwargs, TrainConfig(**e.recipe)) for name, e in ZOO.items()}
+ZOO_RECIPES = {name: (e.arch, e.arch_kwargs, TrainConfig.from_dict(e.recipe)) for name, e in ZOO.items()}
 
 
 def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subset: int = 1000) -> Path:
@@ -48,10 +47,10 @@ def train_zoo_model(name: str, out_dir=None, *, progress: bool = True, eval_subs
     xt, yt = load_dataset("fashion-mnist", "test")
     metrics = {"clean": {"accuracy": accuracy(model, xt, yt), "n": len(xt), "split": "test"}}
     if cfg.recipe in ("pgd", "fgsm", "trades"):
-        metrics[f"pgd20-{threat_tag(cfg.norm, cfg.eps)}"] = {
-            "accuracy": robust_accuracy(model, xt[:eval_subset], yt[:eval_subset], ThreatModel(cfg.norm, cfg.eps),
+        metrics[f"pgd20-{threat_tag(cfg.threat.norm, cfg.threat.eps)}"] = {
+            "accuracy": robust_accuracy(model, xt[:eval_subset], yt[:eval_subset], cfg.threat,
                                         pgd=PGDBudget(steps=20)),
-            "eps": cfg.eps, "norm": cfg.norm, "n": eval_subset, "split": "test[:%d]" % eval_subset,
+            "eps": cfg.threat.eps, "norm": cfg.threat.norm, "n": eval_subset, "split": "test[:%d]" % eval_subset,
             "attack": "PGD-20, random start, step 2.5*eps/20, aimed at the model"}
     card = ModelCard(name=name, arch=arch, arch_kwargs=kwargs, dataset="fashion-mnist", recipe=cfg.recipe,
                      hyperparameters=cfg.to_dict(), seed=cfg.seed, metrics=metrics, lipschitz_l2=lip,
