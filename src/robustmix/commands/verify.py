@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from .._config import group, option
-from .._validation import check_alpha, check_eps, check_p
+from .._validation import check_alpha
 from ..attacks.saved import SavedEvaluation, model_options, read_saved, verify
 from ..errors import ConfigError
+from ..groups import ThreatModel
 from ..results import VerifySummary
 from .common import Command, Context, Data, Output, command, load_model
 
@@ -86,8 +87,8 @@ class VerifyCommand(Command):
     def check_threat_model(self, saved: SavedEvaluation) -> None:
         """Refuse a file made for another threat model than --norm / --eps ask for, before any model is loaded."""
         p, eps = saved.p, saved.eps
-        want_p = p if self.norm is None else check_p(self.norm)
-        want_eps = eps if self.eps is None else check_eps(self.eps, name="--eps")
+        want = ThreatModel(saved.norm if self.norm is None else self.norm, eps if self.eps is None else self.eps)
+        want_p, want_eps = want.p, want.eps
         if want_p != p or abs(want_eps - eps) > 1e-9 * max(1.0, want_eps):
             name = {2.0: "2", math.inf: "inf"}
             raise ConfigError(f"{self.file} was made for the l_{name[p]} ball of radius {eps}, not the "
