@@ -13,7 +13,9 @@ their interquartile range (benchmarks/harness.py).  Figures:
 3. worst-case ``evaluate`` (AutoAttack standard plus the APGD ensemble) / AutoAttack standard alone, goal <= 1.3;
 4. ``certify_mixture`` at alpha = 1 / a plain loop of Cohen et al.'s CERTIFY, per image, goal <= 1.10;
 5. peak memory (resident set growth, each in a fresh process) of ``evaluate`` / AutoAttack alone on the same
-   batch, goal <= 1.3.
+   batch, goal <= 1.3;
+6. the mixture's forward + backward in the default contiguous memory format / in channels_last (the
+   ``--channels-last`` flag): the speed-up of that flag, no goal.
 
 ``--only K`` runs figure K alone.
 """
@@ -103,7 +105,7 @@ def main():
     ap.add_argument("-n", type=int, default=16, help="images for evaluate / AutoAttack")
     ap.add_argument("--samples", type=int, default=1000, help="noise samples per image for certify")
     ap.add_argument("--memory-of", choices=("aa", "evaluate"), help=argparse.SUPPRESS)
-    ap.add_argument("--only", type=int, choices=range(1, 6), help="run one figure only")
+    ap.add_argument("--only", type=int, choices=range(1, 7), help="run one figure only")
     args = ap.parse_args()
     if args.memory_of:
         torch.set_num_threads(args.threads)
@@ -121,7 +123,7 @@ def main():
 
     pgd = PGD(mix, 8 / 255, "inf", steps=5)
     xs, ys, xc = x[:args.n], y[:args.n], x[:2]
-    want = set(range(1, 6)) if args.only is None else {args.only}
+    want = set(range(1, 7)) if args.only is None else {args.only}
     if 1 in want:
         with torch.no_grad():
             r = interleave({"g": lambda: g(x), "h": lambda: h(x), "mix": lambda: mix(x)}, rounds=args.rounds)
@@ -151,6 +153,19 @@ def main():
         aa_mem, ev_mem = (peak_growth(w, args.n, args.threads) for w in ("aa", "evaluate"))
         print(f"5. peak memory growth (fresh process each) evaluate / AutoAttack alone, batch {args.n}: "
               f"{ev_mem / 2**20:.0f} MiB / {aa_mem / 2**20:.0f} MiB = {ev_mem / max(aa_mem, 1):.2f}  (goal <= 1.3)")
+    if 6 in want:
+        import copy
+
+        plain = MixedClassifier(*(copy.deepcopy(m).to(memory_format=torch.contiguous_format) for m in (g, h)), 0.5)
+        xp = x.contiguous()
+
+        def plain_fwd_bwd():
+            xi = xp.clone().requires_grad_(True)
+            F.cross_entropy(plain(xi), y).backward()
+
+        r = interleave({"contiguous": plain_fwd_bwd, "channels_last": fwd_bwd}, rounds=args.rounds)
+        print(f"6. mixture forward + backward, contiguous / channels_last (--channels-last), batch {args.batch}: "
+              f"{r.ratio('contiguous', 'channels_last').format(2)}  (above 1: channels_last is faster)")
 
 
 if __name__ == "__main__":

@@ -313,3 +313,26 @@ def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
     assert "scale" not in linear and "mixer" not in linear and "alpha=0.5" in linear
     assert main(["mix", "--mixer", "nonlinear", "--alpha", "0.5", "--scale", "-1", "--out", str(out), "--force"]) == 2
     assert "scale" in capsys.readouterr().err
+
+
+def test_channels_last_runs_the_models_in_that_format_with_the_same_results(tmp_path, monkeypatch):
+    import torch
+
+    from robustmix.commands import common
+    from robustmix.results import load_summary
+
+    loaded = []
+    real = common.load_model
+
+    def spy(*args, **kwargs):
+        loaded.append(real(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(common, "load_model", spy)
+    argv = ["sweep", "-n", "12", "--steps", "2", "--alphas", "0", "0.5", "1"]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["--channels-last", *argv, "--out", str(tmp_path / "cl")]) == 0
+    convs = [m.weight for m in loaded[-1].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    plain, cl = (load_summary(tmp_path / k / "summary.json") for k in ("plain", "cl"))
+    assert plain.accuracy == cl.accuracy

@@ -33,11 +33,14 @@ GLOBAL = [  # (flags, argparse keywords): accepted before or after the command
     (("--threads",), {"type": int, "help": "CPU threads for PyTorch (default: PyTorch's choice)"}),
     (("--debug",), {"action": "store_true", "help": "show the full traceback of an error"}),
     (("-v", "--verbose"), {"action": "store_true", "help": "debug logging"}),
+    (("--channels-last",), {"action": "store_true", "help": "run the models' convolutions in the channels_last memory "
+                                                           "format (often faster on CPUs and GPUs; the same numbers "
+                                                           "up to float rounding)"}),
     (("--import-code",), {"action": "store_true", "help": "let a checkpoint whose architecture is your own import the "
                                                          "module its card names (module:function); that runs the "
                                                          "module's code: only for files you trust"}),
 ]
-GLOBAL_DESTS = ("device", "threads", "debug", "verbose", "import_code")
+GLOBAL_DESTS = ("device", "threads", "debug", "verbose", "import_code", "channels_last")
 ORDER = {"std": 0, "rob": 0, "model": 0, "dataset": 1, "data": 1, "data_root": 1, "split": 1, "n": 1, "out": 3,
          "fresh": 3}
 
@@ -234,7 +237,7 @@ def make_config(args: argparse.Namespace):
             raise ConfigError(f"{flag.get(a, '--' + a.replace('_', '-'))} and {flag.get(b, '--' + b.replace('_', '-'))} "
                               "do not go together; give one")
     ctx = Context(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None),
-                  import_code=getattr(args, "import_code", False))
+                  import_code=getattr(args, "import_code", False), channels_last=getattr(args, "channels_last", False))
     if ctx.threads is not None and ctx.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {ctx.threads}")
     ctx.torch_device()

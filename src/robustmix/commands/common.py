@@ -36,6 +36,7 @@ class Context:
     argv: list = dataclasses.field(default_factory=list)
     progress: bool = True
     import_code: bool = False   # --import-code: a checkpoint's card may name the module of its architecture
+    channels_last: bool = False   # --channels-last: models in the channels_last memory format
 
     @property
     def command_line(self) -> str:
@@ -307,6 +308,8 @@ def load_model(spec: str, dataset, ctx: Context, probe=None):
                                                                                                 None)
     info = dataset_info(dataset if isinstance(dataset, str) else dataset.dataset)
     model = resolve_model(spec, info.name, import_code=ctx.import_code).to(ctx.torch_device())
+    if ctx.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if user is not None:
         return check_on_user_data(model, spec, probe, user)
     x = probe if probe is not None else torch.rand(4, *info.shape)
