@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from robustmix import Smoothing, ThreatModel
+
 from robustmix.experiments.runner import Records
 import torch
 
@@ -26,8 +28,8 @@ def data():
 def test_engine_equals_naive_per_alpha_loop(pair, data):
     g, h = pair
     x, y = data
-    cfg = SweepConfig(alphas=[0.0, 0.3, 0.5, 0.7, 1.0], eps=0.15, steps=5, batch_size=6)
-    fast = run_sweep(g, h, x, y, cfg, progress=False)
+    cfg = SweepConfig(alphas=[0.0, 0.3, 0.5, 0.7, 1.0], threat=ThreatModel("inf", 0.15), steps=5, batch_size=6)
+    fast = run_sweep(g, h, x, y, cfg, records=Records(progress=False))
     slow = naive_sweep(g, h, x, y, cfg)
     assert fast.accuracy == slow.accuracy
     assert fast.accuracy["clean"][0] == pytest.approx(float((g(x).argmax(1) == y).float().mean()))
@@ -36,7 +38,7 @@ def test_engine_equals_naive_per_alpha_loop(pair, data):
 def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkeypatch):
     g, h = pair
     x, y = data
-    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.1, steps=3, batch_size=5)
+    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], threat=ThreatModel("inf", 0.1), steps=3, batch_size=5)
     ref = run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "ref.jsonl", progress=False))
 
     real = sweep_module.sweep_batch
@@ -65,7 +67,7 @@ def test_resume_after_crash_gives_identical_records(pair, data, tmp_path, monkey
 def test_table1_gaps(pair, data):
     g, h = pair
     x, y = data
-    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.5], steps=2, attacks=("std", "rob")), progress=False)
+    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.5], steps=2, attacks=("std", "rob")), records=Records(progress=False))
     probs = g(x).softmax(-1).topk(2).values
     gaps = probs[:, 0] - probs[:, 1]
     correct = g(x).argmax(1) == y
@@ -90,7 +92,7 @@ def test_certify_records_and_curves(pair, tmp_path):
     g, h = pair
     x = torch.rand(12, 1, 3, 4)
     y = torch.randint(0, 4, (12,))
-    cfg = CertifyConfig(sigma=0.25, num_samples=200, batch_size=200)
+    cfg = CertifyConfig(Smoothing(0.25, 200, batch_size=200))
     recs = run_certify(g, h, x, y, cfg, records=Records(tmp_path / "c.jsonl", progress=False))
     again = run_certify(g, h, x, y, cfg, records=Records(tmp_path / "c.jsonl", progress=False))
     assert recs == again and len(recs) == 12
@@ -118,9 +120,9 @@ def test_shared_samples_give_the_same_certificates_in_one_pass(pair):
 
     g, h = pair
     x, y = torch.rand(6, 1, 3, 4), torch.randint(0, 4, (6,))
-    base = dict(sigma=0.25, num_samples=300, n0=50, batch_size=300, sound_alphas=[0.5, 1.0])
-    two = run_certify(g, h, x, y, CertifyConfig(**base), progress=False)
-    one = run_certify(g, h, x, y, CertifyConfig(**base, share_samples=True), progress=False)
+    base = dict(smoothing=Smoothing(0.25, 300, 50, batch_size=300), sound_alphas=[0.5, 1.0])
+    two = run_certify(g, h, x, y, CertifyConfig(**base), records=Records(progress=False))
+    one = run_certify(g, h, x, y, CertifyConfig(**base, share_samples=True), records=Records(progress=False))
     width = hoeffding_halfwidth(350, 0.001 / (2 * 4))
     for a, b in zip(two, one):
         assert a["sound"] == b["sound"]                        # the certificates themselves are unchanged
@@ -128,13 +130,14 @@ def test_shared_samples_give_the_same_certificates_in_one_pass(pair):
             assert lo <= p <= hi and math.isclose(hi - lo, min(p + width, 1) - max(p - width, 0), abs_tol=1e-12)
         assert max(abs(u - v) for u, v in zip(a["h_probs"], b["h_probs"])) < 0.2   # two estimates of one mean
     with pytest.raises(ConfigError, match="share_samples"):
-        CertifyConfig(sigma=0.25, share_samples=True)
+        CertifyConfig(Smoothing(0.25), share_samples=True)
 
 
 def test_pareto_trains_the_recipe_it_is_given_and_repeats_each_headline_evaluation(pair, tmp_path):
     """The adaptive row follows calibrate's recipe flags; headline points carry AutoAttack alone and the cost."""
     from safetensors import safe_open
 
+    from robustmix.experiments.calibrate import AdaptiveRecipe
     from robustmix.experiments.pareto import ParetoSettings, run_pareto
 
     g, h = pair
@@ -143,7 +146,8 @@ def test_pareto_trains_the_recipe_it_is_given_and_repeats_each_headline_evaluati
     splits = {"train": (x[:8], y[:8]), "val": (x[8:16], y[8:16]), "test": (x[16:], y[16:])}
     s = ParetoSettings(n_curve=4, n_headline=4, n_val=8, n_train=8, alphas=[0.0, 1.0], percentiles=[90.0],
                        percentile=90.0, curve_steps=1, calib_steps=1, adaptive_epochs=1, adaptive_attack_steps=1,
-                       batch_size=8, square_queries=50, mixing_net="mlp", train_attack="composite+gate")
+                       batch_size=8, square_queries=50, adaptive=AdaptiveRecipe(mixing_net="mlp",
+                                                                                train_attack="composite+gate"))
     res = run_pareto(g, h, splits, s, tmp_path, progress=False)
     with safe_open(str(tmp_path / "adaptive.mixing-net.safetensors"), "pt") as f:
         meta = f.metadata()
@@ -184,7 +188,7 @@ def test_attacked_accuracy_never_counts_an_example_wrong_on_its_clean_input():
 def test_sweep_columns_at_most_clean_per_example(pair, data):
     g, h = pair
     x, y = data
-    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.5, steps=2), progress=False)
+    res = run_sweep(g, h, x, y, SweepConfig(alphas=[0.0, 0.5, 1.0], threat=ThreatModel("inf", 0.5), steps=2), records=Records(progress=False))
     for key in ("std", "rob", "mix"):
         assert all(a <= c for a, c in zip(res.accuracy[key], res.accuracy["clean"]))
 
@@ -210,9 +214,9 @@ def test_sweep_and_tradeoff_refuse_a_broken_model_before_any_attack(pair, data):
             return h(xb).softmax(-1)
 
     with pytest.raises(ModelError, match="model h returns probabilities"):
-        run_sweep(g, Probs(), x, y, SweepConfig(alphas=[0.5], steps=1), progress=False)
+        run_sweep(g, Probs(), x, y, SweepConfig(alphas=[0.5], steps=1), records=Records(progress=False))
     with pytest.raises(ModelError, match="model h returns probabilities"):
-        run_tradeoff(g, Probs(), x, y, TradeoffConfig(gammas=[1.0], steps=1), progress=False)
+        run_tradeoff(g, Probs(), x, y, TradeoffConfig(gammas=[1.0], steps=1), records=Records(progress=False))
 
 
 def test_demo_in_two_processes_gives_the_same_numbers_as_in_one(tmp_path):

@@ -7,6 +7,8 @@ import sys
 import time
 
 import pytest
+
+from robustmix import ThreatModel
 import torch
 from torch import nn
 
@@ -205,14 +207,14 @@ def test_public_api_validates_its_inputs():
 
     # inputs are checked where they enter (evaluate, attacks, certify, the CLI), not in every forward pass
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        evaluate(MixedClassifier(g, h, 0.5), torch.rand(2, 4) * 3, torch.tensor([0, 1]), norm="Linf", eps=0.1)
+        evaluate(MixedClassifier(g, h, 0.5), torch.rand(2, 4) * 3, torch.tensor([0, 1]), threat=ThreatModel("inf", 0.1))
     with pytest.raises(InputError, match="integer dtype"):
         MixedClassifier(g, h, 0.5, validate_inputs=True)(torch.ones(2, 4, dtype=torch.long))
     assert MixedClassifier(g, h, 0.5)(torch.rand(2, 4) * 3).shape == (2, 3)   # e.g. noisy inputs of a smoothing loop
     with pytest.raises(ConfigError, match="steps"):
         SweepConfig(steps=-1)
     with pytest.raises(ConfigError, match="eps"):
-        SweepConfig(eps=-0.1)
+        SweepConfig(threat=ThreatModel("inf", -0.1))
 
 
 def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(pair, tmp_path, monkeypatch, caplog):
@@ -226,7 +228,7 @@ def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(
     x, y = torch.rand(21, 12), torch.randint(0, 4, (21,))
     runs = {}
     for b in (2, 7):
-        cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=b)
+        cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], threat=ThreatModel("inf", 0.2), steps=3, batch_size=b)
         run_sweep(g, h, x, y, cfg, records=Records(tmp_path / f"b{b}.jsonl", progress=False))
         runs[b] = read_records(tmp_path / f"b{b}.jsonl")[1]
     real = sweep_module.sweep_batch
@@ -237,7 +239,7 @@ def test_out_of_memory_halves_the_batch_and_results_do_not_depend_on_batch_size(
         return real(std, rob, xb, *args)
 
     monkeypatch.setattr(sweep_module, "sweep_batch", small_device)
-    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], eps=0.2, steps=3, batch_size=16)
+    cfg = SweepConfig(alphas=[0.0, 0.5, 1.0], threat=ThreatModel("inf", 0.2), steps=3, batch_size=16)
     with caplog.at_level(logging.WARNING):
         run_sweep(g, h, x, y, cfg, records=Records(tmp_path / "oom.jsonl", progress=False))
     assert "batch of 16 did not fit in memory" in caplog.text and "batches of 8" in caplog.text
@@ -255,9 +257,9 @@ def test_batch_size_auto_says_what_it_chose_and_resumes_at_another_size(pair, tm
 
     g, h = pair
     x, y = torch.rand(9, 12), torch.randint(0, 4, (9,))
-    fixed = SweepConfig(alphas=[0.0, 1.0], eps=0.2, steps=2, batch_size=4)
+    fixed = SweepConfig(alphas=[0.0, 1.0], threat=ThreatModel("inf", 0.2), steps=2, batch_size=4)
     run_sweep(g, h, x, y, fixed, records=Records(tmp_path / "fixed.jsonl", progress=False))
-    auto = SweepConfig(alphas=[0.0, 1.0], eps=0.2, steps=2)
+    auto = SweepConfig(alphas=[0.0, 1.0], threat=ThreatModel("inf", 0.2), steps=2)
     assert auto.batch_size == "auto"
     run_sweep(g, h, x[:5], y[:5], fixed, records=Records(tmp_path / "mixed.jsonl", progress=False))
     with caplog.at_level(logging.INFO):

@@ -170,7 +170,7 @@ def accepts_old_keywords(cls):
     return cls
 
 
-def from_keywords(group: type, given, old: dict, caller: str):
+def from_keywords(group: type, given, old: dict, caller: str, stacklevel: int = 3):
     """The group a function was given, or one built from the keywords it used to take (deprecated).
 
     ``old``: the deprecated keywords the caller received (``{}`` when none).  Mixing a group with its own old
@@ -186,7 +186,7 @@ def from_keywords(group: type, given, old: dict, caller: str):
         raise TypeError(f"{caller}(): give {group.__name__}(...) or its fields ({', '.join(sorted(old))}), not both")
     warnings.warn(f"{caller}({', '.join(f'{k}=' for k in old)}...) is deprecated and will be removed in the next "
                   f"release; pass {group.__name__}({', '.join(f'{k}=...' for k in old)}) instead",
-                  DeprecationWarning, stacklevel=3)
+                  DeprecationWarning, stacklevel=stacklevel)
     return group(**old)
 
 

@@ -241,7 +241,7 @@ RECORDS_KEYWORDS = frozenset(f.name for f in dataclasses.fields(Records))
 def records_of(records: Records | None, deprecated: dict, caller: str) -> Records:
     """The run's :class:`Records`, or one built from the keywords the run functions used to take (records_path,
     settings, fresh, progress: deprecated for one release)."""
-    return from_keywords(Records, records, deprecated, caller) or Records()
+    return from_keywords(Records, records, deprecated, caller, stacklevel=4) or Records()
 
 
 def run_records(records: Records | None, compute: Compute, x: torch.Tensor, y: torch.Tensor, *, kind: str,
