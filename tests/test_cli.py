@@ -336,3 +336,16 @@ def test_channels_last_runs_the_models_in_that_format_with_the_same_results(tmp_
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     plain, cl = (load_summary(tmp_path / k / "summary.json") for k in ("plain", "cl"))
     assert plain.accuracy == cl.accuracy
+
+
+def test_the_first_line_names_the_users_data_not_the_default_data_set(tmp_path):
+    import numpy as np
+
+    from robustmix.cli import describe, make_config, parse_args
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3, 8, 8), np.uint8), y=np.arange(4))
+    line = describe(make_config(parse_args(["sweep", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path)]))[0])
+    assert f"data={tmp_path / 'd.npz'}" in line and "fashion-mnist" not in line
+    line = describe(make_config(parse_args(["sweep", "--data", str(tmp_path / "d.npz"), "--dataset", "cifar10",
+                                            "--out", str(tmp_path)]))[0])
+    assert "dataset=cifar10" in line
