@@ -93,7 +93,7 @@ def test_no_attack_function_takes_more_than_eight_named_parameters():
 # ---------------------------------------------------------------- the groups check themselves
 
 @pytest.mark.parametrize("build,match", [
-    (lambda: ThreatModel("inf", 0.0), "eps must be > 0"),
+    (lambda: ThreatModel("inf", 0.0), "eps must be a finite number > 0"),
     (lambda: ThreatModel("inf", math.nan), "eps"),
     (lambda: ThreatModel("1", 0.1), "l_inf or the l_2 ball"),
     (lambda: PGDBudget(steps=-1), "steps"),
@@ -129,7 +129,7 @@ def test_groups_keep_one_spelling_and_are_hashable():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(eps=0.0), "--eps must be > 0"),
+    (dict(eps=0.0), "--eps must be a finite number > 0"),
     (dict(eps=-1), "--eps must be"),
     (dict(eps=0.1, norm="L3"), "unknown norm"),
     (dict(eps=0.1, norm="L1"), "l_inf or the l_2 ball"),

@@ -173,7 +173,7 @@ def test_evaluate_indices_file_errors(content, needle, tmp_path, capsys):
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv,needle", [(["--eps", "0"], "eps must be > 0"), (["--norm", "7"], "unknown norm"),
+@pytest.mark.parametrize("argv,needle", [(["--eps", "0"], "eps must be a finite number > 0"), (["--norm", "7"], "unknown norm"),
                                          (["--alpha", "2"], "alpha")])
 def test_evaluate_bad_settings(argv, needle, tmp_path, capsys):
     assert main(["evaluate", "-n", "4", *argv, "--out", str(tmp_path / "o")]) == 2

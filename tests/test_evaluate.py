@@ -366,7 +366,7 @@ def test_bad_input_is_refused_with_a_fix(change, error, match):
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda: ThreatModel("inf", 0.0), "eps must be > 0"),
+    (lambda: ThreatModel("inf", 0.0), "eps must be a finite number > 0"),
     (lambda: ThreatModel("inf", -0.1), "eps"),
     (lambda: ThreatModel("L3", 0.1), "norm"),
     (lambda: ThreatModel("L1", 0.1), "l_inf or the l_2 ball"),

@@ -30,8 +30,8 @@ def test_no_function_takes_more_than_eight_parameters():
 
 
 @pytest.mark.parametrize("argv, check, words", [
-    (["sweep", "--eps", "-1"], (ThreatModel, "eps"), "--eps must be a finite number >= 0"),
-    (["evaluate", "--eps", "0"], (ThreatModel, "eps"), "--eps must be > 0"),
+    (["sweep", "--eps", "-1"], (ThreatModel, "eps"), "--eps must be a finite number > 0"),
+    (["evaluate", "--eps", "0"], (ThreatModel, "eps"), "--eps must be a finite number > 0"),
     (["attack", "--norm", "7"], (ThreatModel, "norm"), "unknown norm"),
     (["certify", "--sigma", "-0.5"], (Smoothing, "sigma"), "--sigma must be a positive number"),
     (["certify-front", "--delta", "2"], (Smoothing, "delta"), "--delta must be a failure probability"),

@@ -315,6 +315,11 @@ class BarSafeHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+def prefix(command: str) -> str:
+    """How every error line starts: ``robustmix CMD`` (``robustmix`` before a command is known)."""
+    return f"robustmix {command}" if command else "robustmix"
+
+
 def run_cli(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
@@ -322,12 +327,14 @@ def run_cli(argv: list[str]) -> int:
         cfg, ctx = make_config(args)
     except UsageError as exc:
         command = next((a for a in argv if a in TABLE), "")
-        print(f"robustmix: error: {exc} (see 'robustmix {command + ' ' if command else ''}--help')", file=sys.stderr)
+        print(f"{prefix(command)}: error: {exc} (see 'robustmix {command + ' ' if command else ''}--help')",
+              file=sys.stderr)
         return 2
     except RobustMixError as exc:
         if debug:
             raise
-        print(f"robustmix: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{prefix(next((a for a in argv if a in TABLE), ''))}: error: {' '.join(str(exc).split())}",
+              file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", handlers=[BarSafeHandler()])

@@ -17,7 +17,7 @@ import math
 from typing import Literal
 
 from ._config import from_keywords, option
-from ._validation import check_eps, check_p, check_positive_int, norm_name
+from ._validation import check_p, check_positive_int, norm_name
 from .errors import ConfigError
 
 Norm = Literal["inf", "2"]
@@ -39,9 +39,12 @@ class ThreatModel:
         if name not in ("inf", "2"):
             raise ConfigError(f"--norm {self.norm!r}: robustmix attacks the l_inf or the l_2 ball; use inf or 2")
         object.__setattr__(self, "norm", name)
-        eps = check_eps(self.eps, name="--eps")
-        if not eps > 0:
-            raise ConfigError(f"--eps must be > 0 (the attack radius), got {self.eps!r}")
+        try:
+            eps = float(self.eps)
+        except (TypeError, ValueError):
+            eps = math.nan
+        if isinstance(self.eps, bool) or not (math.isfinite(eps) and eps > 0):
+            raise ConfigError(f"--eps must be a finite number > 0 (the attack radius), got {self.eps!r}")
         object.__setattr__(self, "eps", eps)
 
     @property
