@@ -349,3 +349,9 @@ def test_the_first_line_names_the_users_data_not_the_default_data_set(tmp_path):
     line = describe(make_config(parse_args(["sweep", "--data", str(tmp_path / "d.npz"), "--dataset", "cifar10",
                                             "--out", str(tmp_path)]))[0])
     assert "dataset=cifar10" in line
+
+
+def test_list_shows_the_wide_resnet_aliases(capsys):
+    assert main(["list", "wrn-*"]) == 0
+    out = capsys.readouterr().out
+    assert "wrn-28-10" in out and "wide-resnet with depth=28, width=10" in out and "fmnist" not in out

@@ -89,13 +89,19 @@ class ListCommand(Command):
     pattern: str = option("*", "shell-style pattern of names", positional=True)
 
     def run(self, ctx: Context) -> str:
+        import fnmatch
+
         from ..models import card, list_models
+        from ..models.weights import ALIASES
 
         lines = []
         for name in list_models(self.pattern, pretrained=True):
             acc = card(name).metrics.get("clean", {}).get("accuracy")
             lines.append(f"{name:26s} {card(name).recipe:10s} clean {100 * acc:.2f}%" if acc is not None else name)
         lines += [f"{name:26s} (architecture)" for name in list_models(self.pattern, pretrained=False)]
+        lines += [f"{name:26s} (architecture: {arch} with {', '.join(f'{k}={v}' for k, v in kw.items())}; "
+                  f"{name}@WEIGHTS.pt)"
+                  for name, (arch, kw) in ALIASES.items() if fnmatch.fnmatch(name, self.pattern)]
         if not lines:
             raise ConfigError(f"no model or architecture matches {self.pattern!r}; 'robustmix list' lists them all")
         return "\n".join(lines)
