@@ -95,3 +95,17 @@ def test_card_problems_are_reported(tmp_path, caplog):
     path.with_suffix(".json").unlink()
     load_checkpoint(path)
     assert "no card file beside it" in caplog.text
+
+
+def test_a_second_calibrate_into_the_same_folder_is_refused_before_any_record(tmp_path, capsys):
+    import fcntl
+
+    from robustmix.cli import main
+
+    out = tmp_path / "cal"
+    out.mkdir()
+    with open(out / ".calibrate.lock", "a+") as held:   # a first run, still working
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["calibrate", "--target", "0.5", "-n", "4", "--steps", "1", "--out", str(out)]) == 2
+    assert "another robustmix run is writing to" in capsys.readouterr().err
+    assert not list(out.glob("*.jsonl"))

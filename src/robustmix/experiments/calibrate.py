@@ -148,7 +148,15 @@ def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings
     ``splits["train"]``.  The clean and attacked objectives are confirmed on the test split with the
     worst-case evaluator.  At the end, together (all or none): ``out/calibration.json``, the chosen mixer in
     ``out/mixer.safetensors`` when its base models have cards, and with ``export`` a torch.export program of it.
+    One run at a time per folder: a second one is refused before it adds a record to any stage.
     """
+    from .._io import exclusive_lock
+
+    with exclusive_lock(Path(out) / ".calibrate.lock"):
+        return _run_calibration(g, h, splits, cal, Path(out), settings, fresh, export)
+
+
+def _run_calibration(g, h, splits: dict, cal: CalibrateSettings, out: Path, settings, fresh: bool, export):
     if cal.mixer != "linear":
         summary, mixer = _calibrate_mixer(g, h, splits, cal, Path(out), settings or {}, fresh)
         _save(summary, mixer, Path(out), settings or {}, export, splits["val"][0][:2])
