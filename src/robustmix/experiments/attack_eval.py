@@ -33,8 +33,8 @@ class AttackConfig:
     seed: int = seed_option()
 
     def __post_init__(self):
-        check_positive_int(self.steps, name="steps", minimum=0)
-        check_positive_int(self.restarts, name="restarts")
+        check_positive_int(self.steps, name="--steps", minimum=0)
+        check_positive_int(self.restarts, name="--restarts")
         check_batch_size(self.batch_size, "attack")
         if self.autoattack not in AUTOATTACK_CHOICES:
             raise ConfigError(f"autoattack must be one of {', '.join(AUTOATTACK_CHOICES)}, got {self.autoattack!r}")

@@ -135,7 +135,7 @@ class CalibrateSettings:
         if not (math.isfinite(self.radius) and self.radius >= 0):
             raise ConfigError(f"--radius must be a number >= 0, got {self.radius}")
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
-        check_positive_int(self.adaptive_epochs, name="adaptive_epochs")
+        check_positive_int(self.adaptive_epochs, name="--adaptive-epochs")
 
 
 def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings: dict | None = None,

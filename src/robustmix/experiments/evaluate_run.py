@@ -49,10 +49,10 @@ class EvaluateConfig:
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise ConfigError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         check_batch_size(self.batch_size, "evaluate")
         for name in ("steps", "restarts", "square_queries"):
-            check_positive_int(getattr(self, name), name=name)
+            check_positive_int(getattr(self, name), name="--" + name.replace("_", "-"))
 
     def to_dict(self) -> dict:
         d = flat(self)

@@ -50,8 +50,8 @@ class SweepConfig:
     def __post_init__(self):
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
         check_batch_size(self.batch_size, "sweep")
-        check_positive_int(self.steps, name="steps")
-        check_positive_int(self.restarts, name="restarts")
+        check_positive_int(self.steps, name="--steps")
+        check_positive_int(self.restarts, name="--restarts")
         if self.step_size is not None and not self.step_size > 0:
             raise ConfigError(f"step_size must be positive (or None for the default), got {self.step_size!r}")
         self.attacks = tuple(self.attacks)

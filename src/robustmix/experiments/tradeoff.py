@@ -43,8 +43,8 @@ class TradeoffConfig:
         self.trusts = [Trust.parse(t).value for t in self.trusts]
         self.spaces = [Space.parse(s).value for s in self.spaces]
         self.gammas = [check_gamma(g) for g in self.gammas]
-        check_positive_int(self.steps, name="steps")
-        check_positive_int(self.batch_size, name="batch_size")
+        check_positive_int(self.steps, name="--steps")
+        check_positive_int(self.batch_size, name="--batch-size")
 
     def curves(self) -> list[str]:
         return [f"{t}|{s}" for t in self.trusts for s in self.spaces]

@@ -61,11 +61,11 @@ class TrainConfig:
             raise ConfigError(f"unknown recipe {self.recipe!r}: use one of {', '.join(RECIPES)}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError("optimizer must be 'sgd' or 'adam'")
-        check_positive_int(self.epochs, name="epochs")
-        check_positive_int(self.batch_size, name="batch_size")
+        check_positive_int(self.epochs, name="--epochs")
+        check_positive_int(self.batch_size, name="--batch-size")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive learning rate, got {self.lr!r}")
-        check_eps(self.sigma, name="sigma")
+        check_eps(self.sigma, name="--sigma")
         if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
         if not (isinstance(self.margin, (int, float)) and 0 <= self.margin < float("inf")):
