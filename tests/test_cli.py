@@ -84,6 +84,10 @@ BAD_INPUTS = [
     (["fig3", "--baseline-sigma", "0.9", "-n", "5"], "--baseline-sigma should be smaller"),
     (["mix", "--alpha", "0.5", "--out", "OUT/m.safetensors", "--export", "OUT"], "is a folder"),
     (["sweep", "-n", "5", "--std", "torch.nn:Identity"], "returns"),
+    (["sweep", "-n", "5", "--norm", "1"], "use --norm inf or --norm 2"),
+    (["attack", "-n", "5", "--steps", "0", "--autoattack", "none"], "leave nothing to run"),
+    (["calibrate", "--target", "0.9", "-n", "5", "--confirm-steps", "0"], "--confirm-steps must be an integer >= 1"),
+    (["train", "--recipe", "noise", "--sigma", "0", "--out", "OUT/m.safetensors"], "noise recipe needs --sigma > 0"),
 ]
 
 
@@ -316,11 +320,15 @@ def test_mix_saves_a_nonlinear_mixer_that_load_restores(tmp_path, capsys):
 
 
 def test_channels_last_runs_the_models_in_that_format_with_the_same_results(tmp_path, monkeypatch):
+    """State-dict models load contiguous; --channels-last converts them; the sweep's numbers do not change."""
     import torch
 
     from robustmix.commands import common
+    from robustmix.models import create_model
     from robustmix.results import load_summary
 
+    torch.manual_seed(0)
+    torch.save(create_model("cnn-small").state_dict(), tmp_path / "w.pt")
     loaded = []
     real = common.load_model
 
@@ -328,12 +336,17 @@ def test_channels_last_runs_the_models_in_that_format_with_the_same_results(tmp_
         loaded.append(real(*args, **kwargs))
         return loaded[-1]
 
+    def conv_formats():
+        return {w.is_contiguous(memory_format=torch.channels_last) for m in loaded[-2:] for w in
+                (c.weight for c in m.modules() if isinstance(c, torch.nn.Conv2d))}
+
     monkeypatch.setattr(common, "load_model", spy)
-    argv = ["sweep", "-n", "12", "--steps", "2", "--alphas", "0", "0.5", "1"]
+    spec = f"cnn-small@{tmp_path / 'w.pt'}"
+    argv = ["sweep", "--std", spec, "--rob", "fmnist-at-linf-cnn", "-n", "12", "--steps", "2", "--alphas", "0", "1"]
     assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert False in conv_formats()
     assert main(["--channels-last", *argv, "--out", str(tmp_path / "cl")]) == 0
-    convs = [m.weight for m in loaded[-1].modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert conv_formats() == {True}
     plain, cl = (load_summary(tmp_path / k / "summary.json") for k in ("plain", "cl"))
     assert plain.accuracy == cl.accuracy
 

@@ -74,6 +74,16 @@ def test_yaml_is_merged_as_data_and_typed_flags_win(tmp_path):
     assert (args.eps, args.norm) == (0.05, "2")
 
 
+def test_typed_flags_win_over_the_yaml_file_also_for_booleans_and_exclusive_options(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("early_stop: true\ndata: null\n")           # null: an option whose default is none
+    args = parse_args(["sweep", "--config", str(cfg), "--no-early-stop"])
+    assert args.early_stop is False and args.data is None
+    cfg.write_text("n: 100\nalpha: 0.7\n")
+    args = parse_args(["evaluate", "--config", str(cfg), "--indices", "picked.txt", "--model", "fmnist-std-cnn"])
+    assert args.indices == "picked.txt" and not hasattr(args, "n") and not hasattr(args, "alpha")
+
+
 def test_booleans_that_default_on_have_a_no_flag():
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["evaluate"]
     flags = {o for a in sub._actions for o in a.option_strings}

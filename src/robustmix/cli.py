@@ -33,9 +33,11 @@ GLOBAL = [  # (flags, argparse keywords): accepted before or after the command
     (("--threads",), {"type": int, "help": "CPU threads for PyTorch (default: PyTorch's choice)"}),
     (("--debug",), {"action": "store_true", "help": "show the full traceback of an error"}),
     (("-v", "--verbose"), {"action": "store_true", "help": "debug logging"}),
-    (("--channels-last",), {"action": "store_true", "help": "run the models' convolutions in the channels_last memory "
-                                                           "format (often faster on CPUs and GPUs; the same numbers "
-                                                           "up to float rounding)"}),
+    (("--channels-last",), {"action": "store_true", "help": "run every model's convolutions in the channels_last memory "
+                                                           "format: zoo models and robustmix checkpoints load that "
+                                                           "way already, this applies it to ARCH@WEIGHTS, .pt2 and "
+                                                           "factory models too (the same numbers up to float "
+                                                           "rounding; BENCHMARKS.md measures the speed)"}),
     (("--import-code",), {"action": "store_true", "help": "let a checkpoint whose architecture is your own import the "
                                                          "module its card names (module:function); that runs the "
                                                          "module's code: only for files you trust"}),
@@ -54,8 +56,10 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def shown_default(leaf) -> str:
+def shown_default(leaf, cls=None) -> str:
     meta = leaf.meta
+    if leaf.name == "out" and cls is not None and meta["shown"] == "runs/<command>":
+        return cls.DEFAULT_OUT
     if meta["shown"] is not None or meta["required"]:
         return meta["shown"] or "required"
     value = leaf.default
@@ -103,11 +107,12 @@ def flags_of(leaf) -> tuple:
     return leaf.meta["flags"] or ("--" + leaf.name.replace("_", "-"),)
 
 
-def add_option(p: argparse.ArgumentParser, leaf) -> None:
+def add_option(p: argparse.ArgumentParser, leaf, cls=None) -> None:
     meta, (base, literal) = leaf.meta, base_type(leaf.type)
-    kw = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {shown_default(leaf)})".replace("%", "%%")}
+    kw = {"default": argparse.SUPPRESS,
+          "help": f"{meta['help']} (default: {shown_default(leaf, cls)})".replace("%", "%%")}
     if base is bool:
-        kw["action"] = argparse.BooleanOptionalAction if leaf.default else "store_true"
+        kw["action"] = argparse.BooleanOptionalAction   # --x and --no-x: a typed flag wins over YAML either way
     elif base is list or typing.get_origin(base) is list:
         kw.update(nargs="+", type=meta["of"] or str)
     else:
@@ -146,7 +151,7 @@ def build_parser() -> Parser:
         p.add_argument("--config", default=argparse.SUPPRESS, help="YAML file of settings (keys as the long option "
                        "names); flags typed on the command line win over it")
         for leaf in sorted(command_leaves(cls), key=lambda o: ORDER.get(o.name, 2)):
-            add_option(p, leaf)
+            add_option(p, leaf, cls)
         for flags, kw in GLOBAL:
             p.add_argument(*flags, default=argparse.SUPPRESS, **{**kw, "help": argparse.SUPPRESS})
     return ap
@@ -167,7 +172,7 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def convert(leaf, value, key, path: Path):
+def convert(leaf, value, key, path: Path, command: str):
     """A YAML value as the option's type, refused as a typed flag would be."""
     meta, (base, literal) = leaf.meta, base_type(leaf.type)
     if base is bool:
@@ -177,8 +182,11 @@ def convert(leaf, value, key, path: Path):
     many = base is list or typing.get_origin(base) is list
     if isinstance(value, list) and not many:
         raise ConfigError(f"setting {key!r} in {path} takes one value, got a list")
+    if value is None and leaf.default is None:
+        return None                   # 'null' for an option whose default is none (as settings.json writes it)
     if isinstance(value, (dict, bool)) or value is None:
-        raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix COMMAND --help'")
+        raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix {command} "
+                          "--help'")
     typ, choices = (meta["of"] or str) if many else base, meta["choices"] or literal
 
     def one(v):
@@ -210,7 +218,7 @@ def yaml_settings(path: Path, cls, command: str) -> dict:
             raise ConfigError(f"{path} gives {seen[leaf.name]!r} and {key!r}, two names of one setting "
                               f"({'/'.join(flags_of(leaf))}); keep one")
         seen[leaf.name] = key
-        out[leaf.name] = convert(leaf, value, key, path)
+        out[leaf.name] = convert(leaf, value, key, path, command)
     return out
 
 
@@ -218,8 +226,13 @@ def parse_args(argv) -> argparse.Namespace:
     """The given settings only (defaults < YAML (--config) < flags typed on the command line)."""
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None):
-        merged = {**yaml_settings(Path(args.config), TABLE[args.command], args.command), **vars(args)}
-        args = argparse.Namespace(**merged)
+        typed = vars(args)
+        from_yaml = yaml_settings(Path(args.config), TABLE[args.command], args.command)
+        for a, b in getattr(TABLE[args.command], "EXCLUSIVE", ()):   # a typed flag replaces the file's other one
+            for mine, other in ((a, b), (b, a)):
+                if mine in typed and other in from_yaml:
+                    del from_yaml[other]
+        args = argparse.Namespace(**{**from_yaml, **typed})
     return args
 
 

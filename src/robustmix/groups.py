@@ -35,9 +35,13 @@ class ThreatModel:
     eps: float = option(0.1, "attack radius")
 
     def __post_init__(self):
-        name = norm_name(self.norm)
+        try:
+            name = norm_name(self.norm)
+        except ConfigError:
+            name = None
         if name not in ("inf", "2"):
-            raise ConfigError(f"--norm {self.norm!r}: robustmix attacks the l_inf or the l_2 ball; use inf or 2")
+            raise ConfigError(f"unknown norm {self.norm!r}: robustmix attacks the l_inf or the l_2 ball; use --norm inf "
+                              "or --norm 2 (also accepted: linf, l2)")
         object.__setattr__(self, "norm", name)
         try:
             eps = float(self.eps)

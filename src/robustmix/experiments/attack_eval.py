@@ -38,6 +38,9 @@ class AttackConfig:
         check_batch_size(self.batch_size, "attack")
         if self.autoattack not in AUTOATTACK_CHOICES:
             raise ConfigError(f"autoattack must be one of {', '.join(AUTOATTACK_CHOICES)}, got {self.autoattack!r}")
+        if self.steps == 0 and self.autoattack == "none":
+            raise ConfigError("--steps 0 and --autoattack none leave nothing to run: give PGD steps or an AutoAttack "
+                              "version")
         if (self.autoattack == "custom") != bool(self.attacks):
             raise ConfigError("give AutoAttack's attacks (e.g. ['apgd-ce', 'apgd-t']) exactly when autoattack='custom'")
 

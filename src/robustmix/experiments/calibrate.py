@@ -136,6 +136,8 @@ class CalibrateSettings:
             raise ConfigError(f"--radius must be a number >= 0, got {self.radius}")
         self.alphas = [float(a) for a in check_alpha(self.alphas).reshape(-1).tolist()]
         check_positive_int(self.adaptive_epochs, name="--adaptive-epochs")
+        check_positive_int(self.steps, name="--steps")
+        check_positive_int(self.confirm_steps, name="--confirm-steps")
 
 
 def run_calibration(g, h, splits: dict, cal: CalibrateSettings, out, *, settings: dict | None = None,

@@ -162,7 +162,7 @@ class AttackSummary(Summary):
         text = (f"The mixture at alpha = {self.alpha:g}, {norm_name(s.get('norm'))} eps = {s.get('eps')}; each row one "
                 "attack on its own (the worst case over an adaptive ensemble, per example: robustmix evaluate). "
                 + (f"AutoAttack warnings: {'; '.join(self.autoattack_warnings)}." if self.autoattack_warnings else
-                   "AutoAttack raised no warning."))
+                   "AutoAttack raised no warning." if "autoattack" in self.accuracy else ""))
         return [Section(f"Attacks on the mixture at alpha = {self.alpha:g}", with_command(text, self.command),
                         [rows])]
 

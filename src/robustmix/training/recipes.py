@@ -66,6 +66,8 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive learning rate, got {self.lr!r}")
         check_eps(self.sigma, name="--sigma")
+        if self.recipe == "noise" and not self.sigma > 0:
+            raise ConfigError(f"the noise recipe needs --sigma > 0 (the Gaussian noise it trains under), got {self.sigma}")
         if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
         if not (isinstance(self.margin, (int, float)) and 0 <= self.margin < float("inf")):
