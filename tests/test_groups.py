@@ -145,6 +145,8 @@ def test_a_summarys_settings_read_back_as_the_commands_typed_config(argv, tmp_pa
     assert main([*argv, "--out", str(out)]) == 0
     summary = load_summary(out / "summary.json")
     assert isinstance(summary.settings, Settings)
+    report = (out / "report.md").read_text()   # the report names the models and settings, defaults included
+    assert "## Settings" in report and f"| rob | {summary.settings['rob']} |" in report
     written = json.loads((out / "settings.json").read_text())          # the command's config, as written
     cfg = config_from_settings(TABLE[argv[0]], written, out)
     assert {k: v for k, v in json.loads(json.dumps(flat(cfg))).items() if k not in ("out", "fresh")} == \

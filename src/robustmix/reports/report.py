@@ -36,7 +36,7 @@ def write_report(summary, out_dir, title: str | None = None) -> dict[str, Path]:
     """
     out_dir, typed = Path(out_dir), _typed(summary)
     title = title or f"robustmix {typed.KIND} report"
-    sections: list[Section] = typed.render(out_dir) + typed.data_sections()
+    sections: list[Section] = typed.render(out_dir) + typed.data_sections() + typed.settings_sections()
     md, body, figs = [f"# {title}", ""], [f"<h1>{html.escape(title)}</h1>"], {}
     for sec in sections:
         md += [f"## {sec.title}", "", sec.text, ""]

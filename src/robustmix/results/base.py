@@ -11,6 +11,7 @@ in :data:`KINDS` when its class is defined.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +26,14 @@ KINDS: dict[str, type] = {}
 
 def rate_ci(fraction: float, n: int) -> list[float]:
     return list(binomial_ci(round(fraction * n), n))
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 @dataclasses.dataclass
@@ -102,6 +111,26 @@ class Summary(Value):
         if out.get("data") is None:
             out.pop("data", None)
         return out
+
+    def settings_sections(self) -> list[Section]:
+        """The options the run was made with, defaults included (the command line shows only what was typed):
+        models, data, threat model, budgets, seed."""
+        settings = getattr(self, "settings", None)
+        if not settings:
+            return []
+        rows = [["setting", "value"]]
+        for key, value in settings.items():
+            if key in ("out", "fresh") or value is None or isinstance(value, Mapping):
+                continue
+            if isinstance(value, (list, tuple)):
+                if len(value) > 24:
+                    continue
+                value = " ".join(_setting_text(v) for v in value)
+            rows.append([key, _setting_text(value)])
+        if len(rows) == 1:
+            return []
+        return [Section("Settings", "The options this run was made with, defaults included (settings.json holds "
+                                    "them all).", [rows])]
 
     def data_sections(self) -> list[Section]:
         """The report's account of the user's own data (--data): where it came from, its classes, and per split the
