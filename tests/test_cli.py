@@ -86,6 +86,7 @@ BAD_INPUTS = [
     (["sweep", "-n", "5", "--std", "torch.nn:Identity"], "returns"),
     (["sweep", "-n", "5", "--norm", "1"], "use --norm inf or --norm 2"),
     (["attack", "-n", "5", "--steps", "0", "--autoattack", "none"], "leave nothing to run"),
+    (["certify", "--sigma", "0.5", "--n0", "50", "-n", "5"], "--n0 sets the selection samples"),
     (["calibrate", "--target", "0.9", "-n", "5", "--confirm-steps", "0"], "--confirm-steps must be an integer >= 1"),
     (["train", "--recipe", "noise", "--sigma", "0", "--out", "OUT/m.safetensors"], "noise recipe needs --sigma > 0"),
 ]

@@ -64,6 +64,9 @@ class CertifyCommand(Command):
             raise ConfigError("--sequential-rule applies to sequential sampling: add --sequential")
         if self.tolerance is not None and not self.sequential:
             raise ConfigError("--tolerance applies to sequential sampling: add --sequential")
+        if self.smoothing.n0 != Smoothing().n0 and not self.sound:
+            raise ConfigError("--n0 sets the selection samples of the sound certificate: add --sound (the point "
+                              "estimates use --samples only)")
         self.experiment()   # CertifyConfig's own checks, now
 
     def experiment(self) -> CertifyConfig:
