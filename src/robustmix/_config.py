@@ -88,6 +88,18 @@ def leaves(cls, path: tuple = (), overrides: dict | None = None) -> list[Leaf]:
     return out
 
 
+def internal_defaults(cls, defaults: dict | None = None) -> dict:
+    """{name: default} of the fields of ``cls`` and its groups that are not options (robustmix's own knobs, which
+    settings.json lists beside the options)."""
+    hints, defaults, out = typing.get_type_hints(cls), defaults or {}, {}
+    for f in dataclasses.fields(cls):
+        if is_group(f):
+            out.update(internal_defaults(group_type(hints[f.name]), f.metadata["group"]["defaults"]))
+        elif "option" not in f.metadata and not f.name.startswith("_"):
+            out[f.name] = defaults.get(f.name, default_of(f))
+    return out
+
+
 def group_type(hint):
     """The dataclass of a group field's annotation (``ThreatModel`` or ``ThreatModel | None``)."""
     if dataclasses.is_dataclass(hint):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ import types
 import typing
 from pathlib import Path
 
-from ._config import build, flat, leaves
+from ._config import build, flat, internal_defaults, leaves
 from ._io import all_or_nothing, folder_written_as, write_json
 from .commands import COMMANDS, Context
 from .errors import ConfigError, RobustMixError, VerificationError
@@ -205,19 +206,33 @@ def convert(leaf, value, key, path: Path, command: str):
 
 
 def yaml_settings(path: Path, cls, command: str) -> dict:
-    """A YAML settings file merged as data: {option name: value}, each value converted and checked as its flag."""
+    """A YAML settings file merged as data: {option name: value}, each value converted and checked as its flag.
+
+    A run's own settings.json works as such a file (it reruns that run): it also lists robustmix's internal knobs
+    (``step_size``, ``restarts``, ...), which are passed over while they hold their defaults."""
     data, by_key, out, seen = read_yaml(path), {}, {}, {}
-    for leaf in command_leaves(cls):
+    leaves_of = command_leaves(cls)
+    for leaf in leaves_of:
         for key in (leaf.name, *(f.lstrip("-").replace("-", "_") for f in flags_of(leaf) if f.startswith("--"))):
             by_key[key] = leaf   # a key may be the long option's name (samples) or the setting's (num_samples)
+    names, internal = {leaf.name for leaf in leaves_of}, internal_defaults(cls)
     for key, value in data.items():
+        if key in internal and key not in names and value == json.loads(json.dumps(internal[key])):
+            continue
+        if key == "command" and value == command:   # settings.json of older runs
+            continue
         leaf = by_key.get(str(key).replace("-", "_"))
+        if leaf is None and key in internal:
+            raise ConfigError(f"setting {key!r} in {path} is robustmix's own (not an option of {command}); leave it "
+                              f"at {json.dumps(internal[key])} or remove it")
         if leaf is None or leaf.meta["positional"]:
             raise ConfigError(f"unknown setting {key!r} in {path}; see 'robustmix {command} --help'")
         if leaf.name in seen:
             raise ConfigError(f"{path} gives {seen[leaf.name]!r} and {key!r}, two names of one setting "
                               f"({'/'.join(flags_of(leaf))}); keep one")
         seen[leaf.name] = key
+        if value is None and leaf.default is None:
+            continue                  # 'null' for an option whose default is none: as if not given
         out[leaf.name] = convert(leaf, value, key, path, command)
     return out
 
