@@ -183,8 +183,6 @@ def convert(leaf, value, key, path: Path, command: str):
     many = base is list or typing.get_origin(base) is list
     if isinstance(value, list) and not many:
         raise ConfigError(f"setting {key!r} in {path} takes one value, got a list")
-    if value is None and leaf.default is None:
-        return None                   # 'null' for an option whose default is none (as settings.json writes it)
     if isinstance(value, (dict, bool)) or value is None:
         raise ConfigError(f"setting {key!r} in {path} has the wrong type ({value!r}); see 'robustmix {command} "
                           "--help'")
