@@ -182,6 +182,14 @@ def accepts_old_keywords(cls):
     return cls
 
 
+def refuse_unknown(deprecated: dict, caller: str, known=()) -> None:
+    """TypeError, worded as Python's own, for the keywords in ``deprecated`` that ``caller`` never took (``known``:
+    the old keywords it still accepts)."""
+    unknown = sorted(set(deprecated) - set(known))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+
+
 def from_keywords(group: type, given, old: dict, caller: str, stacklevel: int = 3):
     """The group a function was given, or one built from the keywords it used to take (deprecated).
 
@@ -190,10 +198,7 @@ def from_keywords(group: type, given, old: dict, caller: str, stacklevel: int = 
     """
     if not old:
         return given
-    names = {f.name for f in dataclasses.fields(group)}
-    unknown = sorted(set(old) - names)
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    refuse_unknown(old, caller, {f.name for f in dataclasses.fields(group)})
     if given is not None:
         raise TypeError(f"{caller}(): give {group.__name__}(...) or its fields ({', '.join(sorted(old))}), not both")
     warnings.warn(f"{caller}({', '.join(f'{k}=' for k in old)}...) is deprecated and will be removed in the next "
@@ -205,9 +210,7 @@ def from_keywords(group: type, given, old: dict, caller: str, stacklevel: int = 
 def split_keywords(deprecated: dict, caller: str, *groups: tuple) -> list[dict]:
     """The deprecated keywords a function received, split by the group each belongs to (``groups``: the old
     keyword names of each); TypeError for a keyword the function never took."""
-    unknown = sorted(set(deprecated) - set().union(*groups))
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    refuse_unknown(deprecated, caller, set().union(*groups))
     return [{k: v for k, v in deprecated.items() if k in names} for names in groups]
 
 

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from .._seeding import example_keys, hash32  # noqa: F401  (example_keys: part of this module's API)
 from .._validation import check_positive_int
 from ..errors import ConfigError, InputError
+from .._config import refuse_unknown
 from ..groups import ThreatModel, from_keywords
-from .pgd import legacy_threat, per_sample_norm, project, refuse_unknown
+from .pgd import legacy_threat, per_sample_norm, project
 
 
 Observe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -18,8 +18,9 @@ import torch
 
 from .._validation import check_input, check_positive_int
 from ..errors import AttackError, ConfigError
+from .._config import refuse_unknown
 from ..groups import ThreatModel, from_keywords
-from .pgd import check_seed, legacy_threat, refuse_unknown
+from .pgd import check_seed, legacy_threat
 
 logger = logging.getLogger(__name__)
 

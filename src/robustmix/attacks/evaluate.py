@@ -65,11 +65,12 @@ from .._validation import (check_input, check_logits, check_positive_int, mixtur
                            probe_models, runnable)
 from .._binomial import binomial_ci
 from ..errors import AttackError, ConfigError, InputError
+from .._config import refuse_unknown
 from ..groups import ThreatModel, from_keywords
 from .._seeding import example_keys
 from .apgd import APGDSettings, apgd
 from .autoattack import AutoAttackSuite, run_autoattack
-from .pgd import check_seed, legacy_threat, refuse_unknown
+from .pgd import check_seed, legacy_threat
 
 logger = logging.getLogger(__name__)
 

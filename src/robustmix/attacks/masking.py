@@ -13,9 +13,10 @@ import logging
 import torch
 
 from .._validation import check_positive_int
+from .._config import refuse_unknown
 from ..groups import ThreatModel, from_keywords
 from .autoattack import AutoAttackSuite, run_autoattack
-from .pgd import PGD, check_seed, legacy_threat, refuse_unknown
+from .pgd import PGD, check_seed, legacy_threat
 
 logger = logging.getLogger(__name__)
 

@@ -68,12 +68,6 @@ def legacy_threat(threat, norm, deprecated: dict, caller: str) -> tuple[ThreatMo
     return threat, old
 
 
-def refuse_unknown(deprecated: dict, caller: str) -> None:
-    """A TypeError naming the keywords that are neither parameters nor deprecated ones, as Python's own."""
-    if deprecated:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, sorted(deprecated)))}")
-
-
 def per_sample_norm(v: torch.Tensor, p: float) -> torch.Tensor:
     """The l_p norm of each example of a batch, shaped (n, 1, ..., 1) to broadcast against ``v``."""
     return torch.linalg.vector_norm(v.flatten(1), ord=p, dim=1).view(-1, *([1] * (v.ndim - 1)))

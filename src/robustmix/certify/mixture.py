@@ -105,10 +105,11 @@ import torch
 
 from .._validation import AlphaLike, check_alpha, check_positive_int, probe_models
 from ..errors import ConfigError, ModelError
+from .._config import refuse_unknown
 from ..groups import Smoothing, from_keywords
 from .radii import smoothing_radius_from_bounds
 from .smoothing import (ABSTAIN, Inputs, NoiseSamples, check_base_logits, check_batch, group_or_default, old_keywords,
-                        refuse_unknown, smoothing_pass)
+                        smoothing_pass)
 from .stats import bernstein_lower, betting_lower, binomial_cs_lower, binomial_cs_upper, clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def estimate_top_bound(draw, top: torch.Tensor, est: Estimator, *, smoothing: Sm
     ``smoothing=Smoothing(...)``; ``sequential=True/False`` with ``tolerance=`` (default 0.1), ``radii=``, ``rule=``,
     ``first_look=``, ``growth=``, ``futility=``, ``optimism=`` for ``sequential=Sequential(...)`` or None.
     """
-    refuse_unknown("estimate_top_bound", deprecated, {"sigma", "num_samples", "delta", "tolerance", "radii", "rule",
+    refuse_unknown(deprecated, "estimate_top_bound", {"sigma", "num_samples", "delta", "tolerance", "radii", "rule",
                                                       "first_look", "growth", "futility", "optimism"})
     smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "estimate_top_bound")
     sequential = sequential_from_keywords(sequential, deprecated, "estimate_top_bound", tolerance=0.1)
@@ -508,7 +509,7 @@ def certify_mixture(g, h_base, x: torch.Tensor, *, alphas: AlphaLike, smoothing:
     ``sequential_rule=`` for ``sequential=Sequential(...)`` or None; ``seed=``, ``indices=``, ``input_range=`` for
     ``inputs=Inputs(...)``.  Giving a group and one of its own old keywords raises TypeError.
     """
-    refuse_unknown("certify_mixture", deprecated, {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
+    refuse_unknown(deprecated, "certify_mixture", {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
                                                    "indices", "input_range", "tolerance", "radii", "sequential_rule"})
     smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "certify_mixture")
     inputs = from_keywords(Inputs, inputs, old_keywords(deprecated, Inputs), "certify_mixture")

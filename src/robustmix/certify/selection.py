@@ -60,10 +60,11 @@ from scipy.stats import norm as normal
 
 from .._validation import probe_models
 from ..errors import ConfigError, ModelError
+from .._config import refuse_unknown
 from ..groups import Smoothing, from_keywords
 from .mixture import ESTIMATION_STREAM, SELECTION_STREAM, Certificate
 from .smoothing import (ABSTAIN, Inputs, NoiseSamples, check_base_logits, check_batch, group_or_default, old_keywords,
-                        refuse_unknown, smoothing_pass)
+                        smoothing_pass)
 from .stats import clopper_pearson_lower
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def certify_selection(g, h_base, x: torch.Tensor, *, thresholds, smoothing: Smoo
     ``batch_size=`` for ``smoothing=Smoothing(...)``; ``seed=``, ``indices=``, ``input_range=`` for
     ``inputs=Inputs(...)``.  Giving a group and one of its own old keywords raises TypeError.
     """
-    refuse_unknown("certify_selection", deprecated, {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
+    refuse_unknown(deprecated, "certify_selection", {"sigma", "num_samples", "n0", "delta", "batch_size", "seed",
                                                      "indices", "input_range"})
     smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "certify_selection")
     inputs = from_keywords(Inputs, inputs, old_keywords(deprecated, Inputs), "certify_selection")
@@ -199,7 +200,7 @@ def selection_counts(h_base, x: torch.Tensor, smoothing: Smoothing, selector, th
 
     Deprecated for one release (DeprecationWarning): a number in place of ``smoothing`` (the old positional
     ``sigma``) with ``num_samples=``, ``n0=``, ``batch_size=`` for ``Smoothing(...)``."""
-    refuse_unknown("selection_counts", deprecated, {"sigma", "num_samples", "n0", "batch_size"})
+    refuse_unknown(deprecated, "selection_counts", {"sigma", "num_samples", "n0", "batch_size"})
     old = old_keywords(deprecated, Smoothing)
     if smoothing is not None and not isinstance(smoothing, Smoothing):
         old = {"sigma": smoothing, **old}     # the old positional sigma
@@ -232,7 +233,7 @@ def selection_from_counts(votes_sel, votes, chosen, g_class, thresholds, *, smoo
 
     Deprecated for one release (DeprecationWarning): ``sigma=``, ``delta=``, ``n0=``, ``num_samples=`` for
     ``smoothing=Smoothing(...)``."""
-    refuse_unknown("selection_from_counts", deprecated, {"sigma", "delta", "n0", "num_samples"})
+    refuse_unknown(deprecated, "selection_from_counts", {"sigma", "delta", "n0", "num_samples"})
     smoothing = from_keywords(Smoothing, smoothing, old_keywords(deprecated, Smoothing), "selection_from_counts")
     smoothing = group_or_default(smoothing, Smoothing, "smoothing")
     sigma, delta, n0, num_samples = smoothing.required_sigma(), smoothing.delta, smoothing.n0, smoothing.num_samples

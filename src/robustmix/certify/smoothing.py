@@ -208,13 +208,6 @@ def old_keywords(deprecated: dict, group: type) -> dict:
     return {k: deprecated.pop(k) for k in list(deprecated) if k in names}
 
 
-def refuse_unknown(caller: str, deprecated: dict, known) -> None:
-    """TypeError, as Python raises it, for keywords that ``caller`` never took (``known``: its old keywords)."""
-    unknown = sorted(set(deprecated) - set(known))
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-
-
 def group_or_default(value, group: type, name: str):
     """``value`` if it is a ``group``, ``group()`` (its defaults) for None; ConfigError for anything else."""
     if value is None:

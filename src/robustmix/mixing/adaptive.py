@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ModelError
+from .._config import refuse_unknown, require_group
 from ..groups import from_keywords
 from .modules import BasePair
 from .nonlinear import Surrogate, mix_log_weights, safe_logaddexp
@@ -498,14 +499,10 @@ def build_mixing_net(std_model: nn.Module, rob_model: nn.Module, example: torch.
     :class:`AdaptiveMixedClassifier` (whose ``alpha_range`` is ``arch.alpha_range``).  The keywords ``features``,
     ``net``, ``count``, ``hidden``, ``depth``, ``width`` and ``blocks`` still work for one release (deprecated).
     """
-    unknown = sorted(set(deprecated) - set(BUILD_KEYWORDS))
-    if unknown:
-        raise TypeError(f"build_mixing_net() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    refuse_unknown(deprecated, "build_mixing_net", BUILD_KEYWORDS)
     arch = from_keywords(MixingArchitecture, arch, deprecated, "build_mixing_net")
-    if arch is None:
-        arch = MixingArchitecture()
-    elif not isinstance(arch, MixingArchitecture):
-        raise TypeError(f"build_mixing_net(): arch must be a MixingArchitecture, got {type(arch).__name__}")
+    arch = MixingArchitecture() if arch is None else require_group(arch, MixingArchitecture, "build_mixing_net",
+                                                                   "arch")
     layers = feature_layers if feature_layers is not None else feature_layers_for(std_model, rob_model, example, arch)
     probe = AdaptiveMixedClassifier(std_model, rob_model, nn.Identity(), feature_layers=layers)
     std_logits, rob_logits, feats = probe.features(example[:1], maps=arch.net == "residual")

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._config import accepts_old_keywords, flat, group, option
+from .._config import accepts_old_keywords, flat, group, option, refuse_unknown
 from .._validation import check_eps, check_p, check_positive_int
-from ..attacks.pgd import PGD, PGDBudget, legacy_threat, refuse_unknown
+from ..attacks.pgd import PGD, PGDBudget, legacy_threat
 from ..errors import CheckpointError, ConfigError
 from ..groups import ThreatModel, from_keywords
 from .._io import atomic_write_bytes
