@@ -274,17 +274,18 @@ DESCRIBE = ("file", "model", "std", "rob", "mixer", "alpha", "scale", "power", "
             "data", "split", "n", "indices", "norm", "eps", "sigma")
 OUTPUTS = ("out", "export", "onnx")
 NONLINEAR_ONLY = {"scale", "power", "bias", "top_k", "std_map"}
-DEFAULT_DATASET = "fashion-mnist"   # not shown beside --data: the user's images are what the run reads
 
 
 def describe(cfg) -> str:
     """The console's first line: which models, data and threat model this run uses, and where it writes."""
-    values = {leaf.name: leaf_value(cfg, leaf) for leaf in command_leaves(type(cfg))}
+    leaves_of = command_leaves(type(cfg))
+    values = {leaf.name: leaf_value(cfg, leaf) for leaf in leaves_of}
+    defaults = {leaf.name: leaf.default for leaf in leaves_of}
     skip = ({"std", "rob", "alpha"} if values.get("model") else set()) | \
         ({"n"} if values.get("indices") else set()) | \
         ({"mixer"} if values.get("mixer", "linear") == "linear" else set()) | \
         (NONLINEAR_ONLY if values.get("mixer") != "nonlinear" else set()) | \
-        ({"dataset"} if values.get("data") and values.get("dataset") == DEFAULT_DATASET else set())
+        ({"dataset"} if values.get("data") and values.get("dataset") == defaults.get("dataset") else set())  # --data
     parts = [f"{k}={values[k]}" for k in DESCRIBE if k not in skip and values.get(k) is not None]
     outputs = [str(values[k]) for k in OUTPUTS if values.get(k)]
     return f"robustmix {cfg.NAME}: {' '.join(parts)} -> {', '.join(outputs)}" if parts and outputs else ""
